@@ -1,0 +1,137 @@
+//! `verge serve`: run the daemon.
+
+use crate::daemon::{self, DaemonConfig, LocalApp};
+use crate::runtime::{DEFAULT_MEMORY_BYTES, EngineSettings, FUEL_PER_CPU_MS, Limits};
+use crate::server::HttpLimits;
+use anyhow::{Context as _, bail};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Options of `verge serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for the data plane (function traffic).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "VERGE_LISTEN")]
+    pub listen: SocketAddr,
+    /// Directory for the daemon's state; created if missing.
+    #[arg(long, default_value = "verge-data", env = "VERGE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Serve one function for every host and path: a `.wasm` component, or
+    /// a function crate directory (built for wasm32-wasip2 first).
+    #[arg(long)]
+    pub app: PathBuf,
+    /// A configuration variable for the app, as KEY=VALUE (repeatable).
+    #[arg(long = "var", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    #[command(flatten)]
+    pub tuning: Tuning,
+}
+
+/// Engine and limit settings shared by the serving commands.
+#[derive(Debug, Args, Clone)]
+pub struct Tuning {
+    /// CPU budget per request, in milliseconds of CPU (converted to fuel).
+    #[arg(long, default_value_t = 50, env = "VERGE_CPU_MS")]
+    pub cpu_ms: u64,
+    /// Wall-clock deadline per request, in milliseconds.
+    #[arg(long, default_value_t = 30_000, env = "VERGE_WALL_CLOCK_MS")]
+    pub wall_clock_ms: u64,
+    /// Linear memory cap per request, in MiB (at most 4096).
+    #[arg(long, default_value_t = DEFAULT_MEMORY_BYTES >> 20, env = "VERGE_MEMORY_MIB")]
+    pub memory_mib: usize,
+    /// Instance slots in the pool: the number of requests running at once.
+    #[arg(long, default_value_t = crate::runtime::EngineSettings::default().pool_instances, env = "VERGE_POOL_INSTANCES")]
+    pub pool_instances: u32,
+    /// Allocate instances on demand instead of from the pool.
+    #[arg(long)]
+    pub no_pooling: bool,
+}
+
+impl Tuning {
+    /// The daemon configuration these settings describe.
+    pub fn daemon_config(&self, listen: SocketAddr) -> anyhow::Result<DaemonConfig> {
+        if self.memory_mib == 0 || self.memory_mib > 4096 {
+            bail!(
+                "--memory-mib must be between 1 and 4096, got {}",
+                self.memory_mib
+            );
+        }
+        if self.cpu_ms == 0 || self.wall_clock_ms == 0 {
+            bail!("--cpu-ms and --wall-clock-ms must be above 0");
+        }
+        let memory_bytes = self.memory_mib << 20;
+        let limits = Limits {
+            fuel: self.cpu_ms.saturating_mul(FUEL_PER_CPU_MS),
+            wall_clock: Duration::from_millis(self.wall_clock_ms),
+            memory_bytes,
+            ..Limits::default()
+        };
+        let engine = EngineSettings {
+            pool_instances: self.pool_instances.max(1),
+            max_memory_bytes: memory_bytes.max(DEFAULT_MEMORY_BYTES),
+            pooling: !self.no_pooling,
+            ..EngineSettings::default()
+        };
+        Ok(DaemonConfig {
+            listen,
+            engine,
+            limits,
+            http: HttpLimits::default(),
+        })
+    }
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// The `.wasm` to serve for `path`: the file itself, or the component built
+/// from the crate directory.
+pub(super) fn resolve_component(path: &Path) -> anyhow::Result<(String, PathBuf)> {
+    if path.is_dir() {
+        let artifacts = crate::guest_build::build(path, None)?;
+        let [artifact] = artifacts.as_slice() else {
+            bail!(
+                "{} builds {} components; pass one .wasm file instead",
+                path.display(),
+                artifacts.len()
+            );
+        };
+        return Ok((artifact.package.clone(), artifact.path.clone()));
+    }
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("app")
+        .replace('_', "-");
+    Ok((name, path.to_owned()))
+}
+
+pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.tuning.daemon_config(args.listen)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let (name, wasm) = resolve_component(&args.app)?;
+    let app = LocalApp {
+        name,
+        wasm,
+        vars: args.vars.into_iter().collect::<BTreeMap<_, _>>(),
+    };
+    let mut running = daemon::start(&config, &app).await?;
+    println!("verge: serving {} on http://{}", app.name, running.addr);
+    let stop = running.take_stop();
+    tokio::spawn(async move {
+        super::shutdown_signal().await;
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+    });
+    running.wait().await;
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! The process-wide wasmtime engine: pooling allocator, fuel, epochs, and
+//! the linker every component is instantiated against.
+
+use super::error::LoadError;
+use super::instance::Function;
+use super::limits::{DEFAULT_MEMORY_BYTES, EPOCH_TICK, Limits};
+use super::state::RequestState;
+use crate::capabilities;
+use std::sync::Arc;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Concurrent instances the pool holds by default: one per in-flight
+/// request. 1,000 × (4 GiB reservation + guards) ≈ 4 TiB of address space,
+/// well inside x86_64's 128 TiB; requests past it wait for admission.
+pub const DEFAULT_POOL_INSTANCES: u32 = 1_000;
+
+/// Linear memory kept resident (memset instead of madvise) when a pool slot
+/// is reused. 256 KiB covers a small Rust guest's stack, data and first heap
+/// pages, so the common request pays no page faults (docs/performance.md).
+pub const DEFAULT_KEEP_RESIDENT_BYTES: usize = 256 << 10;
+
+/// Core instances one component may hold in the pool. A Rust `wasm32-wasip2`
+/// component needs 1-4 (the module plus shims); a `wasi:http/proxy` component
+/// built by other toolchains a few more.
+const POOL_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+
+/// Linear memories one component may hold in the pool.
+const POOL_MEMORIES_PER_COMPONENT: u32 = 2;
+
+/// Tables one component may hold in the pool.
+const POOL_TABLES_PER_COMPONENT: u32 = 8;
+
+/// How the engine is built. Every field has a documented default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Instance slots in the pooling allocator (concurrent requests).
+    pub pool_instances: u32,
+    /// Largest linear memory any guest may have: the pool's slot size.
+    pub max_memory_bytes: usize,
+    /// Linear memory kept resident when a slot is reused.
+    pub keep_resident_bytes: usize,
+    /// Use the pooling allocator (falls back to on-demand when the address
+    /// space cannot be reserved).
+    pub pooling: bool,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            pool_instances: DEFAULT_POOL_INSTANCES,
+            max_memory_bytes: DEFAULT_MEMORY_BYTES,
+            keep_resident_bytes: DEFAULT_KEEP_RESIDENT_BYTES,
+            pooling: true,
+        }
+    }
+}
+
+/// The engine, its linker and the epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<RequestState>>,
+    pooling: bool,
+    settings: EngineSettings,
+}
+
+impl Runtime {
+    /// Builds the engine. With `settings.pooling`, tries the pooling
+    /// allocator first and falls back to on-demand allocation with a warning
+    /// when the address space cannot be reserved (e.g. under `ulimit -v`).
+    pub fn new(settings: EngineSettings) -> Result<Self, LoadError> {
+        let (engine, pooling) = if settings.pooling {
+            match Engine::new(&engine_config(&settings, true)) {
+                Ok(engine) => (engine, true),
+                Err(err) => {
+                    tracing::warn!(
+                        error = %err,
+                        "pooling allocator unavailable, falling back to on-demand instance allocation"
+                    );
+                    (
+                        Engine::new(&engine_config(&settings, false)).map_err(LoadError::engine)?,
+                        false,
+                    )
+                }
+            }
+        } else {
+            (
+                Engine::new(&engine_config(&settings, false)).map_err(LoadError::engine)?,
+                false,
+            )
+        };
+        spawn_epoch_ticker(engine.weak());
+        let linker = build_linker(&engine).map_err(LoadError::engine)?;
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            pooling,
+            settings,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether instances come from the pooling allocator.
+    pub fn is_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The settings the engine was built with.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Compiles and validates a component: it must be a component (not a
+    /// core module), every import must be one this host provides, and it must
+    /// export `verge:edge/handler`.
+    pub fn load(&self, name: &str, bytes: &[u8], limits: Limits) -> Result<Function, LoadError> {
+        if bytes.is_empty() {
+            return Err(LoadError::Empty);
+        }
+        if !wasmparser_is_component(bytes) {
+            return Err(LoadError::NotAComponent);
+        }
+        let component = Component::new(&self.engine, bytes).map_err(LoadError::compile)?;
+        self.prepare(name, component, limits)
+    }
+
+    /// Links an already compiled component (see [`Runtime::load`]).
+    pub fn prepare(
+        &self,
+        name: &str,
+        component: Component,
+        limits: Limits,
+    ) -> Result<Function, LoadError> {
+        if limits.memory_bytes > self.settings.max_memory_bytes {
+            return Err(LoadError::LimitAbovePool {
+                requested: limits.memory_bytes,
+                pool: self.settings.max_memory_bytes,
+            });
+        }
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(LoadError::link)?;
+        let pre = super::bindings::FunctionPre::new(instance_pre).map_err(LoadError::exports)?;
+        Ok(Function::new(name, self.engine.clone(), pre, limits))
+    }
+}
+
+/// The binary header of a component is `\0asm` followed by a layer of 1;
+/// a core module has layer 0. Checked up front for a clearer error.
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+fn engine_config(settings: &EngineSettings, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.consume_fuel(true);
+    config.epoch_interruption(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        let instances = settings.pool_instances.max(1);
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(POOL_CORE_INSTANCES_PER_COMPONENT))
+            .max_core_instances_per_component(POOL_CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(instances.saturating_mul(POOL_MEMORIES_PER_COMPONENT))
+            .max_memories_per_component(POOL_MEMORIES_PER_COMPONENT)
+            .total_tables(instances.saturating_mul(POOL_TABLES_PER_COMPONENT))
+            .max_tables_per_component(POOL_TABLES_PER_COMPONENT)
+            .total_stacks(instances)
+            .max_memory_size(settings.max_memory_bytes)
+            .table_elements(super::limits::DEFAULT_TABLE_ELEMENTS)
+            .linear_memory_keep_resident(settings.keep_resident_bytes)
+            .table_keep_resident(settings.keep_resident_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Links WASI (nothing inherited: see [`RequestState::new`]) and every
+/// `verge:edge` interface the host provides.
+fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    capabilities::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is
+/// dropped, so wall-clock deadlines fire inside running guest code.
+fn spawn_epoch_ticker(engine: EngineWeak) {
+    let spawned = std::thread::Builder::new()
+        .name("verge-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!(error = %err, "could not start the epoch ticker; wall-clock limits fall back to timers");
+    }
+}

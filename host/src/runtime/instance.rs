@@ -1,0 +1,160 @@
+//! One loaded function: its `InstancePre` and limits, and the per-request
+//! path (fresh store → instantiate → `handle` → classify the outcome).
+
+use super::bindings::FunctionPre;
+use super::bindings::http_types::{Request, Response};
+use super::error::GuestError;
+use super::limits::{FUEL_YIELD_INTERVAL, Limits};
+use super::state::RequestState;
+use crate::capabilities::{config::ConfigCtx, log::LogCtx};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::{Engine, Store, Trap};
+
+/// What a request brings besides its body: who it is for and its log tags.
+#[derive(Clone)]
+pub struct RequestContext {
+    /// Configuration variables the guest can read.
+    pub config: ConfigCtx,
+    /// Where the guest's logs go.
+    pub log: LogCtx,
+}
+
+/// The measured outcome of one guest call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Fuel consumed.
+    pub fuel: u64,
+    /// Peak linear memory in bytes.
+    pub peak_memory: usize,
+}
+
+/// A compiled, linked function ready to serve requests.
+pub struct Function {
+    name: Arc<str>,
+    engine: Engine,
+    pre: FunctionPre<RequestState>,
+    limits: Limits,
+}
+
+impl Function {
+    pub(super) fn new(
+        name: &str,
+        engine: Engine,
+        pre: FunctionPre<RequestState>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            engine,
+            pre,
+            limits,
+        }
+    }
+
+    /// The function's name (for logs).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The limits every request runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Runs one request in a fresh instance under this function's limits.
+    pub async fn handle(
+        &self,
+        req: Request,
+        ctx: RequestContext,
+    ) -> (Result<Response, GuestError>, Usage) {
+        let limits = self.limits;
+        let mut store = Store::new(
+            &self.engine,
+            RequestState::new(&limits, ctx.config, ctx.log),
+        );
+        store.limiter(|state| &mut state.limiter);
+        if let Err(err) = prepare_store(&mut store, &limits) {
+            return (
+                Err(GuestError::Instantiate(format!("{err:#}"))),
+                Usage::default(),
+            );
+        }
+        // The epoch deadline stops running wasm; this timer also stops a
+        // guest parked in a host call. A tick of slack lets the precise
+        // epoch trap win when both fire.
+        let deadline = limits.wall_clock + DEADLINE_SLACK;
+        let outcome = tokio::time::timeout(deadline, call(&self.pre, &mut store, &req)).await;
+        let usage = Usage {
+            fuel: limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
+            peak_memory: store.data().limiter.peak_memory,
+        };
+        let result = match outcome {
+            Err(_elapsed) => Err(GuestError::Timeout),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) => Err(classify(&err, store.data().limiter.memory_denied)),
+        };
+        (result, usage)
+    }
+}
+
+fn prepare_store(store: &mut Store<RequestState>, limits: &Limits) -> wasmtime::Result<()> {
+    store.set_fuel(limits.fuel)?;
+    store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))?;
+    store.set_epoch_deadline(limits.epoch_ticks());
+    store.epoch_deadline_trap();
+    Ok(())
+}
+
+enum CallError {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+async fn call(
+    pre: &FunctionPre<RequestState>,
+    store: &mut Store<RequestState>,
+    req: &Request,
+) -> Result<Response, CallError> {
+    let instance = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(CallError::Instantiate)?;
+    instance
+        .verge_edge_handler()
+        .call_handle(&mut *store, req)
+        .await
+        .map_err(CallError::Call)
+}
+
+/// Maps a failed call to what the client is told. A trap after a refused
+/// memory growth is the memory limit (the guest's allocator gives up).
+fn classify(err: &CallError, memory_denied: bool) -> GuestError {
+    let err = match err {
+        CallError::Instantiate(err) => {
+            if let Some(trap) = err.downcast_ref::<Trap>() {
+                return classify_trap(*trap, memory_denied, err);
+            }
+            return GuestError::Instantiate(format!("{err:#}"));
+        }
+        CallError::Call(err) => err,
+    };
+    match err.downcast_ref::<Trap>() {
+        Some(trap) => classify_trap(*trap, memory_denied, err),
+        None if memory_denied => GuestError::MemoryLimit,
+        None => GuestError::Trap(format!("{err:#}")),
+    }
+}
+
+fn classify_trap(trap: Trap, memory_denied: bool, err: &wasmtime::Error) -> GuestError {
+    match trap {
+        Trap::OutOfFuel => GuestError::CpuLimit,
+        Trap::Interrupt => GuestError::Timeout,
+        _ if memory_denied => GuestError::MemoryLimit,
+        _ => GuestError::Trap(format!("{err:#}")),
+    }
+}
+
+/// How long past the deadline the host waits before giving up on a guest
+/// call entirely; exposed for tests of the wall-clock limit.
+pub const DEADLINE_SLACK: Duration = super::limits::EPOCH_TICK;

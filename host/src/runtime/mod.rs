@@ -1,0 +1,22 @@
+//! The Wasm runtime: one engine per process, one compiled component and one
+//! `InstancePre` per deployed version, one fresh `Store` per request.
+
+pub(crate) mod bindings;
+mod engine;
+mod error;
+mod instance;
+mod limits;
+mod state;
+
+pub use bindings::http_types::{Request as GuestRequest, Response as GuestResponse};
+pub use engine::{EngineSettings, Runtime};
+pub use error::{GuestError, LoadError};
+pub use instance::{DEADLINE_SLACK, Function, RequestContext, Usage};
+pub use limits::{
+    DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_WALL_CLOCK, EPOCH_TICK, FUEL_PER_CPU_MS,
+    FUEL_YIELD_INTERVAL, Limits,
+};
+pub(crate) use state::RequestState;
+
+/// The linker type every capability adds itself to.
+pub(crate) type RequestStateLinker = wasmtime::component::Linker<RequestState>;

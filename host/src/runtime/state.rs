@@ -1,0 +1,52 @@
+//! The data each request's `Store` carries.
+
+use super::limits::{GuestLimiter, Limits};
+use crate::capabilities::{config::ConfigCtx, log::LogCtx};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Maximum resources (streams, pollables, ...) a guest may hold in its
+/// resource table at once: far above what a request needs, low enough that
+/// a guest leaking handles cannot grow host memory without bound.
+pub const MAX_RESOURCES_PER_REQUEST: usize = 10_000;
+
+/// Per-request store data: WASI, the limiter and each capability's context.
+pub struct RequestState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: GuestLimiter,
+    pub(crate) config: ConfigCtx,
+    pub(crate) log: LogCtx,
+}
+
+impl RequestState {
+    /// Fresh state. WASI inherits nothing from the host: no environment,
+    /// arguments, preopened directories or network; stdout and stderr go to
+    /// the request's log.
+    pub fn new(limits: &Limits, config: ConfigCtx, log: LogCtx) -> Self {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(log.stdout())
+            .stderr(log.stderr())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES_PER_REQUEST);
+        Self {
+            wasi: wasi.build(),
+            table,
+            limiter: GuestLimiter::new(limits),
+            config,
+            log,
+        }
+    }
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! One request: caps → route → admission → guest → validated response.
+
+use super::error::RequestError;
+use super::limits::{ADMISSION_QUEUE_TIMEOUT, HttpLimits};
+use super::request_id::RequestIds;
+use crate::capabilities::log::LogCtx;
+use crate::runtime::{GuestRequest, GuestResponse, RequestContext, Usage};
+use crate::tenancy::{Deployment, RouteTable};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, RETRY_AFTER};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Semaphore;
+
+/// The response header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "verge-request-id";
+/// The response header naming the error on an error page.
+pub const ERROR_HEADER: &str = "verge-error";
+
+/// Hop-by-hop and framing headers a guest may not set: the server owns the
+/// connection and computes the framing itself.
+const HOST_OWNED_HEADERS: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+];
+
+/// Shared by every connection of one server.
+pub struct Dispatcher {
+    routes: Arc<dyn RouteTable>,
+    limits: HttpLimits,
+    admission: Semaphore,
+    ids: RequestIds,
+    scheme: &'static str,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `routes` admitting at most `max_in_flight` guest
+    /// calls at once (the instance pool's size).
+    pub fn new(routes: Arc<dyn RouteTable>, limits: HttpLimits, max_in_flight: usize) -> Self {
+        Self {
+            routes,
+            limits,
+            admission: Semaphore::new(max_in_flight.max(1)),
+            ids: RequestIds::default(),
+            scheme: "http",
+        }
+    }
+
+    /// Serves one request; never fails: every error becomes an error page.
+    pub async fn serve(&self, req: Request<Incoming>, local: SocketAddr) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let incoming_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok());
+        let request_id: Arc<str> = self.ids.take_or_make(incoming_id).into();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let (outcome, app, usage) = self.run(req, local, &request_id).await;
+        let mut response = match outcome {
+            Ok(response) => response,
+            Err(err) => {
+                log_failure(&err, app.as_deref(), &request_id);
+                error_page(&err, &request_id)
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        tracing::info!(
+            target: "verge::access",
+            request_id = &*request_id,
+            app = app.as_deref().unwrap_or("-"),
+            %method,
+            path,
+            status = response.status().as_u16(),
+            error = response.headers().get(ERROR_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            fuel = usage.fuel,
+            peak_memory = usage.peak_memory,
+        );
+        response
+    }
+
+    async fn run(
+        &self,
+        req: Request<Incoming>,
+        local: SocketAddr,
+        request_id: &Arc<str>,
+    ) -> (
+        Result<Response<Full<Bytes>>, RequestError>,
+        Option<Arc<str>>,
+        Usage,
+    ) {
+        let (host, uri) = match self.check_head(&req, local) {
+            Ok(head) => head,
+            Err(err) => return (Err(err), None, Usage::default()),
+        };
+        let Some(deployment) = self.routes.resolve(&host, req.uri().path()) else {
+            return (Err(RequestError::NoRoute), None, Usage::default());
+        };
+        let app = Some(deployment.app.clone());
+        let guest_req = match self.read_request(req, uri).await {
+            Ok(r) => r,
+            Err(err) => return (Err(err), app, Usage::default()),
+        };
+        let permit = match tokio::time::timeout(ADMISSION_QUEUE_TIMEOUT, self.admission.acquire())
+            .await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) | Err(_) => return (Err(RequestError::Overloaded), app, Usage::default()),
+        };
+        let (result, usage) = call_guest(&deployment, guest_req, request_id).await;
+        drop(permit);
+        let response = result
+            .map_err(RequestError::from)
+            .and_then(|res| self.to_http(res));
+        (response, app, usage)
+    }
+
+    /// Checks the URI and header caps; returns the host and absolute URI.
+    fn check_head(
+        &self,
+        req: &Request<Incoming>,
+        local: SocketAddr,
+    ) -> Result<(String, String), RequestError> {
+        let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        if path_and_query.len() > self.limits.max_uri_bytes {
+            return Err(RequestError::UriTooLong);
+        }
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum();
+        if header_bytes > self.limits.max_header_bytes {
+            return Err(RequestError::HeadersTooLarge);
+        }
+        let authority = match req.uri().authority() {
+            Some(authority) => authority.as_str().to_owned(),
+            None => match req.headers().get(HOST) {
+                Some(host) => host
+                    .to_str()
+                    .map_err(|_| RequestError::BadRequest("Host header is not text".into()))?
+                    .to_owned(),
+                None => local.to_string(),
+            },
+        };
+        let host = strip_port(&authority).to_ascii_lowercase();
+        let uri = format!("{}://{}{}", self.scheme, authority, path_and_query);
+        Ok((host, uri))
+    }
+
+    async fn read_request(
+        &self,
+        req: Request<Incoming>,
+        uri: String,
+    ) -> Result<GuestRequest, RequestError> {
+        let cap = self.limits.max_request_body_bytes;
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > cap as u64) {
+            return Err(RequestError::BodyTooLarge);
+        }
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, cap).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(RequestError::BodyTooLarge);
+            }
+            Err(err) => return Err(RequestError::BadRequest(format!("reading the body: {err}"))),
+        };
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        Ok(GuestRequest {
+            method: parts.method.as_str().to_owned(),
+            uri,
+            headers,
+            body: body.to_vec(),
+        })
+    }
+
+    /// Validates the guest's response and turns it into an HTTP response.
+    fn to_http(&self, res: GuestResponse) -> Result<Response<Full<Bytes>>, RequestError> {
+        let status = StatusCode::from_u16(res.status)
+            .ok()
+            .filter(|s| !s.is_informational())
+            .ok_or_else(|| {
+                RequestError::BadGuestResponse(format!("invalid status {}", res.status))
+            })?;
+        if res.body.len() > self.limits.max_response_body_bytes {
+            return Err(RequestError::BadGuestResponse(format!(
+                "body of {} bytes is over the {} byte cap",
+                res.body.len(),
+                self.limits.max_response_body_bytes
+            )));
+        }
+        let mut response = Response::new(Full::new(Bytes::from(res.body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        for (name, value) in res.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                RequestError::BadGuestResponse(format!("invalid header name {name:?}"))
+            })?;
+            let value = HeaderValue::from_str(&value).map_err(|_| {
+                RequestError::BadGuestResponse(format!("invalid value for header {name}"))
+            })?;
+            if HOST_OWNED_HEADERS.contains(&name.as_str()) {
+                continue;
+            }
+            headers.append(name, value);
+        }
+        Ok(response)
+    }
+}
+
+async fn call_guest(
+    deployment: &Deployment,
+    req: GuestRequest,
+    request_id: &Arc<str>,
+) -> (Result<GuestResponse, crate::runtime::GuestError>, Usage) {
+    let ctx = RequestContext {
+        config: deployment.config.clone(),
+        log: LogCtx::new(deployment.app.clone(), request_id.clone()),
+    };
+    deployment.function.handle(req, ctx).await
+}
+
+fn strip_port(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        // [v6]:port
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+}
+
+fn log_failure(err: &RequestError, app: Option<&str>, request_id: &str) {
+    let (status, code) = err.status_and_code();
+    let app = app.unwrap_or("-");
+    if status.is_server_error() {
+        tracing::warn!(request_id, app, code, detail = %err, "request failed");
+    } else {
+        tracing::debug!(request_id, app, code, detail = %err, "request refused");
+    }
+}
+
+/// A short plain-text error page with the request id.
+pub fn error_page(err: &RequestError, request_id: &str) -> Response<Full<Bytes>> {
+    let (status, code) = err.status_and_code();
+    let body = format!(
+        "{} {}\nrequest id: {request_id}\n",
+        status.as_u16(),
+        err.public_message()
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(ERROR_HEADER, HeaderValue::from_static(code));
+    if let Some(secs) = err.retry_after_secs() {
+        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_ports_from_authorities() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+}

@@ -1,0 +1,117 @@
+//! The data-plane HTTP server: accept loop, connection limits, graceful
+//! shutdown. One request's path lives in [`dispatch`].
+
+mod dispatch;
+mod error;
+pub mod limits;
+mod request_id;
+
+pub use dispatch::{Dispatcher, ERROR_HEADER, REQUEST_ID_HEADER, error_page};
+pub use error::RequestError;
+pub use limits::HttpLimits;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use limits::{
+    DEFAULT_MAX_CONNECTIONS, DRAIN_TIMEOUT, HEADER_READ_TIMEOUT, HTTP1_READ_BUFFER_BYTES,
+};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// A bound listener and the dispatcher that serves its requests.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port; see [`Server::local_addr`]).
+    pub async fn bind(addr: SocketAddr, dispatcher: Arc<Dispatcher>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            dispatcher,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and waits up
+    /// to [`DRAIN_TIMEOUT`] for in-flight requests to finish.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(HTTP1_READ_BUFFER_BYTES);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(HTTP1_READ_BUFFER_BYTES).unwrap_or(u32::MAX));
+        let connections = Arc::new(Semaphore::new(DEFAULT_MAX_CONNECTIONS));
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                permit = connections.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
+            let (stream, _peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            // Responses are small and written whole: send them without
+            // waiting for Nagle's algorithm to coalesce.
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "set_nodelay failed");
+            }
+            let dispatcher = self.dispatcher.clone();
+            let local = self.local_addr;
+            let service = service_fn(move |req| {
+                let dispatcher = dispatcher.clone();
+                async move { Ok::<_, std::convert::Infallible>(dispatcher.serve(req, local).await) }
+            });
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(err) = conn.await {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                }
+                drop(permit);
+            });
+        }
+        drop(self.listener);
+        tracing::info!("shutting down: draining in-flight requests");
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain timeout passed; closing remaining connections");
+        }
+    }
+}

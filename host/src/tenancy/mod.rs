@@ -1,0 +1,31 @@
+//! Who serves a request: deployments and the table that routes to them.
+
+use crate::capabilities::config::ConfigCtx;
+use crate::runtime::Function;
+use std::sync::Arc;
+
+/// One running version of one app: the compiled function and what it may use.
+pub struct Deployment {
+    /// The app's name, for logs and metrics.
+    pub app: Arc<str>,
+    /// The compiled function.
+    pub function: Function,
+    /// The app's configuration variables.
+    pub config: ConfigCtx,
+}
+
+/// Maps a request's host and path to the deployment that serves it.
+pub trait RouteTable: Send + Sync + 'static {
+    /// The deployment for `host` (without port, lower-case) and `path`.
+    fn resolve(&self, host: &str, path: &str) -> Option<Arc<Deployment>>;
+}
+
+/// The local-run table of `verge serve --app`: one deployment for every
+/// host and path.
+pub struct SingleApp(pub Arc<Deployment>);
+
+impl RouteTable for SingleApp {
+    fn resolve(&self, _host: &str, _path: &str) -> Option<Arc<Deployment>> {
+        Some(self.0.clone())
+    }
+}
