@@ -29,6 +29,7 @@ use verge::tenancy::{Deployment, RouteTable};
 pub const TEST_GUESTS: &[&str] = &[
     "cpu-spin",
     "echo",
+    "fuel-burn",
     "huge-response",
     "invalid-header",
     "invalid-status",

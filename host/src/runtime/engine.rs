@@ -43,6 +43,9 @@ pub struct EngineSettings {
     /// Use the pooling allocator (falls back to on-demand when the address
     /// space cannot be reserved).
     pub pooling: bool,
+    /// Meter fuel (the CPU limit). Off only for measuring what metering
+    /// costs: without it a guest's CPU is bounded by the wall clock alone.
+    pub metering: bool,
 }
 
 impl Default for EngineSettings {
@@ -52,6 +55,7 @@ impl Default for EngineSettings {
             max_memory_bytes: DEFAULT_MEMORY_BYTES,
             keep_resident_bytes: DEFAULT_KEEP_RESIDENT_BYTES,
             pooling: true,
+            metering: true,
         }
     }
 }
@@ -146,7 +150,13 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(LoadError::link)?;
         let pre = super::bindings::FunctionPre::new(instance_pre).map_err(LoadError::exports)?;
-        Ok(Function::new(name, self.engine.clone(), pre, limits))
+        Ok(Function::new(
+            name,
+            self.engine.clone(),
+            pre,
+            limits,
+            self.settings.metering,
+        ))
     }
 }
 
@@ -159,7 +169,7 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
 fn engine_config(settings: &EngineSettings, pooling: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    config.consume_fuel(true);
+    config.consume_fuel(settings.metering);
     config.epoch_interruption(true);
     if pooling {
         let mut pool = PoolingAllocationConfig::new();

@@ -35,6 +35,7 @@ pub struct Function {
     engine: Engine,
     pre: FunctionPre<RequestState>,
     limits: Limits,
+    metering: bool,
 }
 
 impl Function {
@@ -43,12 +44,14 @@ impl Function {
         engine: Engine,
         pre: FunctionPre<RequestState>,
         limits: Limits,
+        metering: bool,
     ) -> Self {
         Self {
             name: name.into(),
             engine,
             pre,
             limits,
+            metering,
         }
     }
 
@@ -74,7 +77,7 @@ impl Function {
             RequestState::new(&limits, ctx.config, ctx.log),
         );
         store.limiter(|state| &mut state.limiter);
-        if let Err(err) = prepare_store(&mut store, &limits) {
+        if let Err(err) = prepare_store(&mut store, &limits, self.metering) {
             return (
                 Err(GuestError::Instantiate(format!("{err:#}"))),
                 Usage::default(),
@@ -86,7 +89,11 @@ impl Function {
         let deadline = limits.wall_clock + DEADLINE_SLACK;
         let outcome = tokio::time::timeout(deadline, call(&self.pre, &mut store, &req)).await;
         let usage = Usage {
-            fuel: limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
+            fuel: if self.metering {
+                limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
+            } else {
+                0
+            },
             peak_memory: store.data().limiter.peak_memory,
         };
         let result = match outcome {
@@ -98,9 +105,15 @@ impl Function {
     }
 }
 
-fn prepare_store(store: &mut Store<RequestState>, limits: &Limits) -> wasmtime::Result<()> {
-    store.set_fuel(limits.fuel)?;
-    store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))?;
+fn prepare_store(
+    store: &mut Store<RequestState>,
+    limits: &Limits,
+    metering: bool,
+) -> wasmtime::Result<()> {
+    if metering {
+        store.set_fuel(limits.fuel)?;
+        store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))?;
+    }
     store.set_epoch_deadline(limits.epoch_ticks());
     store.epoch_deadline_trap();
     Ok(())

@@ -3,11 +3,13 @@
 use std::time::Duration;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
-/// Fuel a guest burns per millisecond of CPU, measured by
-/// `cargo bench --bench fuel_calibration` on the reference machine (2-core
-/// x86_64 VM): a hashing loop, a JSON round trip and an allocation churn all
-/// land within ±25% of this figure. See docs/performance.md.
-pub const FUEL_PER_CPU_MS: u64 = 1_000_000;
+/// Fuel a guest burns per millisecond of CPU. Measured by
+/// `cargo bench --bench fuel` on the reference machine (2-core x86_64 VM,
+/// wasmtime 48): 8.9 M/ms hashing, 11.2 M/ms formatting and parsing text,
+/// 18.9 M/ms sorting integers. 12 M is their geometric mean, so a 50 ms
+/// budget buys 68 ms of hashing, 53 ms of text work or 32 ms of sorting.
+/// See docs/performance.md.
+pub const FUEL_PER_CPU_MS: u64 = 12_000_000;
 
 /// CPU budget per request: 50 ms of CPU, the figure Workers and Fastly users
 /// know. Past it the request ends with 503 `cpu-limit`.
