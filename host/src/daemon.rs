@@ -1,26 +1,35 @@
-//! Wiring: build the runtime, load the app, bind the server, run it until
-//! told to stop. `verge serve` and the end-to-end tests both start here.
+//! Wiring: build the runtime, restore or load apps, bind the listeners, run
+//! until told to stop. `verge serve`, `verge demo` and the end-to-end tests
+//! all start here.
 
+use crate::admin::AdminApi;
 use crate::capabilities::config::ConfigCtx;
 use crate::runtime::{EngineSettings, Limits, Runtime};
-use crate::server::{Dispatcher, HttpLimits, Server};
-use crate::tenancy::{Deployment, SingleApp};
+use crate::server::{Dispatcher, HttpLimits, Server, serve_http};
+use crate::tenancy::{Deployment, Registry, RouteTable, SingleApp, tokens};
 use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Everything `verge serve` needs to start.
+/// Default admin API address: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9900";
+
+/// The file under the data dir holding a generated operator token.
+pub const OPERATOR_TOKEN_FILE: &str = "admin-token";
+
+/// Everything the daemon needs to start.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     /// Data-plane listen address.
     pub listen: SocketAddr,
     /// How the engine and its instance pool are built.
     pub engine: EngineSettings,
-    /// Per-request guest limits.
+    /// Per-request guest limits (the host defaults and ceiling).
     pub limits: Limits,
     /// HTTP caps.
     pub http: HttpLimits,
@@ -37,70 +46,174 @@ pub struct LocalApp {
     pub vars: BTreeMap<String, String>,
 }
 
+/// Where the multi-tenant daemon keeps state and takes admin requests.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// The data directory (control.redb, components, compiled artifacts).
+    pub data_dir: PathBuf,
+    /// Admin API listen address.
+    pub admin_listen: SocketAddr,
+    /// The operator token; when `None`, read from (or generated into)
+    /// `data_dir/admin-token`.
+    pub operator_token: Option<String>,
+}
+
 /// A started daemon.
 pub struct RunningDaemon {
     /// The bound data-plane address.
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    /// The bound admin address (multi-tenant mode only).
+    pub admin_addr: Option<SocketAddr>,
+    /// The registry (multi-tenant mode only).
+    pub registry: Option<Arc<Registry>>,
+    /// Time from start to ready (apps restored, listeners bound).
+    pub startup: Duration,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningDaemon {
     /// Starts graceful shutdown and waits for in-flight requests to drain.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.wait().await;
+    }
+
+    /// Waits until every listener has stopped.
+    pub async fn wait(self) {
+        for task in self.tasks {
+            let _ = task.await;
         }
-        let _ = (&mut self.task).await;
     }
 
-    /// Waits until the server stops on its own (it only does on shutdown).
-    pub async fn wait(mut self) {
-        let _ = (&mut self.task).await;
-    }
-
-    /// A handle that triggers graceful shutdown when fired.
-    pub fn take_stop(&mut self) -> Option<oneshot::Sender<()>> {
-        self.stop.take()
+    /// A handle that triggers graceful shutdown.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
     }
 }
 
-/// Loads `app` and starts serving it on `config.listen`.
-pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<RunningDaemon> {
-    let runtime = Runtime::new(config.engine)?;
-    if !runtime.is_pooling() {
-        tracing::warn!("instances are allocated on demand; expect higher per-request cost");
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
     }
-    let bytes =
-        std::fs::read(&app.wasm).with_context(|| format!("reading {}", app.wasm.display()))?;
-    let function = runtime
-        .load(&app.name, &bytes, config.limits)
-        .with_context(|| format!("loading {}", app.wasm.display()))?;
-    let deployment = Arc::new(Deployment {
-        app: app.name.as_str().into(),
-        function,
-        config: ConfigCtx::new(app.vars.clone()),
-    });
-    let routes = Arc::new(SingleApp(deployment));
+}
+
+async fn serve_data_plane(
+    config: &DaemonConfig,
+    routes: Arc<dyn RouteTable>,
+    stop: &watch::Sender<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let pool = usize::try_from(config.engine.pool_instances).unwrap_or(usize::MAX);
     let dispatcher = Arc::new(Dispatcher::new(routes, config.http, pool));
     let server = Server::bind(config.listen, dispatcher)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = server.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        // Keep the engine (and its epoch ticker) alive while serving.
-        let _runtime = runtime;
-        server
-            .serve(async {
-                let _ = stopped.await;
-            })
-            .await;
+    let rx = stop.subscribe();
+    Ok((addr, tokio::spawn(server.serve(stopped(rx)))))
+}
+
+/// Local-run mode: serves `app` for every host and path.
+pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<RunningDaemon> {
+    let started = Instant::now();
+    let runtime = Arc::new(Runtime::new(config.engine)?);
+    let bytes =
+        std::fs::read(&app.wasm).with_context(|| format!("reading {}", app.wasm.display()))?;
+    let function = runtime
+        .load(&app.name, &bytes, config.limits)
+        .with_context(|| format!("loading {}", app.wasm.display()))?;
+    let deployment = Arc::new(Deployment {
+        tenant: "local".into(),
+        version: 0,
+        app: app.name.as_str().into(),
+        function,
+        config: ConfigCtx::new(app.vars.clone()),
     });
+    let (stop, _) = watch::channel(false);
+    let (addr, task) = serve_data_plane(config, Arc::new(SingleApp(deployment)), &stop).await?;
     Ok(RunningDaemon {
         addr,
-        stop: Some(stop),
-        task,
+        admin_addr: None,
+        registry: None,
+        startup: started.elapsed(),
+        stop,
+        tasks: vec![task],
     })
+}
+
+/// Multi-tenant mode: restores every deployed app from the data dir, then
+/// serves the data plane and the admin API.
+pub async fn start_platform(
+    config: &DaemonConfig,
+    platform: &PlatformConfig,
+) -> anyhow::Result<RunningDaemon> {
+    let started = Instant::now();
+    create_private_dir(&platform.data_dir)?;
+    let operator_hash = match &platform.operator_token {
+        Some(token) => tokens::token_hash(token),
+        None => tokens::token_hash(&operator_token_file(&platform.data_dir)?),
+    };
+    let runtime = Arc::new(Runtime::new(config.engine)?);
+    let data_dir = platform.data_dir.clone();
+    let limits = config.limits;
+    let registry = tokio::task::spawn_blocking(move || Registry::open(runtime, &data_dir, limits))
+        .await
+        .context("restoring apps")??;
+    let registry = Arc::new(registry);
+    let (stop, _) = watch::channel(false);
+    let (addr, data_task) = serve_data_plane(config, registry.clone(), &stop).await?;
+    let admin_listener = tokio::net::TcpListener::bind(platform.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin API on {}", platform.admin_listen))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let admin = Arc::new(AdminApi::new(registry.clone(), operator_hash));
+    let handler = move |req| {
+        let admin = admin.clone();
+        async move { admin.handle(req).await }
+    };
+    let admin_task = tokio::spawn(serve_http(
+        admin_listener,
+        handler,
+        stopped(stop.subscribe()),
+    ));
+    Ok(RunningDaemon {
+        addr,
+        admin_addr: Some(admin_addr),
+        registry: Some(registry),
+        startup: started.elapsed(),
+        stop,
+        tasks: vec![data_task, admin_task],
+    })
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data dir {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Reads the operator token from the data dir, generating it (mode 0600)
+/// on first start.
+fn operator_token_file(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(OPERATOR_TOKEN_FILE);
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_owned());
+    }
+    let token = tokens::new_operator_token().context("generating the operator token")?;
+    crate::storage::blobs::write_atomically(&path, token.as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    println!("verge: generated an operator token in {}", path.display());
+    Ok(token)
 }

@@ -5,10 +5,12 @@
 //! deployment, [`runtime`] runs the guest in a fresh pooled instance under
 //! its [`runtime::Limits`], and [`capabilities`] are what the guest can call.
 
+pub mod admin;
 pub mod capabilities;
 pub mod cli;
 pub mod daemon;
 pub mod guest_build;
 pub mod runtime;
 pub mod server;
+pub mod storage;
 pub mod tenancy;

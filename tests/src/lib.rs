@@ -152,6 +152,8 @@ impl TestServer {
                 .load(app, &bytes, setup.limits)
                 .expect("loading guest");
             let deployment = Deployment {
+                tenant: "local".into(),
+                version: 0,
                 app: (*app).into(),
                 function,
                 config: ConfigCtx::new(setup.vars.iter().cloned().collect()),

@@ -1,10 +1,11 @@
-//! `verge demo`: build the examples and serve them, printing URLs to try.
+//! `verge demo`: build the examples, deploy each on its own route in a fresh
+//! embedded data dir, serve them, print the URLs to try.
 
-use super::serve::Tuning;
-use crate::daemon::{self, LocalApp};
+use super::serve::{Tuning, run_until_signal};
+use crate::daemon::{self, PlatformConfig};
+use crate::storage::records::{AppManifest, LimitOverrides};
 use anyhow::Context as _;
 use clap::Args;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -14,9 +15,15 @@ pub struct DemoArgs {
     /// Address for the data plane.
     #[arg(long, default_value = "127.0.0.1:8080", env = "VERGE_LISTEN")]
     pub listen: SocketAddr,
+    /// Address for the admin API.
+    #[arg(long, default_value = "127.0.0.1:9900")]
+    pub admin_listen: SocketAddr,
     /// The examples workspace.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"))]
     pub examples: PathBuf,
+    /// The demo's data dir; emptied at start.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/verge-demo"))]
+    pub data_dir: PathBuf,
     #[command(flatten)]
     pub tuning: Tuning,
 }
@@ -28,30 +35,59 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.examples.display()
     );
     let target_dir = args.examples.join("../target/guests");
-    let artifacts = crate::guest_build::build(&args.examples, Some(&target_dir))?;
-    let hello = artifacts
-        .iter()
-        .find(|a| a.package == "hello")
-        .context("the examples workspace built no `hello` component")?;
-    let app = LocalApp {
-        name: hello.package.clone(),
-        wasm: hello.path.clone(),
-        vars: BTreeMap::new(),
+    let examples = args.examples.clone();
+    let mut artifacts = tokio::task::spawn_blocking(move || {
+        crate::guest_build::build(&examples, Some(&target_dir))
+    })
+    .await??;
+    artifacts.sort_by(|a, b| a.package.cmp(&b.package));
+    if args.data_dir.exists() {
+        std::fs::remove_dir_all(&args.data_dir)
+            .with_context(|| format!("emptying {}", args.data_dir.display()))?;
+    }
+    let platform = PlatformConfig {
+        data_dir: args.data_dir.clone(),
+        admin_listen: args.admin_listen,
+        operator_token: None,
     };
-    let mut running = daemon::start(&config, &app).await?;
+    let running = daemon::start_platform(&config, &platform).await?;
+    let registry = running
+        .registry
+        .clone()
+        .context("the platform has a registry")?;
+    registry
+        .create_tenant("demo".into(), LimitOverrides::default())
+        .await?;
+    let port = running.addr.port();
     println!(
-        "verge: serving the hello example on http://{}",
-        running.addr
+        "verge: {} examples deployed for tenant `demo`:",
+        artifacts.len()
     );
-    println!("  try: curl -i http://{}/x", running.addr);
-    println!("  stop with Ctrl-C");
-    let stop = running.take_stop();
-    tokio::spawn(async move {
-        super::shutdown_signal().await;
-        if let Some(stop) = stop {
-            let _ = stop.send(());
-        }
-    });
-    running.wait().await;
-    Ok(())
+    for artifact in &artifacts {
+        let name = artifact.package.clone();
+        let manifest = AppManifest {
+            routes: vec![format!("{name}.localhost")],
+            ..AppManifest::default()
+        };
+        registry
+            .put_app("demo".into(), name.clone(), manifest)
+            .await?;
+        let bytes = std::fs::read(&artifact.path)?;
+        registry
+            .upload("demo".into(), name.clone(), bytes, true)
+            .await?;
+        println!("  {name:<10} curl -i http://{name}.localhost:{port}/x");
+        println!(
+            "  {:<10} curl -i -H 'Host: {name}.localhost' http://{}/x",
+            "", running.addr
+        );
+    }
+    if let Some(admin) = running.admin_addr {
+        println!(
+            "verge: admin API on http://{admin}; operator token in {}",
+            args.data_dir.join(daemon::OPERATOR_TOKEN_FILE).display()
+        );
+    }
+    println!("verge: ready; stop with Ctrl-C");
+    run_until_signal(running).await
 }

@@ -1,6 +1,6 @@
 //! `verge serve`: run the daemon.
 
-use crate::daemon::{self, DaemonConfig, LocalApp};
+use crate::daemon::{self, DaemonConfig, LocalApp, PlatformConfig};
 use crate::runtime::{DEFAULT_MEMORY_BYTES, EngineSettings, FUEL_PER_CPU_MS, Limits};
 use crate::server::HttpLimits;
 use anyhow::{Context as _, bail};
@@ -19,10 +19,19 @@ pub struct ServeArgs {
     /// Directory for the daemon's state; created if missing.
     #[arg(long, default_value = "verge-data", env = "VERGE_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Serve one function for every host and path: a `.wasm` component, or
-    /// a function crate directory (built for wasm32-wasip2 first).
+    /// Local-run mode: serve one function for every host and path, a
+    /// `.wasm` component or a function crate directory (built for
+    /// wasm32-wasip2 first). Without it, the multi-tenant daemon runs with
+    /// its admin API and serves the apps deployed in the data dir.
     #[arg(long)]
-    pub app: PathBuf,
+    pub app: Option<PathBuf>,
+    /// Address for the admin API (multi-tenant mode).
+    #[arg(long, default_value = crate::daemon::DEFAULT_ADMIN_LISTEN, env = "VERGE_ADMIN_LISTEN")]
+    pub admin_listen: SocketAddr,
+    /// The operator token for the admin API. Without it, one is read from
+    /// (or generated into) DATA_DIR/admin-token with mode 0600.
+    #[arg(long, env = "VERGE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// A configuration variable for the app, as KEY=VALUE (repeatable).
     #[arg(long = "var", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
@@ -115,22 +124,43 @@ pub(super) fn resolve_component(path: &Path) -> anyhow::Result<(String, PathBuf)
 
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.tuning.daemon_config(args.listen)?;
+    let Some(app_path) = &args.app else {
+        let platform = PlatformConfig {
+            data_dir: args.data_dir.clone(),
+            admin_listen: args.admin_listen,
+            operator_token: args.admin_token.clone(),
+        };
+        let running = daemon::start_platform(&config, &platform).await?;
+        let apps = running.registry.as_ref().map_or(0, |r| r.live_apps());
+        println!(
+            "verge: serving {apps} apps on http://{} (admin API on http://{}), ready in {} ms",
+            running.addr,
+            running
+                .admin_addr
+                .map_or_else(String::new, |a| a.to_string()),
+            running.startup.as_millis()
+        );
+        return run_until_signal(running).await;
+    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
-    let (name, wasm) = resolve_component(&args.app)?;
+    let (name, wasm) = resolve_component(app_path)?;
     let app = LocalApp {
         name,
         wasm,
         vars: args.vars.into_iter().collect::<BTreeMap<_, _>>(),
     };
-    let mut running = daemon::start(&config, &app).await?;
+    let running = daemon::start(&config, &app).await?;
     println!("verge: serving {} on http://{}", app.name, running.addr);
-    let stop = running.take_stop();
+    run_until_signal(running).await
+}
+
+/// Serves until SIGINT or SIGTERM, then drains.
+pub(super) async fn run_until_signal(running: daemon::RunningDaemon) -> anyhow::Result<()> {
+    let stop = running.stopper();
     tokio::spawn(async move {
         super::shutdown_signal().await;
-        if let Some(stop) = stop {
-            let _ = stop.send(());
-        }
+        let _ = stop.send(true);
     });
     running.wait().await;
     Ok(())

@@ -13,4 +13,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use verge::edge::http_types;
+pub use self::verge::edge::http_types;

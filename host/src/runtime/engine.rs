@@ -122,14 +122,46 @@ impl Runtime {
     /// core module), every import must be one this host provides, and it must
     /// export `verge:edge/handler`.
     pub fn load(&self, name: &str, bytes: &[u8], limits: Limits) -> Result<Function, LoadError> {
+        let component = self.compile(bytes)?;
+        self.prepare(name, component, limits)
+    }
+
+    /// Compiles component bytes (without linking them).
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
         if bytes.is_empty() {
             return Err(LoadError::Empty);
         }
         if !wasmparser_is_component(bytes) {
             return Err(LoadError::NotAComponent);
         }
-        let component = Component::new(&self.engine, bytes).map_err(LoadError::compile)?;
-        self.prepare(name, component, limits)
+        Component::new(&self.engine, bytes).map_err(LoadError::compile)
+    }
+
+    /// Loads an artifact written by `Component::serialize` on an engine with
+    /// the same [`Runtime::engine_key`]. wasmtime checks the artifact's
+    /// engine compatibility itself and refuses a mismatch.
+    pub fn deserialize(&self, path: &std::path::Path) -> Result<Component, LoadError> {
+        // SAFETY: the artifact was produced by `Component::serialize` in this
+        // daemon's own data dir (mode 0700, written atomically) and is only
+        // read back on an engine whose key matches its file name.
+        #[allow(
+            unsafe_code,
+            reason = "loading our own AOT artifacts is wasmtime's unsafe API"
+        )]
+        let component = unsafe { Component::deserialize_file(&self.engine, path) };
+        component.map_err(LoadError::compile)
+    }
+
+    /// A key that changes whenever compiled artifacts stop being loadable:
+    /// the engine's compatibility hash (wasmtime version, target, settings).
+    pub fn engine_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        self.settings.metering.hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
     }
 
     /// Links an already compiled component (see [`Runtime::load`]).

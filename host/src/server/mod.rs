@@ -7,9 +7,14 @@ pub mod limits;
 mod request_id;
 
 pub use dispatch::{Dispatcher, ERROR_HEADER, REQUEST_ID_HEADER, error_page};
+
 pub use error::RequestError;
 pub use limits::HttpLimits;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -50,68 +55,87 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and waits up
     /// to [`DRAIN_TIMEOUT`] for in-flight requests to finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(HTTP1_READ_BUFFER_BYTES);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(HTTP1_READ_BUFFER_BYTES).unwrap_or(u32::MAX));
-        let connections = Arc::new(Semaphore::new(DEFAULT_MAX_CONNECTIONS));
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                permit = connections.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                () = &mut shutdown => break,
-            };
-            let (stream, _peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        // EMFILE and friends: back off briefly instead of spinning.
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            // Responses are small and written whole: send them without
-            // waiting for Nagle's algorithm to coalesce.
-            if let Err(err) = stream.set_nodelay(true) {
-                tracing::debug!(error = %err, "set_nodelay failed");
-            }
-            let dispatcher = self.dispatcher.clone();
-            let local = self.local_addr;
-            let service = service_fn(move |req| {
-                let dispatcher = dispatcher.clone();
-                async move { Ok::<_, std::convert::Infallible>(dispatcher.serve(req, local).await) }
-            });
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(err) = conn.await {
-                    tracing::debug!(error = %err, "connection ended with an error");
+        let dispatcher = self.dispatcher;
+        let local = self.local_addr;
+        let handler = move |req| {
+            let dispatcher = dispatcher.clone();
+            async move { dispatcher.serve(req, local).await }
+        };
+        serve_http(self.listener, handler, shutdown).await;
+    }
+}
+
+/// The accept loop shared by the data plane and the admin API: HTTP/1.1 and
+/// HTTP/2, a header-read timeout, a connection cap, `TCP_NODELAY`, and a
+/// graceful drain when `shutdown` resolves.
+pub async fn serve_http<F, Fut>(
+    listener: TcpListener,
+    handler: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(HTTP1_READ_BUFFER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(HTTP1_READ_BUFFER_BYTES).unwrap_or(u32::MAX));
+    let connections = Arc::new(Semaphore::new(DEFAULT_MAX_CONNECTIONS));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
                 }
-                drop(permit);
-            });
+            },
+            () = &mut shutdown => break,
+        };
+        // Responses are small and written whole: send them without
+        // waiting for Nagle's algorithm to coalesce.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "set_nodelay failed");
         }
-        drop(self.listener);
-        tracing::info!("shutting down: draining in-flight requests");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain timeout passed; closing remaining connections");
-        }
+        let handler = handler.clone();
+        let service = service_fn(move |req| {
+            let response = handler(req);
+            async move { Ok::<_, std::convert::Infallible>(response.await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timeout passed; closing remaining connections");
     }
 }

@@ -1,4 +1,16 @@
-//! Who serves a request: deployments and the table that routes to them.
+//! Who serves a request: deployments, the router and the registry that
+//! deploys, activates and rolls back versions.
+
+mod error;
+mod limits;
+mod loader;
+pub mod registry;
+pub mod router;
+pub mod tokens;
+
+pub use error::RegistryError;
+pub use limits::effective_limits;
+pub use registry::Registry;
 
 use crate::capabilities::config::ConfigCtx;
 use crate::runtime::Function;
@@ -6,11 +18,15 @@ use std::sync::Arc;
 
 /// One running version of one app: the compiled function and what it may use.
 pub struct Deployment {
+    /// The owning tenant (empty in local-run mode).
+    pub tenant: Arc<str>,
     /// The app's name, for logs and metrics.
     pub app: Arc<str>,
+    /// The version number serving (0 in local-run mode).
+    pub version: u32,
     /// The compiled function.
     pub function: Function,
-    /// The app's configuration variables.
+    /// The app's configuration variables and secrets.
     pub config: ConfigCtx,
 }
 

@@ -1,0 +1,326 @@
+//! Admin API request handling: auth, routing, JSON in and out, and the one
+//! mapping from control-plane errors to HTTP statuses.
+
+use super::auth::{AuthError, authenticate};
+use crate::storage::records::{AppManifest, AppRecord, LimitOverrides, TenantRecord};
+use crate::tenancy::registry::{MAX_COMPONENT_BYTES, VarKind};
+use crate::tenancy::{Registry, RegistryError};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Largest JSON body the admin API reads.
+pub const MAX_ADMIN_JSON_BYTES: usize = 1 << 20;
+
+/// The admin API's state.
+pub struct AdminApi {
+    registry: Arc<Registry>,
+    operator_hash: String,
+}
+
+/// An app as the API shows it: secret names only, never their values.
+#[derive(Debug, Serialize)]
+struct AppView<'a> {
+    tenant: &'a str,
+    name: &'a str,
+    routes: &'a [String],
+    kv_stores: &'a [String],
+    allowed_hosts: &'a [String],
+    config: &'a BTreeMap<String, String>,
+    secrets: Vec<&'a str>,
+    limits: &'a LimitOverrides,
+    active_version: Option<u32>,
+}
+
+impl<'a> From<&'a AppRecord> for AppView<'a> {
+    fn from(app: &'a AppRecord) -> Self {
+        Self {
+            tenant: &app.tenant,
+            name: &app.name,
+            routes: &app.manifest.routes,
+            kv_stores: &app.manifest.kv_stores,
+            allowed_hosts: &app.manifest.allowed_hosts,
+            config: &app.manifest.config,
+            secrets: app.secrets.keys().map(String::as_str).collect(),
+            limits: &app.manifest.limits,
+            active_version: app.active_version,
+        }
+    }
+}
+
+fn tenant_view(t: &TenantRecord) -> serde_json::Value {
+    json!({ "name": t.name, "limits": t.limits, "created_at": t.created_at })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    name: String,
+    #[serde(default)]
+    limits: LimitOverrides,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct VersionChoice {
+    #[serde(default)]
+    version: Option<u32>,
+}
+
+/// What a handler returns before it becomes a response.
+enum ApiError {
+    Auth(AuthError),
+    Registry(RegistryError),
+    BadRequest(String),
+    NotFound,
+    MethodNotAllowed,
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        Self::Auth(e)
+    }
+}
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        Self::Registry(e)
+    }
+}
+
+fn status_of(err: &ApiError) -> (StatusCode, String) {
+    match err {
+        ApiError::Auth(AuthError::Unauthenticated) => (
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required".into(),
+        ),
+        ApiError::Auth(AuthError::Forbidden) => {
+            (StatusCode::FORBIDDEN, "this token may not do that".into())
+        }
+        ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
+        ApiError::NotFound => (StatusCode::NOT_FOUND, "no such endpoint".into()),
+        ApiError::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed here".into(),
+        ),
+        ApiError::Registry(e) => {
+            let status = match e {
+                RegistryError::InvalidName { .. }
+                | RegistryError::InvalidRoute(_)
+                | RegistryError::Invalid(_)
+                | RegistryError::TooLarge { .. }
+                | RegistryError::BadComponent(_) => StatusCode::BAD_REQUEST,
+                RegistryError::RouteConflict { .. } | RegistryError::AlreadyExists(_) => {
+                    StatusCode::CONFLICT
+                }
+                RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+                RegistryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (status, e.to_string())
+        }
+    }
+}
+
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
+}
+
+type Reply = Result<Response<Full<Bytes>>, ApiError>;
+
+fn ok(value: &impl Serialize) -> Reply {
+    Ok(json_response(StatusCode::OK, value))
+}
+
+impl AdminApi {
+    /// An API over `registry` whose operator token hashes to `operator_hash`.
+    pub fn new(registry: Arc<Registry>, operator_hash: String) -> Self {
+        Self {
+            registry,
+            operator_hash,
+        }
+    }
+
+    /// Handles one admin request; never fails (errors become JSON).
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        match self.route(req).await {
+            Ok(res) => res,
+            Err(err) => {
+                let (status, message) = status_of(&err);
+                if status.is_server_error() {
+                    tracing::error!(%method, path, error = message, "admin request failed");
+                }
+                json_response(status, &json!({ "error": message }))
+            }
+        }
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Reply {
+        let path: Vec<String> = req
+            .uri()
+            .path()
+            .trim_matches('/')
+            .split('/')
+            .map(str::to_owned)
+            .collect();
+        let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+        match segments.as_slice() {
+            ["healthz"] => return ok(&json!({ "status": "ok" })),
+            ["readyz"] => {
+                return ok(&json!({ "status": "ready", "apps": self.registry.live_apps() }));
+            }
+            _ => {}
+        }
+        let who = authenticate(req.headers(), &self.operator_hash, &self.registry).await?;
+        let method = req.method().clone();
+        let activate = req
+            .uri()
+            .query()
+            .is_none_or(|q| !q.split('&').any(|p| p == "activate=false"));
+        let cap = if segments.last() == Some(&"versions") {
+            MAX_COMPONENT_BYTES + 1
+        } else {
+            MAX_ADMIN_JSON_BYTES
+        };
+        let body = read_body(req.into_body(), cap).await?;
+        let r = &self.registry;
+        match (segments.as_slice(), &method) {
+            (["v1", "tenants"], &Method::GET) => {
+                who.must_be_operator()?;
+                let tenants = r.tenants().await?;
+                ok(&tenants.iter().map(tenant_view).collect::<Vec<_>>())
+            }
+            (["v1", "tenants"], &Method::POST) => {
+                who.must_be_operator()?;
+                let new: NewTenant = parse_json(&body)?;
+                let (tenant, token) = r.create_tenant(new.name, new.limits).await?;
+                let mut view = tenant_view(&tenant);
+                view["token"] = json!(token);
+                Ok(json_response(StatusCode::CREATED, &view))
+            }
+            (["v1", "tenants", t], &Method::GET) => {
+                who.may_act_on(t)?;
+                ok(&tenant_view(&r.tenant((*t).to_owned()).await?))
+            }
+            (["v1", "tenants", t], &Method::DELETE) => {
+                who.must_be_operator()?;
+                r.delete_tenant((*t).to_owned()).await?;
+                ok(&json!({ "deleted": t }))
+            }
+            (["v1", "tenants", t, "apps"], &Method::GET) => {
+                who.may_act_on(t)?;
+                let apps = r.apps(Some((*t).to_owned())).await?;
+                ok(&apps.iter().map(AppView::from).collect::<Vec<_>>())
+            }
+            (["v1", "tenants", t, "apps", a, rest @ ..], _) => {
+                who.may_act_on(t)?;
+                self.app_route(
+                    (*t).to_owned(),
+                    (*a).to_owned(),
+                    rest,
+                    &method,
+                    body,
+                    activate,
+                )
+                .await
+            }
+            (["v1", ..], _) => Err(ApiError::MethodNotAllowed),
+            _ => Err(ApiError::NotFound),
+        }
+    }
+
+    async fn app_route(
+        &self,
+        t: String,
+        a: String,
+        rest: &[&str],
+        method: &Method,
+        body: Bytes,
+        activate: bool,
+    ) -> Reply {
+        let r = &self.registry;
+        match (rest, method) {
+            ([], &Method::GET) => ok(&AppView::from(&r.app(t, a).await?)),
+            ([], &Method::PUT) => {
+                let manifest: AppManifest = parse_json(&body)?;
+                ok(&AppView::from(&r.put_app(t, a, manifest).await?))
+            }
+            ([], &Method::DELETE) => {
+                r.delete_app(t, a.clone()).await?;
+                ok(&json!({ "deleted": a }))
+            }
+            (["versions"], &Method::GET) => ok(&r.versions(t, a).await?),
+            (["versions"], &Method::POST) => {
+                let (version, app) = r.upload(t, a, body.to_vec(), activate).await?;
+                Ok(json_response(
+                    StatusCode::CREATED,
+                    &json!({ "version": version, "active_version": app.active_version }),
+                ))
+            }
+            (["activate"], &Method::POST) => {
+                let choice: VersionChoice = parse_json(&body)?;
+                let version = choice.version.ok_or_else(|| {
+                    ApiError::BadRequest("activate needs {\"version\": N}".into())
+                })?;
+                ok(&AppView::from(&r.activate(t, a, Some(version)).await?))
+            }
+            (["rollback"], &Method::POST) => {
+                let choice: VersionChoice = parse_json(&body)?;
+                ok(&AppView::from(&r.activate(t, a, choice.version).await?))
+            }
+            ([kind @ ("config" | "secrets"), name], &Method::PUT | &Method::DELETE) => {
+                let kind = if *kind == "config" {
+                    VarKind::Config
+                } else {
+                    VarKind::Secret
+                };
+                let value = if method == Method::PUT {
+                    Some(
+                        String::from_utf8(body.to_vec())
+                            .map_err(|_| ApiError::BadRequest("the value must be UTF-8".into()))?,
+                    )
+                } else {
+                    None
+                };
+                ok(&AppView::from(
+                    &r.set_var(t, a, kind, (*name).to_owned(), value).await?,
+                ))
+            }
+            _ => Err(ApiError::MethodNotAllowed),
+        }
+    }
+}
+
+async fn read_body(body: Incoming, cap: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, cap).collect().await {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            Ok(bytes)
+        }
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(ApiError::BadRequest(
+            format!("the body is over the {} byte limit", cap.saturating_sub(1)),
+        )),
+        Err(err) => Err(ApiError::BadRequest(format!("reading the body: {err}"))),
+    }
+}

@@ -1,0 +1,263 @@
+//! `control.redb`: tenants, apps and versions as JSON values in three
+//! tables. Every mutation is one redb write transaction, committed durably,
+//! so a crash leaves either the old or the new state. Methods block: call
+//! them from `spawn_blocking`.
+
+use super::StorageError;
+use super::records::{AppRecord, TenantRecord, VersionRecord};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
+const VERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("versions");
+
+/// The control-plane database.
+pub struct ControlStore {
+    db: Database,
+}
+
+fn app_key(tenant: &str, app: &str) -> String {
+    format!("{tenant}/{app}")
+}
+
+fn version_key(tenant: &str, app: &str, number: u32) -> String {
+    format!("{tenant}/{app}/{number:010}")
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StorageError> {
+    serde_json::from_slice(bytes).map_err(|source| StorageError::Corrupt {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+/// Reads every value whose key starts with `prefix`, in key order.
+fn scan<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+) -> Result<Vec<T>, StorageError> {
+    let mut out = Vec::new();
+    for entry in table.range(prefix..)? {
+        let (key, value) = entry?;
+        if !key.value().starts_with(prefix) {
+            break;
+        }
+        out.push(decode(key.value(), value.value())?);
+    }
+    Ok(out)
+}
+
+impl ControlStore {
+    /// Opens (or creates) the database at `path` and its tables.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(TENANTS)?;
+        tx.open_table(APPS)?;
+        tx.open_table(VERSIONS)?;
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Inserts or replaces a tenant.
+    pub fn put_tenant(&self, tenant: &TenantRecord) -> Result<(), StorageError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(TENANTS)?
+            .insert(tenant.name.as_str(), encode(tenant).as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The tenant named `name`.
+    pub fn tenant(&self, name: &str) -> Result<Option<TenantRecord>, StorageError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(TENANTS)?;
+        let value = table.get(name)?;
+        value.map(|v| decode(name, v.value())).transpose()
+    }
+
+    /// Every tenant, by name.
+    pub fn tenants(&self) -> Result<Vec<TenantRecord>, StorageError> {
+        let tx = self.db.begin_read()?;
+        scan(&tx.open_table(TENANTS)?, "")
+    }
+
+    /// Deletes a tenant with all its apps and versions; false if unknown.
+    pub fn delete_tenant(&self, name: &str) -> Result<bool, StorageError> {
+        let tx = self.db.begin_write()?;
+        let existed = tx.open_table(TENANTS)?.remove(name)?.is_some();
+        let prefix = format!("{name}/");
+        for table in [APPS, VERSIONS] {
+            let mut table = tx.open_table(table)?;
+            let keys: Vec<String> = scan_keys(&table, &prefix)?;
+            for key in keys {
+                table.remove(key.as_str())?;
+            }
+        }
+        tx.commit()?;
+        Ok(existed)
+    }
+
+    /// Inserts or replaces an app.
+    pub fn put_app(&self, app: &AppRecord) -> Result<(), StorageError> {
+        let tx = self.db.begin_write()?;
+        let key = app_key(&app.tenant, &app.name);
+        tx.open_table(APPS)?
+            .insert(key.as_str(), encode(app).as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One app.
+    pub fn app(&self, tenant: &str, app: &str) -> Result<Option<AppRecord>, StorageError> {
+        let tx = self.db.begin_read()?;
+        let key = app_key(tenant, app);
+        let table = tx.open_table(APPS)?;
+        let value = table.get(key.as_str())?;
+        value.map(|v| decode(&key, v.value())).transpose()
+    }
+
+    /// A tenant's apps, or every app when `tenant` is `None`.
+    pub fn apps(&self, tenant: Option<&str>) -> Result<Vec<AppRecord>, StorageError> {
+        let tx = self.db.begin_read()?;
+        let prefix = tenant.map(|t| format!("{t}/")).unwrap_or_default();
+        scan(&tx.open_table(APPS)?, &prefix)
+    }
+
+    /// Deletes an app and its versions; false if unknown.
+    pub fn delete_app(&self, tenant: &str, app: &str) -> Result<bool, StorageError> {
+        let tx = self.db.begin_write()?;
+        let existed = tx
+            .open_table(APPS)?
+            .remove(app_key(tenant, app).as_str())?
+            .is_some();
+        let mut versions = tx.open_table(VERSIONS)?;
+        for key in scan_keys(&versions, &format!("{tenant}/{app}/"))? {
+            versions.remove(key.as_str())?;
+        }
+        drop(versions);
+        tx.commit()?;
+        Ok(existed)
+    }
+
+    /// Records a new version and, in the same transaction, the app's next
+    /// version number and (if `activate`) its active version.
+    pub fn add_version(
+        &self,
+        app: &AppRecord,
+        version: &VersionRecord,
+        activate: bool,
+    ) -> Result<AppRecord, StorageError> {
+        let mut updated = app.clone();
+        updated.next_version = version.number.saturating_add(1);
+        if activate {
+            updated.active_version = Some(version.number);
+        }
+        let tx = self.db.begin_write()?;
+        let vkey = version_key(&app.tenant, &app.name, version.number);
+        tx.open_table(VERSIONS)?
+            .insert(vkey.as_str(), encode(version).as_slice())?;
+        let akey = app_key(&app.tenant, &app.name);
+        tx.open_table(APPS)?
+            .insert(akey.as_str(), encode(&updated).as_slice())?;
+        tx.commit()?;
+        Ok(updated)
+    }
+
+    /// An app's versions, oldest first.
+    pub fn versions(&self, tenant: &str, app: &str) -> Result<Vec<VersionRecord>, StorageError> {
+        let tx = self.db.begin_read()?;
+        scan(&tx.open_table(VERSIONS)?, &format!("{tenant}/{app}/"))
+    }
+
+    /// One version.
+    pub fn version(
+        &self,
+        tenant: &str,
+        app: &str,
+        number: u32,
+    ) -> Result<Option<VersionRecord>, StorageError> {
+        let tx = self.db.begin_read()?;
+        let key = version_key(tenant, app, number);
+        let table = tx.open_table(VERSIONS)?;
+        let value = table.get(key.as_str())?;
+        value.map(|v| decode(&key, v.value())).transpose()
+    }
+}
+
+fn scan_keys(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+) -> Result<Vec<String>, StorageError> {
+    let mut keys = Vec::new();
+    for entry in table.range(prefix..)? {
+        let (key, _) = entry?;
+        if !key.value().starts_with(prefix) {
+            break;
+        }
+        keys.push(key.value().to_owned());
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::records::{AppManifest, LimitOverrides};
+
+    fn app(tenant: &str, name: &str) -> AppRecord {
+        AppRecord {
+            tenant: tenant.into(),
+            name: name.into(),
+            manifest: AppManifest::default(),
+            secrets: Default::default(),
+            active_version: None,
+            next_version: 1,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_cascade_on_delete() -> Result<(), StorageError> {
+        let dir = tempfile::tempdir().map_err(|e| StorageError::io("tempdir", e))?;
+        let store = ControlStore::open(&dir.path().join("control.redb"))?;
+        let tenant = TenantRecord {
+            name: "acme".into(),
+            token_sha256: "00".into(),
+            limits: LimitOverrides::default(),
+            created_at: 1,
+        };
+        store.put_tenant(&tenant)?;
+        store.put_app(&app("acme", "web"))?;
+        store.put_app(&app("acme-two", "web"))?;
+        let version = VersionRecord {
+            number: 1,
+            sha256: "ab".into(),
+            size: 3,
+            created_at: 2,
+            world: "verge:edge/function".into(),
+        };
+        let updated = store.add_version(&app("acme", "web"), &version, true)?;
+        assert_eq!((updated.active_version, updated.next_version), (Some(1), 2));
+        assert_eq!(store.app("acme", "web")?, Some(updated));
+        assert_eq!(store.versions("acme", "web")?, vec![version]);
+        // "acme/" must not match "acme-two/".
+        assert_eq!(store.apps(Some("acme"))?.len(), 1);
+        assert!(store.delete_tenant("acme")?);
+        assert_eq!(store.apps(None)?.len(), 1);
+        assert!(store.versions("acme", "web")?.is_empty());
+        assert_eq!(store.tenant("acme")?, None);
+        drop(store);
+        // Reopening sees the same state.
+        let store = ControlStore::open(&dir.path().join("control.redb"))?;
+        assert_eq!(store.apps(None)?.len(), 1);
+        Ok(())
+    }
+}

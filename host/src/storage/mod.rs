@@ -1,0 +1,62 @@
+//! Persistent state, free of WIT types: the control-plane records in
+//! `control.redb` and the content-addressed component files.
+
+pub mod blobs;
+pub mod control;
+pub mod records;
+
+use thiserror::Error;
+
+/// A storage failure. These are host problems (disk, corruption), never
+/// the caller's mistake.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// redb failed.
+    #[error("database error: {0}")]
+    Db(#[from] redb::Error),
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A stored record did not decode.
+    #[error("corrupt record {key}: {source}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The blocking task running the operation died.
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+impl StorageError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(err: $t) -> Self {
+                Self::Db(err.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

@@ -1,0 +1,139 @@
+//! The control-plane records: tenants, apps and versions.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Limits a tenant or app may set; `None` means "inherit". An app's values
+/// are capped by its tenant's, the tenant's by the host defaults' ceiling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// CPU budget per request in ms (converted to fuel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
+    /// Wall-clock deadline per request in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_clock_ms: Option<u64>,
+    /// Linear memory cap in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    /// Requests of this tenant or app running at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+}
+
+/// A tenant: who owns apps and routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// Unique name: `[a-z0-9][a-z0-9-]*`, at most 63 bytes.
+    pub name: String,
+    /// sha256 (hex) of the tenant's API token.
+    pub token_sha256: String,
+    /// The tenant's limits (ceilings for its apps).
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// What a deployer says about an app: its routes and what it may use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppManifest {
+    /// `host[/path-prefix]` routes; hosts exact, `*.suffix` or `*`.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// KV stores the app may open.
+    #[serde(default)]
+    pub kv_stores: Vec<String>,
+    /// Outbound `scheme://host[:port]` the app may fetch (`*.` wildcards).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Configuration variables.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Per-app limits, capped by the tenant's.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+/// An app and its deployment state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRecord {
+    /// Owning tenant.
+    pub tenant: String,
+    /// App name, unique within the tenant.
+    pub name: String,
+    /// The deployer's manifest.
+    pub manifest: AppManifest,
+    /// Secrets: readable by the guest through `config`, never listed back.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// The version serving traffic, if any.
+    pub active_version: Option<u32>,
+    /// The number the next upload gets.
+    pub next_version: u32,
+}
+
+/// One uploaded version of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// 1, 2, 3, ... per app.
+    pub number: u32,
+    /// sha256 (hex) of the component bytes.
+    pub sha256: String,
+    /// Component size in bytes.
+    pub size: u64,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// The world it exports, e.g. `verge:edge/function`.
+    pub world: String,
+}
+
+/// Longest tenant, app, store or variable name.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Whether `name` is a valid tenant or app name: lower-case letters,
+/// digits and dashes, not starting with a dash, at most 63 bytes (so it
+/// fits a DNS label and a file name).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Unix seconds now.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_labels() {
+        assert!(is_valid_name("acme-2"));
+        assert!(is_valid_name(&"a".repeat(63)));
+        assert!(!is_valid_name(&"a".repeat(64)));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("-x"));
+        assert!(!is_valid_name("Acme"));
+        assert!(!is_valid_name("a/b"));
+        assert!(!is_valid_name("a_b"));
+    }
+
+    #[test]
+    fn manifests_refuse_unknown_fields() {
+        let err = serde_json::from_str::<AppManifest>(r#"{"routez": []}"#);
+        assert!(err.is_err());
+        let ok: AppManifest =
+            serde_json::from_str(r#"{"routes": ["a.example"]}"#).unwrap_or_default();
+        assert_eq!(ok.routes, vec!["a.example"]);
+    }
+}

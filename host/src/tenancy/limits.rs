@@ -1,0 +1,68 @@
+//! Effective limits: host defaults, capped by the tenant's ceiling, then the
+//! app's overrides below that ceiling.
+
+use crate::runtime::{FUEL_PER_CPU_MS, Limits};
+use crate::storage::records::LimitOverrides;
+use std::time::Duration;
+
+/// The limits an app runs under. The tenant's values replace the host's
+/// defaults; the app's values apply only where they are lower than the
+/// tenant's (an app cannot raise its tenant's ceiling).
+pub fn effective_limits(host: &Limits, tenant: &LimitOverrides, app: &LimitOverrides) -> Limits {
+    let pick = |host: u64, tenant: Option<u64>, app: Option<u64>| {
+        let ceiling = tenant.unwrap_or(host);
+        app.map_or(ceiling, |a| a.min(ceiling))
+    };
+    let host_cpu_ms = host.fuel / FUEL_PER_CPU_MS.max(1);
+    let host_wall_ms = u64::try_from(host.wall_clock.as_millis()).unwrap_or(u64::MAX);
+    let host_mib = u64::try_from(host.memory_bytes >> 20).unwrap_or(u64::MAX);
+    let cpu_ms = pick(host_cpu_ms, tenant.cpu_ms, app.cpu_ms);
+    let mib = pick(host_mib, tenant.memory_mib, app.memory_mib);
+    Limits {
+        fuel: cpu_ms.saturating_mul(FUEL_PER_CPU_MS),
+        wall_clock: Duration::from_millis(pick(
+            host_wall_ms,
+            tenant.wall_clock_ms,
+            app.wall_clock_ms,
+        )),
+        memory_bytes: usize::try_from(mib)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1 << 20),
+        ..*host
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_overrides_stay_below_the_tenant_ceiling() {
+        let host = Limits::default();
+        let tenant = LimitOverrides {
+            cpu_ms: Some(20),
+            memory_mib: Some(64),
+            ..LimitOverrides::default()
+        };
+        let app = LimitOverrides {
+            cpu_ms: Some(100),
+            memory_mib: Some(32),
+            wall_clock_ms: Some(1000),
+            ..LimitOverrides::default()
+        };
+        let l = effective_limits(&host, &tenant, &app);
+        assert_eq!(
+            l.fuel,
+            20 * FUEL_PER_CPU_MS,
+            "app asked for more than the tenant allows"
+        );
+        assert_eq!(l.memory_bytes, 32 << 20);
+        assert_eq!(l.wall_clock, Duration::from_secs(1));
+        let d = effective_limits(
+            &host,
+            &LimitOverrides::default(),
+            &LimitOverrides::default(),
+        );
+        assert_eq!(d, host);
+    }
+}

@@ -1,0 +1,92 @@
+//! Turning stored records into running deployments: the AOT cache (load a
+//! compiled artifact, or compile and store one) and deployment assembly.
+
+use super::{Deployment, RegistryError, effective_limits};
+use crate::capabilities::config::ConfigCtx;
+use crate::runtime::{Limits, Runtime};
+use crate::storage::blobs::BlobStore;
+use crate::storage::records::{AppRecord, LimitOverrides};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use wasmtime::component::Component;
+
+/// Compiles components at most once per (hash, engine configuration).
+pub(super) struct Loader {
+    pub(super) runtime: Arc<Runtime>,
+    pub(super) blobs: BlobStore,
+    pub(super) host_limits: Limits,
+    engine_key: String,
+    compiles: AtomicU64,
+}
+
+impl Loader {
+    pub(super) fn new(runtime: Arc<Runtime>, blobs: BlobStore, host_limits: Limits) -> Self {
+        let engine_key = runtime.engine_key();
+        Self {
+            runtime,
+            blobs,
+            host_limits,
+            engine_key,
+            compiles: AtomicU64::new(0),
+        }
+    }
+
+    /// Components compiled from source since start (cache misses).
+    pub(super) fn compiles(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
+    }
+
+    /// Writes the compiled artifact of `component` for later restarts.
+    pub(super) fn cache(&self, sha256: &str, component: &Component) -> Result<(), RegistryError> {
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        match component.serialize() {
+            Ok(artifact) => self
+                .blobs
+                .put_compiled(sha256, &self.engine_key, &artifact)?,
+            Err(err) => {
+                tracing::warn!(error = %err, sha256, "could not serialize a compiled component")
+            }
+        }
+        Ok(())
+    }
+
+    /// The compiled component for a stored hash: from the AOT cache when an
+    /// artifact for this engine exists and loads, otherwise compiled again.
+    pub(super) fn component(&self, sha256: &str) -> Result<Component, RegistryError> {
+        let cached = self.blobs.compiled_path(sha256, &self.engine_key);
+        if cached.exists() {
+            match self.runtime.deserialize(&cached) {
+                Ok(component) => return Ok(component),
+                Err(err) => {
+                    tracing::warn!(error = %err, sha256, "stale compiled artifact; recompiling")
+                }
+            }
+        }
+        let bytes = self.blobs.component(sha256)?;
+        let component = self.runtime.compile(&bytes)?;
+        self.cache(sha256, &component)?;
+        Ok(component)
+    }
+
+    /// Links `component` for `app` at `version` under its effective limits.
+    pub(super) fn deployment(
+        &self,
+        app: &AppRecord,
+        tenant_limits: &LimitOverrides,
+        version: u32,
+        component: Component,
+    ) -> Result<Arc<Deployment>, RegistryError> {
+        let limits = effective_limits(&self.host_limits, tenant_limits, &app.manifest.limits);
+        let name = format!("{}/{}", app.tenant, app.name);
+        let function = self.runtime.prepare(&name, component, limits)?;
+        let mut vars = app.manifest.config.clone();
+        vars.extend(app.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(Arc::new(Deployment {
+            tenant: app.tenant.as_str().into(),
+            app: app.name.as_str().into(),
+            version,
+            function,
+            config: ConfigCtx::new(vars),
+        }))
+    }
+}

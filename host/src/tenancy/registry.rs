@@ -1,0 +1,518 @@
+//! The registry: the control plane's one writer. It validates and stores
+//! tenants, apps and versions in `control.redb`, keeps the live deployments,
+//! and swaps the routing table atomically after every change: requests
+//! already running keep the `Arc<Deployment>` they started with.
+
+use super::loader::Loader;
+use super::router::{Route, Router};
+use super::tokens;
+use super::{Deployment, RegistryError, RouteTable};
+use crate::runtime::{Limits, Runtime};
+use crate::storage::blobs::{BlobStore, sha256_hex};
+use crate::storage::control::ControlStore;
+use crate::storage::records::{
+    AppManifest, AppRecord, LimitOverrides, TenantRecord, VersionRecord, is_valid_name, now_secs,
+};
+use arc_swap::ArcSwap;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Largest component upload: 32 MiB. Rust components are typically
+/// 0.1–5 MiB; the cap bounds compile time and memory per deploy.
+pub const MAX_COMPONENT_BYTES: usize = 32 << 20;
+
+/// Largest config variable or secret value: 64 KiB (a PEM key fits).
+pub const MAX_VAR_VALUE_BYTES: usize = 64 << 10;
+
+/// The world every Verge-SDK function exports.
+pub const FUNCTION_WORLD: &str = "verge:edge/function";
+
+/// Which kind of app variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarKind {
+    /// Listed back by the API.
+    Config,
+    /// Never listed back.
+    Secret,
+}
+
+/// The control plane's state and its single writer.
+pub struct Registry {
+    store: ControlStore,
+    loader: Loader,
+    router: ArcSwap<Router<Deployment>>,
+    live: Mutex<BTreeMap<String, Arc<Deployment>>>,
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl RouteTable for Registry {
+    fn resolve(&self, host: &str, path: &str) -> Option<Arc<Deployment>> {
+        self.router.load().resolve(host, path).cloned()
+    }
+}
+
+fn key(tenant: &str, app: &str) -> String {
+    format!("{tenant}/{app}")
+}
+
+fn check_name(what: &'static str, name: &str) -> Result<(), RegistryError> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(RegistryError::InvalidName {
+            what,
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl Registry {
+    /// Opens the control store in `data_dir` and brings every app's active
+    /// version back to life (from compiled artifacts when they fit this
+    /// engine). Blocking: call before serving or from `spawn_blocking`.
+    pub fn open(
+        runtime: Arc<Runtime>,
+        data_dir: &Path,
+        host_limits: Limits,
+    ) -> Result<Self, RegistryError> {
+        let store = ControlStore::open(&data_dir.join("control.redb"))?;
+        let blobs = BlobStore::open(data_dir)?;
+        let registry = Self {
+            store,
+            loader: Loader::new(runtime, blobs, host_limits),
+            router: ArcSwap::from_pointee(Router::default()),
+            live: Mutex::new(BTreeMap::new()),
+            writes: tokio::sync::Mutex::new(()),
+        };
+        let tenants: BTreeMap<String, TenantRecord> = registry
+            .store
+            .tenants()?
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        for app in registry.store.apps(None)? {
+            let (Some(version), Some(tenant)) = (app.active_version, tenants.get(&app.tenant))
+            else {
+                continue;
+            };
+            match registry.bring_up(&app, &tenant.limits, version) {
+                Ok(deployment) => {
+                    registry
+                        .lock_live()
+                        .insert(key(&app.tenant, &app.name), deployment);
+                }
+                Err(err) => {
+                    tracing::error!(tenant = app.tenant, app = app.name, version, error = %err,
+                    "could not restore the active version; the app is offline")
+                }
+            }
+        }
+        registry.rebuild_router()?;
+        Ok(registry)
+    }
+
+    fn lock_live(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Deployment>>> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs a mutation: one at a time, off the async runtime.
+    async fn write<T: Send + 'static>(
+        self: &Arc<Self>,
+        op: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
+    ) -> Result<T, RegistryError> {
+        let _guard = self.writes.lock().await;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || op(&me))
+            .await
+            .map_err(|e| {
+                RegistryError::Storage(crate::storage::StorageError::Task(e.to_string()))
+            })?
+    }
+
+    /// Runs a read off the async runtime.
+    async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        op: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
+    ) -> Result<T, RegistryError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || op(&me))
+            .await
+            .map_err(|e| {
+                RegistryError::Storage(crate::storage::StorageError::Task(e.to_string()))
+            })?
+    }
+
+    /// Components compiled from source since start (AOT cache misses).
+    pub fn compiles(&self) -> u64 {
+        self.loader.compiles()
+    }
+
+    /// Apps with a live deployment.
+    pub fn live_apps(&self) -> usize {
+        self.lock_live().len()
+    }
+
+    fn bring_up(
+        &self,
+        app: &AppRecord,
+        limits: &LimitOverrides,
+        version: u32,
+    ) -> Result<Arc<Deployment>, RegistryError> {
+        let record = self
+            .store
+            .version(&app.tenant, &app.name, version)?
+            .ok_or_else(|| RegistryError::NotFound(format!("version {version} of {}", app.name)))?;
+        let component = self.loader.component(&record.sha256)?;
+        self.loader.deployment(app, limits, version, component)
+    }
+
+    /// Builds and swaps in a routing table from the live deployments.
+    fn rebuild_router(&self) -> Result<(), RegistryError> {
+        let live = self.lock_live().clone();
+        let mut entries = Vec::new();
+        for (app_key, deployment) in live {
+            let Some((tenant, app)) = app_key.split_once('/') else {
+                continue;
+            };
+            let Some(record) = self.store.app(tenant, app)? else {
+                continue;
+            };
+            for route in &record.manifest.routes {
+                entries.push((Route::parse(route)?, deployment.clone()));
+            }
+        }
+        self.router.store(Arc::new(Router::new(entries)));
+        Ok(())
+    }
+
+    fn tenant_record(&self, tenant: &str) -> Result<TenantRecord, RegistryError> {
+        self.store
+            .tenant(tenant)?
+            .ok_or_else(|| RegistryError::NotFound(format!("tenant {tenant}")))
+    }
+
+    fn app_record(&self, tenant: &str, app: &str) -> Result<AppRecord, RegistryError> {
+        self.store
+            .app(tenant, app)?
+            .ok_or_else(|| RegistryError::NotFound(format!("app {app}")))
+    }
+
+    /// Replaces the live deployment of `app` (if it has an active version)
+    /// after its record changed, then swaps the router.
+    fn refresh(&self, app: &AppRecord) -> Result<(), RegistryError> {
+        let k = key(&app.tenant, &app.name);
+        match app.active_version {
+            Some(version) => {
+                let tenant = self.tenant_record(&app.tenant)?;
+                let deployment = self.bring_up(app, &tenant.limits, version)?;
+                self.lock_live().insert(k, deployment);
+            }
+            None => {
+                self.lock_live().remove(&k);
+            }
+        }
+        self.rebuild_router()
+    }
+
+    /// Creates a tenant; returns its record and its token (shown once).
+    pub async fn create_tenant(
+        self: &Arc<Self>,
+        name: String,
+        limits: LimitOverrides,
+    ) -> Result<(TenantRecord, String), RegistryError> {
+        self.write(move |r| {
+            check_name("tenant", &name)?;
+            if r.store.tenant(&name)?.is_some() {
+                return Err(RegistryError::AlreadyExists(format!("tenant {name}")));
+            }
+            let token = tokens::new_tenant_token(&name)
+                .map_err(|e| RegistryError::Invalid(format!("no randomness for a token: {e}")))?;
+            let record = TenantRecord {
+                name,
+                token_sha256: tokens::token_hash(&token),
+                limits,
+                created_at: now_secs(),
+            };
+            r.store.put_tenant(&record)?;
+            Ok((record, token))
+        })
+        .await
+    }
+
+    /// Every tenant.
+    pub async fn tenants(self: &Arc<Self>) -> Result<Vec<TenantRecord>, RegistryError> {
+        self.read(|r| Ok(r.store.tenants()?)).await
+    }
+
+    /// One tenant.
+    pub async fn tenant(self: &Arc<Self>, name: String) -> Result<TenantRecord, RegistryError> {
+        self.read(move |r| r.tenant_record(&name)).await
+    }
+
+    /// Deletes a tenant, its apps and their versions; its routes stop serving.
+    pub async fn delete_tenant(self: &Arc<Self>, name: String) -> Result<(), RegistryError> {
+        self.write(move |r| {
+            if !r.store.delete_tenant(&name)? {
+                return Err(RegistryError::NotFound(format!("tenant {name}")));
+            }
+            r.lock_live()
+                .retain(|k, _| !k.starts_with(&format!("{name}/")));
+            r.rebuild_router()
+        })
+        .await
+    }
+
+    /// Creates or updates an app's manifest. Routes owned by any other app
+    /// are refused with [`RegistryError::RouteConflict`].
+    pub async fn put_app(
+        self: &Arc<Self>,
+        tenant: String,
+        app: String,
+        manifest: AppManifest,
+    ) -> Result<AppRecord, RegistryError> {
+        self.write(move |r| {
+            check_name("app", &app)?;
+            r.tenant_record(&tenant)?;
+            let manifest = normalise(manifest)?;
+            let claimed: HashSet<&String> = manifest.routes.iter().collect();
+            for other in r.store.apps(None)? {
+                if other.tenant == tenant && other.name == app {
+                    continue;
+                }
+                for route in &other.manifest.routes {
+                    if claimed.contains(route) {
+                        return Err(RegistryError::RouteConflict {
+                            route: route.clone(),
+                            owner: key(&other.tenant, &other.name),
+                        });
+                    }
+                }
+            }
+            let record = match r.store.app(&tenant, &app)? {
+                Some(existing) => AppRecord {
+                    manifest,
+                    ..existing
+                },
+                None => AppRecord {
+                    tenant,
+                    name: app,
+                    manifest,
+                    secrets: BTreeMap::new(),
+                    active_version: None,
+                    next_version: 1,
+                },
+            };
+            r.store.put_app(&record)?;
+            r.refresh(&record)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    /// A tenant's apps, or all apps for `None`.
+    pub async fn apps(
+        self: &Arc<Self>,
+        tenant: Option<String>,
+    ) -> Result<Vec<AppRecord>, RegistryError> {
+        self.read(move |r| {
+            if let Some(t) = &tenant {
+                r.tenant_record(t)?;
+            }
+            Ok(r.store.apps(tenant.as_deref())?)
+        })
+        .await
+    }
+
+    /// One app.
+    pub async fn app(
+        self: &Arc<Self>,
+        tenant: String,
+        app: String,
+    ) -> Result<AppRecord, RegistryError> {
+        self.read(move |r| r.app_record(&tenant, &app)).await
+    }
+
+    /// Deletes an app and its versions; its routes stop serving.
+    pub async fn delete_app(
+        self: &Arc<Self>,
+        tenant: String,
+        app: String,
+    ) -> Result<(), RegistryError> {
+        self.write(move |r| {
+            if !r.store.delete_app(&tenant, &app)? {
+                return Err(RegistryError::NotFound(format!("app {app}")));
+            }
+            r.lock_live().remove(&key(&tenant, &app));
+            r.rebuild_router()
+        })
+        .await
+    }
+
+    /// Validates, stores and (optionally) activates a new version. A bad
+    /// component changes nothing: it is refused before anything is written.
+    pub async fn upload(
+        self: &Arc<Self>,
+        tenant: String,
+        app: String,
+        bytes: Vec<u8>,
+        activate: bool,
+    ) -> Result<(VersionRecord, AppRecord), RegistryError> {
+        self.write(move |r| {
+            if bytes.len() > MAX_COMPONENT_BYTES {
+                return Err(RegistryError::TooLarge {
+                    size: bytes.len(),
+                    max: MAX_COMPONENT_BYTES,
+                });
+            }
+            let tenant_record = r.tenant_record(&tenant)?;
+            let record = r.app_record(&tenant, &app)?;
+            let sha256 = sha256_hex(&bytes);
+            let component = r.loader.runtime.compile(&bytes)?;
+            let number = record.next_version;
+            let deployment =
+                r.loader
+                    .deployment(&record, &tenant_record.limits, number, component.clone())?;
+            r.loader.blobs.put_component(&sha256, &bytes)?;
+            r.loader.cache(&sha256, &component)?;
+            let version = VersionRecord {
+                number,
+                sha256,
+                size: bytes.len() as u64,
+                created_at: now_secs(),
+                world: FUNCTION_WORLD.to_owned(),
+            };
+            let updated = r.store.add_version(&record, &version, activate)?;
+            if activate {
+                r.lock_live().insert(key(&tenant, &app), deployment);
+                r.rebuild_router()?;
+            }
+            Ok((version, updated))
+        })
+        .await
+    }
+
+    /// An app's versions, oldest first.
+    pub async fn versions(
+        self: &Arc<Self>,
+        tenant: String,
+        app: String,
+    ) -> Result<Vec<VersionRecord>, RegistryError> {
+        self.read(move |r| {
+            r.app_record(&tenant, &app)?;
+            Ok(r.store.versions(&tenant, &app)?)
+        })
+        .await
+    }
+
+    /// Makes `version` the one serving; `None` rolls back to the newest
+    /// version older than the active one.
+    pub async fn activate(
+        self: &Arc<Self>,
+        tenant: String,
+        app: String,
+        version: Option<u32>,
+    ) -> Result<AppRecord, RegistryError> {
+        self.write(move |r| {
+            let mut record = r.app_record(&tenant, &app)?;
+            let number = match version {
+                Some(n) => n,
+                None => {
+                    let active = record.active_version.unwrap_or(u32::MAX);
+                    r.store
+                        .versions(&tenant, &app)?
+                        .iter()
+                        .map(|v| v.number)
+                        .filter(|&n| n < active)
+                        .max()
+                        .ok_or_else(|| {
+                            RegistryError::NotFound(format!(
+                                "a version of {app} older than the active one"
+                            ))
+                        })?
+                }
+            };
+            if r.store.version(&tenant, &app, number)?.is_none() {
+                return Err(RegistryError::NotFound(format!(
+                    "version {number} of {app}"
+                )));
+            }
+            record.active_version = Some(number);
+            let tenant_record = r.tenant_record(&tenant)?;
+            let deployment = r.bring_up(&record, &tenant_record.limits, number)?;
+            r.store.put_app(&record)?;
+            r.lock_live().insert(key(&tenant, &app), deployment);
+            r.rebuild_router()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    /// Sets (`Some`) or removes (`None`) a config variable or secret.
+    pub async fn set_var(
+        self: &Arc<Self>,
+        tenant: String,
+        app: String,
+        kind: VarKind,
+        name: String,
+        value: Option<String>,
+    ) -> Result<AppRecord, RegistryError> {
+        self.write(move |r| {
+            if name.is_empty()
+                || name.len() > 63
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            {
+                return Err(RegistryError::Invalid(format!(
+                    "invalid variable name {name:?}: letters, digits, `_`, `.`, `-`, at most 63"
+                )));
+            }
+            if value
+                .as_ref()
+                .is_some_and(|v| v.len() > MAX_VAR_VALUE_BYTES)
+            {
+                return Err(RegistryError::Invalid(format!(
+                    "value over {MAX_VAR_VALUE_BYTES} bytes"
+                )));
+            }
+            let mut record = r.app_record(&tenant, &app)?;
+            let vars = match kind {
+                VarKind::Config => &mut record.manifest.config,
+                VarKind::Secret => &mut record.secrets,
+            };
+            match value {
+                Some(v) => {
+                    vars.insert(name, v);
+                }
+                None => {
+                    if vars.remove(&name).is_none() {
+                        return Err(RegistryError::NotFound(format!("variable {name}")));
+                    }
+                }
+            }
+            r.store.put_app(&record)?;
+            r.refresh(&record)?;
+            Ok(record)
+        })
+        .await
+    }
+}
+
+/// Parses and normalises the routes and checks the names in a manifest.
+fn normalise(mut manifest: AppManifest) -> Result<AppManifest, RegistryError> {
+    let mut routes = Vec::new();
+    for route in &manifest.routes {
+        let normal = Route::parse(route)?.to_string();
+        if !routes.contains(&normal) {
+            routes.push(normal);
+        }
+    }
+    manifest.routes = routes;
+    for store in &manifest.kv_stores {
+        check_name("kv store", store)?;
+    }
+    Ok(manifest)
+}
