@@ -1,6 +1,9 @@
 //! The `verge` command line. Help text comes from these doc comments.
 
+mod admin;
+mod client;
 mod demo;
+mod deploy;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +42,70 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Build the example functions and serve them, printing the URLs to try.
     Demo(demo::DemoArgs),
+    /// Deploy a function: a `.wasm` component or a crate directory.
+    Deploy {
+        /// What to deploy.
+        #[command(flatten)]
+        args: deploy::DeployArgs,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// List, show or delete apps.
+    Apps {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: admin::AppsCmd,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// List an app's versions.
+    Versions {
+        /// The app.
+        app: String,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Activate an earlier version (the previous one by default).
+    Rollback {
+        /// The app.
+        app: String,
+        /// The version to activate.
+        #[arg(long)]
+        to: Option<u32>,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Create, list or delete tenants (operator token).
+    Tenants {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: admin::TenantsCmd,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Set or unset an app's configuration variables.
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: admin::VarCmd,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Set or unset an app's secrets (never listed back).
+    Secret {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: admin::VarCmd,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
 }
 
 impl Cli {
@@ -47,6 +114,19 @@ impl Cli {
         match self.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Deploy { args, api } => deploy::run(&client::Api::new(&api), args).await,
+            Command::Apps { cmd, api } => admin::apps(&client::Api::new(&api), cmd).await,
+            Command::Versions { app, api } => admin::versions(&client::Api::new(&api), &app).await,
+            Command::Rollback { app, to, api } => {
+                admin::rollback(&client::Api::new(&api), &app, to).await
+            }
+            Command::Tenants { cmd, api } => admin::tenants(&client::Api::new(&api), cmd).await,
+            Command::Config { cmd, api } => {
+                admin::vars(&client::Api::new(&api), "config", cmd).await
+            }
+            Command::Secret { cmd, api } => {
+                admin::vars(&client::Api::new(&api), "secrets", cmd).await
+            }
         }
     }
 }

@@ -50,6 +50,21 @@ impl Loader {
         Ok(())
     }
 
+    /// The compiled component from the AOT cache, if this engine has one.
+    pub(super) fn cached(&self, sha256: &str) -> Option<Component> {
+        let cached = self.blobs.compiled_path(sha256, &self.engine_key);
+        if !cached.exists() {
+            return None;
+        }
+        match self.runtime.deserialize(&cached) {
+            Ok(component) => Some(component),
+            Err(err) => {
+                tracing::warn!(error = %err, sha256, "stale compiled artifact; recompiling");
+                None
+            }
+        }
+    }
+
     /// The compiled component for a stored hash: from the AOT cache when an
     /// artifact for this engine exists and loads, otherwise compiled again.
     pub(super) fn component(&self, sha256: &str) -> Result<Component, RegistryError> {

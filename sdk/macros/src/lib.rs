@@ -9,7 +9,7 @@ use syn::{ItemFn, ReturnType, spanned::Spanned};
 /// The function takes one `verge_sdk::Request` and returns anything that
 /// implements `verge_sdk::IntoResponse`:
 ///
-/// ```ignore
+/// ```text
 /// #[verge_sdk::handler]
 /// fn handle(req: verge_sdk::Request) -> verge_sdk::Response {
 ///     verge_sdk::Response::text(format!("hello from {}", req.path()))

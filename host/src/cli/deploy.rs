@@ -1,0 +1,142 @@
+//! `verge deploy`: build (for a crate dir), register the app's manifest,
+//! upload the component, activate it.
+
+use super::client::Api;
+use crate::storage::records::{AppManifest, LimitOverrides};
+use anyhow::{Context as _, bail};
+use clap::Args;
+use http::Method;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Options of `verge deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// A `.wasm` component, or a function crate directory (built first).
+    pub path: PathBuf,
+    /// The app's name; defaults to the manifest's `name`, else the crate or
+    /// file name.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// A route (`host[/prefix]`, `*.suffix` hosts allowed); repeatable. Adds
+    /// to the manifest's routes.
+    #[arg(long = "route")]
+    pub routes: Vec<String>,
+    /// The app manifest; defaults to `verge.toml` beside the crate.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Store the version without making it serve.
+    #[arg(long)]
+    pub no_activate: bool,
+}
+
+/// The `verge.toml` app manifest. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
+    /// The app's name.
+    pub name: Option<String>,
+    /// Routes, `host[/prefix]`.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// KV stores the app may open.
+    #[serde(default)]
+    pub kv_stores: Vec<String>,
+    /// Outbound hosts the app may fetch.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Configuration variables.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Limits below the tenant's ceiling.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+impl ManifestFile {
+    /// Reads and parses a manifest, naming the file in errors.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    fn into_manifest(self) -> AppManifest {
+        AppManifest {
+            routes: self.routes,
+            kv_stores: self.kv_stores,
+            allowed_hosts: self.allowed_hosts,
+            config: self.config,
+            limits: self.limits,
+        }
+    }
+}
+
+pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
+    let tenant = api.tenant()?.to_owned();
+    let manifest_path = args.manifest.clone().or_else(|| {
+        let beside = if args.path.is_dir() {
+            args.path.join("verge.toml")
+        } else {
+            args.path.with_file_name("verge.toml")
+        };
+        beside.exists().then_some(beside)
+    });
+    let file = match &manifest_path {
+        Some(path) => Some(ManifestFile::read(path)?),
+        None => None,
+    };
+    let path = args.path.clone();
+    let (built_name, wasm) =
+        tokio::task::spawn_blocking(move || super::serve::resolve_component(&path)).await??;
+    let app = args
+        .app
+        .clone()
+        .or_else(|| file.as_ref().and_then(|f| f.name.clone()))
+        .unwrap_or(built_name);
+    let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let app_path = format!("/v1/tenants/{tenant}/apps/{app}");
+    let exists = api.call(Method::GET, &app_path, None).await.is_ok();
+    if file.is_some() || !args.routes.is_empty() || !exists {
+        let mut manifest = file.map(ManifestFile::into_manifest).unwrap_or_default();
+        manifest.routes.extend(args.routes.iter().cloned());
+        api.call(Method::PUT, &app_path, Some(serde_json::to_vec(&manifest)?))
+            .await?;
+    }
+    let query = if args.no_activate {
+        "?activate=false"
+    } else {
+        ""
+    };
+    let answer = api
+        .call(
+            Method::POST,
+            &format!("{app_path}/versions{query}"),
+            Some(bytes),
+        )
+        .await?;
+    if api.json {
+        api.print(&answer, &[]);
+        return Ok(());
+    }
+    let version = &answer["version"];
+    let Some(number) = version["number"].as_u64() else {
+        bail!("unexpected answer from the admin API: {answer}");
+    };
+    let state = if args.no_activate {
+        "stored (not active)"
+    } else {
+        "active"
+    };
+    println!(
+        "deployed {tenant}/{app} version {number} ({} bytes, sha256 {}): {state}",
+        version["size"],
+        version["sha256"]
+            .as_str()
+            .unwrap_or("?")
+            .get(..12)
+            .unwrap_or("?")
+    );
+    Ok(())
+}
