@@ -370,13 +370,19 @@ impl Registry {
             let tenant_record = r.tenant_record(&tenant)?;
             let record = r.app_record(&tenant, &app)?;
             let sha256 = sha256_hex(&bytes);
-            let component = r.loader.runtime.compile(&bytes)?;
+            // The same bytes deployed before (by any app) reuse their artifact.
+            let (component, fresh) = match r.loader.cached(&sha256) {
+                Some(component) => (component, false),
+                None => (r.loader.runtime.compile(&bytes)?, true),
+            };
             let number = record.next_version;
             let deployment =
                 r.loader
                     .deployment(&record, &tenant_record.limits, number, component.clone())?;
             r.loader.blobs.put_component(&sha256, &bytes)?;
-            r.loader.cache(&sha256, &component)?;
+            if fresh {
+                r.loader.cache(&sha256, &component)?;
+            }
             let version = VersionRecord {
                 number,
                 sha256,
