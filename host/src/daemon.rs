@@ -22,6 +22,10 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9900";
 /// The file under the data dir holding a generated operator token.
 pub const OPERATOR_TOKEN_FILE: &str = "admin-token";
 
+/// How long shutdown waits for finished connection tasks to drop their
+/// handles after the drain; they exit within one scheduler tick.
+const SHUTDOWN_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Everything the daemon needs to start.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -73,10 +77,19 @@ pub struct RunningDaemon {
 }
 
 impl RunningDaemon {
-    /// Starts graceful shutdown and waits for in-flight requests to drain.
+    /// Starts graceful shutdown and waits for in-flight requests to drain
+    /// and for the last connection task to let go of the registry, so the
+    /// data dir can be opened again at once (restarts within a process).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        let registry = self.registry.clone();
         self.wait().await;
+        if let Some(registry) = registry {
+            let deadline = Instant::now() + SHUTDOWN_RELEASE_TIMEOUT;
+            while Arc::strong_count(&registry) > 1 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
 
     /// Waits until every listener has stopped.

@@ -31,6 +31,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "echo",
     "fuel-burn",
     "huge-response",
+    "imports-unknown",
     "invalid-header",
     "invalid-status",
     "memory-bomb",
@@ -249,4 +250,124 @@ fn response_complete(out: &[u8]) -> bool {
         .find_map(|l| l.strip_prefix("content-length: "))
         .and_then(|v| v.trim().parse::<usize>().ok())
         .is_some_and(|len| body.len() >= len)
+}
+
+/// A multi-tenant daemon (data plane + admin API) on a temporary data dir.
+pub struct Platform {
+    /// The running daemon.
+    pub daemon: verge::daemon::RunningDaemon,
+    /// Its data dir (kept while the platform lives).
+    pub data_dir: std::path::PathBuf,
+    /// The operator token.
+    pub operator: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// The operator token the test platforms use.
+pub const TEST_OPERATOR_TOKEN: &str = "verge_op_test-operator-token";
+
+impl Platform {
+    /// Starts a platform on `data_dir` with `engine` settings.
+    pub async fn start_in(data_dir: &Path, engine: EngineSettings) -> Self {
+        let config = verge::daemon::DaemonConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            engine,
+            limits: Limits::default(),
+            http: HttpLimits::default(),
+        };
+        let platform = verge::daemon::PlatformConfig {
+            data_dir: data_dir.to_owned(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            operator_token: Some(TEST_OPERATOR_TOKEN.to_owned()),
+        };
+        let daemon = verge::daemon::start_platform(&config, &platform)
+            .await
+            .expect("platform");
+        Self {
+            daemon,
+            data_dir: data_dir.to_owned(),
+            operator: TEST_OPERATOR_TOKEN.to_owned(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Starts a platform with a small pool on `data_dir`.
+    pub async fn start(data_dir: &Path) -> Self {
+        Self::start_in(data_dir, Setup::default().engine).await
+    }
+
+    /// Calls the admin API.
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> Reply {
+        let addr = self.daemon.admin_addr.expect("admin address");
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(req.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+    }
+
+    /// Creates a tenant and returns its token.
+    pub async fn tenant(&self, name: &str) -> String {
+        let body = format!("{{\"name\":\"{name}\"}}").into_bytes();
+        let reply = self
+            .admin("POST", "/v1/tenants", Some(&self.operator), body)
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let value: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        value["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates app `app` with `routes` and deploys guest `guest` to it.
+    pub async fn deploy(
+        &self,
+        token: &str,
+        tenant: &str,
+        app: &str,
+        routes: &[&str],
+        guest_name: &str,
+    ) -> Reply {
+        let manifest = serde_json::json!({ "routes": routes })
+            .to_string()
+            .into_bytes();
+        let path = format!("/v1/tenants/{tenant}/apps/{app}");
+        let reply = self.admin("PUT", &path, Some(token), manifest).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let bytes = std::fs::read(guest(guest_name)).unwrap();
+        self.admin("POST", &format!("{path}/versions"), Some(token), bytes)
+            .await
+    }
+
+    /// GET `path` on the data plane with `Host: host`.
+    pub async fn get(&self, host: &str, path: &str) -> Reply {
+        let req = Request::get(format!("http://{}{}", self.daemon.addr, path))
+            .header("host", host)
+            .body(Full::default())
+            .unwrap();
+        self.send(req).await
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
+        let res = self.client.request(req).await.expect("request");
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// Graceful shutdown.
+    pub async fn shutdown(self) {
+        self.daemon.shutdown().await;
+    }
 }

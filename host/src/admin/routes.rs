@@ -188,7 +188,10 @@ impl AdminApi {
         match segments.as_slice() {
             ["healthz"] => return ok(&json!({ "status": "ok" })),
             ["readyz"] => {
-                return ok(&json!({ "status": "ready", "apps": self.registry.live_apps() }));
+                let r = &self.registry;
+                let state =
+                    json!({ "status": "ready", "apps": r.live_apps(), "compiles": r.compiles() });
+                return ok(&state);
             }
             _ => {}
         }
