@@ -90,9 +90,9 @@ pub fn build(dir: &Path, target_dir: Option<&Path>) -> Result<Vec<Artifact>, Bui
         cmd.arg("--target-dir").arg(target_dir);
     }
     // Settings of an outer cargo (tests, `cargo run`) meant for the host
-    // target must not leak into the guest build.
+    // target must not leak into the guest build. (A user's
+    // CARGO_TARGET_DIR is respected: it only says where output goes.)
     for var in [
-        "CARGO_TARGET_DIR",
         "CARGO_BUILD_TARGET",
         "CARGO_ENCODED_RUSTFLAGS",
         "RUSTFLAGS",

@@ -256,3 +256,110 @@ fn restart_with_fifty_apps_is_ready_without_recompiling() {
     d.child.kill().unwrap();
     d.child.wait().unwrap();
 }
+
+/// Runs the `verge` CLI against daemon `d`; returns (success, stdout, stderr).
+fn cli(d: &Daemon, token: &str, args: &[&str]) -> (bool, String, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO_BIN_EXE_verge"))
+        .args(args)
+        .env("VERGE_URL", format!("http://{}", d.admin))
+        .env("VERGE_TOKEN", token)
+        .env("CARGO_TARGET_DIR", root.join("target/guests"))
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn the_cli_manages_tenants_apps_versions_and_variables() {
+    let guests = guests();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start(dir.path());
+
+    let (ok, out, _) = cli(&d, TOKEN, &["tenants", "create", "acme", "--json"]);
+    assert!(ok, "{out}");
+    let token = json(&out)["token"].as_str().unwrap().to_owned();
+    let (ok, out, _) = cli(&d, TOKEN, &["tenants", "list"]);
+    assert!(
+        ok && out.starts_with("NAME") && out.contains("acme"),
+        "{out}"
+    );
+
+    // A crate directory is built for wasm32-wasip2 first; the tenant comes from the token.
+    let crate_dir = root.join("examples/hello");
+    let (ok, out, err) = cli(
+        &d,
+        &token,
+        &[
+            "deploy",
+            crate_dir.to_str().unwrap(),
+            "--route",
+            "hello.test",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("deployed acme/hello version 1"), "{out}");
+    assert_eq!(
+        http(d.data, "GET", "/a", "hello.test", b"").unwrap().1,
+        "hello from verge /a\n"
+    );
+
+    let echo = guests["echo"].to_str().unwrap().to_owned();
+    let (ok, out, err) = cli(&d, &token, &["deploy", &echo, "--app", "hello"]);
+    assert!(ok && out.contains("version 2"), "{out}{err}");
+    assert!(
+        http(d.data, "GET", "/", "hello.test", b"")
+            .unwrap()
+            .1
+            .starts_with("method=")
+    );
+
+    let (ok, out, _) = cli(&d, &token, &["versions", "hello", "--json"]);
+    assert!(ok);
+    assert_eq!(json(&out).as_array().map(Vec::len), Some(2));
+    let (ok, out, _) = cli(&d, &token, &["rollback", "hello"]);
+    assert!(ok && out.contains("version 1 is active"), "{out}");
+    assert!(
+        http(d.data, "GET", "/", "hello.test", b"")
+            .unwrap()
+            .1
+            .starts_with("hello from verge")
+    );
+
+    let (ok, _, _) = cli(&d, &token, &["config", "set", "hello", "greeting", "hej"]);
+    assert!(ok);
+    let (ok, _, _) = cli(&d, &token, &["secret", "set", "hello", "api-key", "s3cret"]);
+    assert!(ok);
+    let (ok, out, _) = cli(&d, &token, &["apps", "list"]);
+    assert!(
+        ok && out.contains("greeting=hej") && out.contains("api-key") && !out.contains("s3cret"),
+        "{out}"
+    );
+
+    // Failures: non-zero exit and a one-line reason.
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"nope").unwrap();
+    let (ok, _, err) = cli(
+        &d,
+        &token,
+        &["deploy", garbage.to_str().unwrap(), "--app", "hello"],
+    );
+    assert!(
+        !ok && err.contains("400 not a WebAssembly component") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    let (ok, _, err) = cli(&d, &token, &["tenants", "list"]);
+    assert!(!ok && err.contains("403"), "{err}");
+    let forged = format!("verge_acme_{}", "0".repeat(64));
+    let (ok, _, err) = cli(&d, &forged, &["apps", "list"]);
+    assert!(!ok && err.contains("401"), "{err}");
+    let (ok, _, err) = cli(&d, &token, &["apps", "delete", "nope"]);
+    assert!(!ok && err.contains("404"), "{err}");
+    let (ok, out, _) = cli(&d, &token, &["apps", "delete", "hello"]);
+    assert!(ok, "{out}");
+    assert_eq!(http(d.data, "GET", "/", "hello.test", b"").unwrap().0, 404);
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+}

@@ -30,6 +30,12 @@ pub struct DemoArgs {
 
 pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = args.tuning.daemon_config(args.listen)?;
+    let args = DemoArgs {
+        examples: std::fs::canonicalize(&args.examples)
+            .with_context(|| format!("finding the examples in {}", args.examples.display()))?,
+        data_dir: clean(&args.data_dir),
+        ..args
+    };
     println!(
         "verge: building the examples in {} ...",
         args.examples.display()
@@ -90,4 +96,18 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("verge: ready; stop with Ctrl-C");
     run_until_signal(running).await
+}
+
+/// `a/b/../c` → `a/c` without touching the filesystem (the dir may not exist).
+fn clean(path: &std::path::Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
