@@ -35,10 +35,9 @@ fn main() -> anyhow::Result<()> {
     // Access logs are formatted as in production, then discarded.
     tracing_sink();
     let guests = verge_benches::build_guests()?;
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
+    let server_rt = verge::daemon::runtime_builder()
         .worker_threads(1)
         .on_thread_start(|| pin(0))
-        .enable_all()
         .build()?;
     let config = DaemonConfig {
         listen: "127.0.0.1:0".parse()?,
@@ -63,9 +62,16 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let run = |name: &str, addr| {
         // Warm up (connections, pool slots, caches), then measure.
-        load_rt.block_on(load::run(addr, "/x", connections, Duration::from_secs(1)))?;
+        load_rt.block_on(load::run(
+            addr,
+            "bench.local",
+            "/x",
+            connections,
+            Duration::from_secs(1),
+        ))?;
         let r = load_rt.block_on(load::run(
             addr,
+            "bench.local",
             "/x",
             connections,
             Duration::from_secs(secs),

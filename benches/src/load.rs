@@ -27,10 +27,12 @@ pub struct LoadResult {
     pub p99_us: u64,
 }
 
-/// Loads `addr` + `path` with `connections` connections for `duration`.
+/// Loads `addr` + `path` (with `Host: host`) with `connections` connections
+/// for `duration`.
 /// Only loopback addresses are accepted.
 pub async fn run(
     addr: SocketAddr,
+    host: &str,
     path: &str,
     connections: usize,
     duration: Duration,
@@ -44,9 +46,9 @@ pub async fn run(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let path = path.to_owned();
+        let (host, path) = (host.to_owned(), path.to_owned());
         tasks.push(tokio::spawn(async move {
-            one_connection(addr, &path, deadline, per_conn_cap).await
+            one_connection(addr, &host, &path, deadline, per_conn_cap).await
         }));
     }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -69,6 +71,7 @@ pub async fn run(
 
 async fn one_connection(
     addr: SocketAddr,
+    host: &str,
     path: &str,
     deadline: Instant,
     cap: u64,
@@ -78,11 +81,12 @@ async fn one_connection(
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let uri: http::Uri = format!("http://{addr}{path}").parse()?;
+    // Origin-form, so the Host header (not the address) picks the route.
+    let uri: http::Uri = path.parse()?;
     let (mut ok, mut failed) = (0u64, 0u64);
     while Instant::now() < deadline && ok + failed < cap {
         let req = http::Request::get(uri.clone())
-            .header(http::header::HOST, "bench.local")
+            .header(http::header::HOST, host)
             .body(Empty::<Bytes>::new())?;
         let t = Instant::now();
         match sender.send_request(req).await {

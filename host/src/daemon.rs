@@ -16,6 +16,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Task polls between two checks of the IO driver on a serving runtime.
+/// tokio's default is 61: with CPU-bound guests always runnable, each poll
+/// is one fuel slice (~0.1 ms), so new requests waited ~6 ms to be noticed
+/// (the noisy-neighbour bench, docs/performance.md). 4 bounds that to a few
+/// slices at a throughput cost too small to measure on the hello load bench.
+pub const EVENT_INTERVAL: u32 = 4;
+
+/// The tokio runtime builder for serving: multi-threaded, IO and timers on,
+/// and the IO driver checked every [`EVENT_INTERVAL`] polls.
+pub fn runtime_builder() -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().event_interval(EVENT_INTERVAL);
+    builder
+}
+
 /// Default admin API address: loopback only.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9900";
 
@@ -143,6 +158,7 @@ pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<Runn
         app: app.name.as_str().into(),
         function,
         config: ConfigCtx::new(app.vars.clone()),
+        slots: Default::default(),
     });
     let (stop, _) = watch::channel(false);
     let (addr, task) = serve_data_plane(config, Arc::new(SingleApp(deployment)), &stop).await?;

@@ -158,6 +158,7 @@ impl TestServer {
                 app: (*app).into(),
                 function,
                 config: ConfigCtx::new(setup.vars.iter().cloned().collect()),
+                slots: Default::default(),
             };
             table.insert((*app).to_owned(), Arc::new(deployment));
         }

@@ -463,3 +463,57 @@ async fn deploy_and_rollback_under_load_drop_no_request() {
     assert_eq!(failed.load(Ordering::Relaxed), 0);
     assert!(hello.load(Ordering::Relaxed) > 0 && echo.load(Ordering::Relaxed) > 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_at_its_concurrency_cap_gets_503_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Arc::new(Platform::start(dir.path()).await);
+    let body = br#"{"name":"capped","limits":{"max_concurrency":1}}"#.to_vec();
+    let created = p
+        .admin("POST", "/v1/tenants", Some(&p.operator), body)
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let capped = json(&created)["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        p.deploy(
+            &capped,
+            "capped",
+            "slow",
+            &["slow.test"],
+            "sleeps-past-deadline"
+        )
+        .await
+        .status,
+        201
+    );
+    let other = p.tenant("other").await;
+    assert_eq!(
+        p.deploy(&other, "other", "site", &["other.test"], "hello")
+            .await
+            .status,
+        201
+    );
+
+    let holder = {
+        let p = p.clone();
+        tokio::spawn(async move { p.get("slow.test", "/sleeps-past-deadline?ms=1500").await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = p.get("slow.test", "/sleeps-past-deadline?ms=1").await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("verge-error"), "overloaded");
+    assert_eq!(refused.header("retry-after"), "1");
+    assert_eq!(
+        p.get("other.test", "/").await.status,
+        200,
+        "another tenant is not affected"
+    );
+    assert_eq!(holder.await.unwrap().status, 200);
+    assert_eq!(
+        p.get("slow.test", "/sleeps-past-deadline?ms=1")
+            .await
+            .status,
+        200,
+        "the slot is free again"
+    );
+}

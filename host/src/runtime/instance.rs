@@ -76,7 +76,7 @@ impl Function {
             &self.engine,
             RequestState::new(&limits, ctx.config, ctx.log),
         );
-        store.limiter(|state| &mut state.limiter);
+        store.limiter_async(|state| &mut state.limiter);
         if let Err(err) = prepare_store(&mut store, &limits, self.metering) {
             return (
                 Err(GuestError::Instantiate(format!("{err:#}"))),

@@ -66,21 +66,26 @@ impl Dispatcher {
         let request_id: Arc<str> = self.ids.take_or_make(incoming_id).into();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let (outcome, app, usage) = self.run(req, local, &request_id).await;
+        let (outcome, deployment, usage) = self.run(req, local, &request_id).await;
         let mut response = match outcome {
             Ok(response) => response,
             Err(err) => {
-                log_failure(&err, app.as_deref(), &request_id);
+                log_failure(&err, deployment.as_deref(), &request_id);
                 error_page(&err, &request_id)
             }
         };
+        let (tenant, app, version) = deployment
+            .as_deref()
+            .map_or(("-", "-", 0), |d| (&*d.tenant, &*d.app, d.version));
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
         tracing::info!(
             target: "verge::access",
             request_id = &*request_id,
-            app = app.as_deref().unwrap_or("-"),
+            tenant,
+            app,
+            version,
             %method,
             path,
             status = response.status().as_u16(),
@@ -99,7 +104,7 @@ impl Dispatcher {
         request_id: &Arc<str>,
     ) -> (
         Result<Response<Full<Bytes>>, RequestError>,
-        Option<Arc<str>>,
+        Option<Arc<Deployment>>,
         Usage,
     ) {
         let (host, uri) = match self.check_head(&req, local) {
@@ -109,23 +114,38 @@ impl Dispatcher {
         let Some(deployment) = self.routes.resolve(&host, req.uri().path()) else {
             return (Err(RequestError::NoRoute), None, Usage::default());
         };
-        let app = Some(deployment.app.clone());
         let guest_req = match self.read_request(req, uri).await {
             Ok(r) => r,
-            Err(err) => return (Err(err), app, Usage::default()),
+            Err(err) => return (Err(err), Some(deployment), Usage::default()),
         };
-        let permit = match tokio::time::timeout(ADMISSION_QUEUE_TIMEOUT, self.admission.acquire())
-            .await
-        {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) | Err(_) => return (Err(RequestError::Overloaded), app, Usage::default()),
-        };
+        // Global, then tenant, then app slots, all within one queue deadline.
+        let deadline = tokio::time::Instant::now() + ADMISSION_QUEUE_TIMEOUT;
+        let slots = deployment.slots.clone();
+        let gates = [
+            Some(&self.admission),
+            slots.tenant.as_deref(),
+            slots.app.as_deref(),
+        ];
+        let mut permits = Vec::with_capacity(gates.len());
+        for gate in gates.into_iter().flatten() {
+            match tokio::time::timeout_at(deadline, gate.acquire()).await {
+                Ok(Ok(permit)) => permits.push(permit),
+                Ok(Err(_)) | Err(_) => {
+                    drop(permits);
+                    return (
+                        Err(RequestError::Overloaded),
+                        Some(deployment),
+                        Usage::default(),
+                    );
+                }
+            }
+        }
         let (result, usage) = call_guest(&deployment, guest_req, request_id).await;
-        drop(permit);
+        drop(permits);
         let response = result
             .map_err(RequestError::from)
             .and_then(|res| self.to_http(res));
-        (response, app, usage)
+        (response, Some(deployment), usage)
     }
 
     /// Checks the URI and header caps; returns the host and absolute URI.
@@ -257,13 +277,16 @@ fn strip_port(authority: &str) -> &str {
         .map_or(authority, |(host, _)| host)
 }
 
-fn log_failure(err: &RequestError, app: Option<&str>, request_id: &str) {
+/// One log line per failed request, naming tenant, app, version and the
+/// `verge-error` code; server errors at warn, client errors at debug.
+fn log_failure(err: &RequestError, deployment: Option<&Deployment>, request_id: &str) {
     let (status, code) = err.status_and_code();
-    let app = app.unwrap_or("-");
+    let (tenant, app, version) =
+        deployment.map_or(("-", "-", 0), |d| (&*d.tenant, &*d.app, d.version));
     if status.is_server_error() {
-        tracing::warn!(request_id, app, code, detail = %err, "request failed");
+        tracing::warn!(request_id, tenant, app, version, code, detail = %err, "request failed");
     } else {
-        tracing::debug!(request_id, app, code, detail = %err, "request refused");
+        tracing::debug!(request_id, tenant, app, version, code, detail = %err, "request refused");
     }
 }
 

@@ -1,13 +1,16 @@
 //! Turning stored records into running deployments: the AOT cache (load a
 //! compiled artifact, or compile and store one) and deployment assembly.
 
-use super::{Deployment, RegistryError, effective_limits};
+use super::{Deployment, RegistryError, Slots, effective_limits};
 use crate::capabilities::config::ConfigCtx;
 use crate::runtime::{Limits, Runtime};
 use crate::storage::blobs::BlobStore;
 use crate::storage::records::{AppRecord, LimitOverrides};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Semaphore;
 use wasmtime::component::Component;
 
 /// Compiles components at most once per (hash, engine configuration).
@@ -17,7 +20,13 @@ pub(super) struct Loader {
     pub(super) host_limits: Limits,
     engine_key: String,
     compiles: AtomicU64,
+    semaphores: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
 }
+
+/// Requests one tenant may run at once unless its limits say otherwise: a
+/// quarter of the default instance pool, so no single tenant can take the
+/// slots every other tenant needs.
+pub const DEFAULT_TENANT_MAX_CONCURRENCY: u32 = 250;
 
 impl Loader {
     pub(super) fn new(runtime: Arc<Runtime>, blobs: BlobStore, host_limits: Limits) -> Self {
@@ -28,6 +37,7 @@ impl Loader {
             host_limits,
             engine_key,
             compiles: AtomicU64::new(0),
+            semaphores: Mutex::new(HashMap::new()),
         }
     }
 
@@ -96,12 +106,45 @@ impl Loader {
         let function = self.runtime.prepare(&name, component, limits)?;
         let mut vars = app.manifest.config.clone();
         vars.extend(app.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let slots = Slots {
+            tenant: Some(
+                self.semaphore(
+                    &app.tenant,
+                    tenant_limits
+                        .max_concurrency
+                        .unwrap_or(DEFAULT_TENANT_MAX_CONCURRENCY),
+                ),
+            ),
+            app: app
+                .manifest
+                .limits
+                .max_concurrency
+                .map(|cap| self.semaphore(&format!("{}/{}", app.tenant, app.name), cap)),
+        };
         Ok(Arc::new(Deployment {
             tenant: app.tenant.as_str().into(),
             app: app.name.as_str().into(),
             version,
             function,
             config: ConfigCtx::new(vars),
+            slots,
         }))
+    }
+
+    /// The semaphore for `key` with `cap` permits, shared by every
+    /// deployment with that key; replaced when the cap changes.
+    fn semaphore(&self, key: &str, cap: u32) -> Arc<Semaphore> {
+        let mut map = self
+            .semaphores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match map.get(key) {
+            Some((current, sem)) if *current == cap => sem.clone(),
+            _ => {
+                let sem = Arc::new(Semaphore::new(usize::try_from(cap.max(1)).unwrap_or(1)));
+                map.insert(key.to_owned(), (cap, sem.clone()));
+                sem
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod tokens;
 
 pub use error::RegistryError;
 pub use limits::effective_limits;
+pub use loader::DEFAULT_TENANT_MAX_CONCURRENCY;
 pub use registry::Registry;
 
 use crate::capabilities::config::ConfigCtx;
@@ -28,6 +29,18 @@ pub struct Deployment {
     pub function: Function,
     /// The app's configuration variables and secrets.
     pub config: ConfigCtx,
+    /// Concurrency caps this deployment's requests must also pass.
+    pub slots: Slots,
+}
+
+/// The tenant-wide and app-wide concurrency caps a request must pass, after
+/// the global one. `None` means uncapped at that level.
+#[derive(Debug, Clone, Default)]
+pub struct Slots {
+    /// Shared by every app of the tenant.
+    pub tenant: Option<Arc<tokio::sync::Semaphore>>,
+    /// Shared by every version of the app.
+    pub app: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Maps a request's host and path to the deployment that serves it.
