@@ -32,6 +32,7 @@ fn ctx() -> RequestContext {
     RequestContext {
         config: ConfigCtx::default(),
         log: LogCtx::new("bench".into(), "bench".into()),
+        kv: Default::default(),
     }
 }
 

@@ -56,6 +56,7 @@ fn hello(c: &mut Criterion) {
                 let ctx = RequestContext {
                     config: config.clone(),
                     log: LogCtx::new("hello".into(), "bench".into()),
+                    kv: Default::default(),
                 };
                 let (result, _usage) = rt.block_on(function.handle(request(), ctx));
                 black_box(result.unwrap());

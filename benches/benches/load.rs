@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         name: "hello".into(),
         wasm: guests["hello"].clone(),
         vars: Default::default(),
+        data_dir: std::env::temp_dir().join(format!("verge-bench-{}", std::process::id())),
     };
     let (verge_addr, baseline_addr) = server_rt.block_on(async {
         let daemon = verge::daemon::start(&config, &app).await?;

@@ -4,8 +4,11 @@
 
 use crate::admin::AdminApi;
 use crate::capabilities::config::ConfigCtx;
+use crate::capabilities::kv::KvCtx;
 use crate::runtime::{EngineSettings, Limits, Runtime};
 use crate::server::{Dispatcher, HttpLimits, Server, serve_http};
+use crate::storage::kv::redb::RedbKv;
+use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, SystemClock};
 use crate::tenancy::{Deployment, Registry, RouteTable, SingleApp, tokens};
 use anyhow::Context as _;
 use std::collections::BTreeMap;
@@ -63,6 +66,8 @@ pub struct LocalApp {
     pub wasm: PathBuf,
     /// Configuration variables.
     pub vars: BTreeMap<String, String>,
+    /// Where its KV data lives (`kv.redb`); any store name may be opened.
+    pub data_dir: PathBuf,
 }
 
 /// Where the multi-tenant daemon keeps state and takes admin requests.
@@ -152,7 +157,14 @@ pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<Runn
     let function = runtime
         .load(&app.name, &bytes, config.limits)
         .with_context(|| format!("loading {}", app.wasm.display()))?;
+    std::fs::create_dir_all(&app.data_dir)
+        .with_context(|| format!("creating {}", app.data_dir.display()))?;
+    let kv: Arc<dyn KvBackend> = Arc::new(RedbKv::open(
+        &app.data_dir.join("kv.redb"),
+        Arc::new(SystemClock),
+    )?);
     let deployment = Arc::new(Deployment {
+        kv: KvCtx::new(kv, "local", None, DEFAULT_TENANT_QUOTA_BYTES),
         tenant: "local".into(),
         version: 0,
         app: app.name.as_str().into(),
@@ -187,9 +199,14 @@ pub async fn start_platform(
     let runtime = Arc::new(Runtime::new(config.engine)?);
     let data_dir = platform.data_dir.clone();
     let limits = config.limits;
-    let registry = tokio::task::spawn_blocking(move || Registry::open(runtime, &data_dir, limits))
-        .await
-        .context("restoring apps")??;
+    let kv: Arc<dyn KvBackend> = Arc::new(RedbKv::open(
+        &data_dir.join("kv.redb"),
+        Arc::new(SystemClock),
+    )?);
+    let registry =
+        tokio::task::spawn_blocking(move || Registry::open(runtime, &data_dir, limits, kv))
+            .await
+            .context("restoring apps")??;
     let registry = Arc::new(registry);
     let (stop, _) = watch::channel(false);
     let (addr, data_task) = serve_data_plane(config, registry.clone(), &stop).await?;

@@ -20,8 +20,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::oneshot;
 use verge::capabilities::config::ConfigCtx;
+use verge::capabilities::kv::KvCtx;
 use verge::runtime::{EngineSettings, Limits, Runtime};
 use verge::server::{Dispatcher, HttpLimits, Server};
+use verge::storage::kv::redb::RedbKv;
+use verge::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, SystemClock};
 use verge::tenancy::{Deployment, RouteTable};
 
 /// Every guest in `tests/guests`, by package name. A guest added there
@@ -110,6 +113,7 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     client: Client<HttpConnector, Full<Bytes>>,
+    _kv_dir: tempfile::TempDir,
 }
 
 /// A response read whole.
@@ -146,6 +150,10 @@ impl TestServer {
     /// Starts a server with `apps` built as `setup` says.
     pub async fn start_with(apps: &[&str], setup: Setup) -> Self {
         let runtime = Runtime::new(setup.engine).expect("engine");
+        let kv_dir = tempfile::tempdir().expect("tempdir");
+        let kv: Arc<dyn KvBackend> = Arc::new(
+            RedbKv::open(&kv_dir.path().join("kv.redb"), Arc::new(SystemClock)).expect("kv"),
+        );
         let mut table = HashMap::new();
         for app in apps {
             let bytes = std::fs::read(guest(app)).expect("reading guest");
@@ -153,6 +161,7 @@ impl TestServer {
                 .load(app, &bytes, setup.limits)
                 .expect("loading guest");
             let deployment = Deployment {
+                kv: KvCtx::new(kv.clone(), "local", None, DEFAULT_TENANT_QUOTA_BYTES),
                 tenant: "local".into(),
                 version: 0,
                 app: (*app).into(),
@@ -183,6 +192,7 @@ impl TestServer {
             stop: Some(stop),
             task,
             client,
+            _kv_dir: kv_dir,
         }
     }
 

@@ -22,6 +22,7 @@ fn ctx() -> RequestContext {
     RequestContext {
         config: ConfigCtx::default(),
         log: LogCtx::new("t".into(), "t".into()),
+        kv: Default::default(),
     }
 }
 

@@ -149,6 +149,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         name,
         wasm,
         vars: args.vars.into_iter().collect::<BTreeMap<_, _>>(),
+        data_dir: args.data_dir.clone(),
     };
     let running = daemon::start(&config, &app).await?;
     println!("verge: serving {} on http://{}", app.name, running.addr);

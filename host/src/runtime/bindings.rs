@@ -1,7 +1,7 @@
 //! The one `bindgen!` for the `verge:edge/function` world.
 //!
-//! Imports are synchronous and trappable: a guest mistake comes back as a WIT
-//! value, a host failure traps. Exports are async so a guest that waits on a
+//! Imports are trappable: a guest mistake comes back as a WIT value, a host
+//! failure traps. Those that wait on I/O (kv) are async; the rest are sync. Exports are async so a guest that waits on a
 //! host call never blocks a runtime thread.
 
 #![allow(missing_docs, reason = "generated code")]
@@ -9,8 +9,9 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "verge:edge/function",
-    imports: { default: trappable },
+    imports: { "verge:edge/kv": async | trappable, default: trappable },
     exports: { default: async },
+    with: { "verge:edge/kv.store": crate::capabilities::kv::KvStore },
 });
 
 pub use self::verge::edge::http_types;

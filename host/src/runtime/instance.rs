@@ -6,7 +6,7 @@ use super::bindings::http_types::{Request, Response};
 use super::error::GuestError;
 use super::limits::{FUEL_YIELD_INTERVAL, Limits};
 use super::state::RequestState;
-use crate::capabilities::{config::ConfigCtx, log::LogCtx};
+use crate::capabilities::{config::ConfigCtx, kv::KvCtx, log::LogCtx};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Engine, Store, Trap};
@@ -18,6 +18,8 @@ pub struct RequestContext {
     pub config: ConfigCtx,
     /// Where the guest's logs go.
     pub log: LogCtx,
+    /// What the guest may reach in KV.
+    pub kv: KvCtx,
 }
 
 /// The measured outcome of one guest call.
@@ -74,7 +76,7 @@ impl Function {
         let limits = self.limits;
         let mut store = Store::new(
             &self.engine,
-            RequestState::new(&limits, ctx.config, ctx.log),
+            RequestState::new(&limits, ctx.config, ctx.log, ctx.kv),
         );
         store.limiter_async(|state| &mut state.limiter);
         if let Err(err) = prepare_store(&mut store, &limits, self.metering) {

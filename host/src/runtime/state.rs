@@ -1,7 +1,7 @@
 //! The data each request's `Store` carries.
 
 use super::limits::{GuestLimiter, Limits};
-use crate::capabilities::{config::ConfigCtx, log::LogCtx};
+use crate::capabilities::{config::ConfigCtx, kv::KvCtx, log::LogCtx};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -17,13 +17,14 @@ pub struct RequestState {
     pub(crate) limiter: GuestLimiter,
     pub(crate) config: ConfigCtx,
     pub(crate) log: LogCtx,
+    pub(crate) kv: KvCtx,
 }
 
 impl RequestState {
     /// Fresh state. WASI inherits nothing from the host: no environment,
     /// arguments, preopened directories or network; stdout and stderr go to
     /// the request's log.
-    pub fn new(limits: &Limits, config: ConfigCtx, log: LogCtx) -> Self {
+    pub fn new(limits: &Limits, config: ConfigCtx, log: LogCtx, kv: KvCtx) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(log.stdout())
             .stderr(log.stderr())
@@ -38,6 +39,7 @@ impl RequestState {
             limiter: GuestLimiter::new(limits),
             config,
             log,
+            kv,
         }
     }
 }

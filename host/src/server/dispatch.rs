@@ -263,6 +263,7 @@ async fn call_guest(
     let ctx = RequestContext {
         config: deployment.config.clone(),
         log: LogCtx::new(deployment.app.clone(), request_id.clone()),
+        kv: deployment.kv.clone(),
     };
     deployment.function.handle(req, ctx).await
 }

@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod control;
+pub mod kv;
 pub mod records;
 
 use thiserror::Error;

@@ -20,6 +20,9 @@ pub struct LimitOverrides {
     /// Requests of this tenant or app running at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// KV storage quota in MiB (tenant level).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_quota_mib: Option<u64>,
 }
 
 /// A tenant: who owns apps and routes.

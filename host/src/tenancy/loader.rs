@@ -3,8 +3,10 @@
 
 use super::{Deployment, RegistryError, Slots, effective_limits};
 use crate::capabilities::config::ConfigCtx;
+use crate::capabilities::kv::KvCtx;
 use crate::runtime::{Limits, Runtime};
 use crate::storage::blobs::BlobStore;
+use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend};
 use crate::storage::records::{AppRecord, LimitOverrides};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ pub(super) struct Loader {
     engine_key: String,
     compiles: AtomicU64,
     semaphores: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
+    kv: Arc<dyn KvBackend>,
 }
 
 /// Requests one tenant may run at once unless its limits say otherwise: a
@@ -29,7 +32,12 @@ pub(super) struct Loader {
 pub const DEFAULT_TENANT_MAX_CONCURRENCY: u32 = 250;
 
 impl Loader {
-    pub(super) fn new(runtime: Arc<Runtime>, blobs: BlobStore, host_limits: Limits) -> Self {
+    pub(super) fn new(
+        runtime: Arc<Runtime>,
+        blobs: BlobStore,
+        host_limits: Limits,
+        kv: Arc<dyn KvBackend>,
+    ) -> Self {
         let engine_key = runtime.engine_key();
         Self {
             runtime,
@@ -38,6 +46,7 @@ impl Loader {
             engine_key,
             compiles: AtomicU64::new(0),
             semaphores: Mutex::new(HashMap::new()),
+            kv,
         }
     }
 
@@ -128,6 +137,16 @@ impl Loader {
             function,
             config: ConfigCtx::new(vars),
             slots,
+            kv: KvCtx::new(
+                self.kv.clone(),
+                &app.tenant,
+                Some(app.manifest.kv_stores.clone()),
+                tenant_limits
+                    .kv_quota_mib
+                    .map_or(DEFAULT_TENANT_QUOTA_BYTES, |mib| {
+                        mib.saturating_mul(1 << 20)
+                    }),
+            ),
         }))
     }
 

@@ -14,6 +14,7 @@ pub use loader::DEFAULT_TENANT_MAX_CONCURRENCY;
 pub use registry::Registry;
 
 use crate::capabilities::config::ConfigCtx;
+use crate::capabilities::kv::KvCtx;
 use crate::runtime::Function;
 use std::sync::Arc;
 
@@ -31,6 +32,8 @@ pub struct Deployment {
     pub config: ConfigCtx,
     /// Concurrency caps this deployment's requests must also pass.
     pub slots: Slots,
+    /// What the app may reach in KV.
+    pub kv: KvCtx,
 }
 
 /// The tenant-wide and app-wide concurrency caps a request must pass, after

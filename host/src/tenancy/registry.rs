@@ -10,6 +10,7 @@ use super::{Deployment, RegistryError, RouteTable};
 use crate::runtime::{Limits, Runtime};
 use crate::storage::blobs::{BlobStore, sha256_hex};
 use crate::storage::control::ControlStore;
+use crate::storage::kv::KvBackend;
 use crate::storage::records::{
     AppManifest, AppRecord, LimitOverrides, TenantRecord, VersionRecord, is_valid_name, now_secs,
 };
@@ -75,12 +76,13 @@ impl Registry {
         runtime: Arc<Runtime>,
         data_dir: &Path,
         host_limits: Limits,
+        kv: Arc<dyn KvBackend>,
     ) -> Result<Self, RegistryError> {
         let store = ControlStore::open(&data_dir.join("control.redb"))?;
         let blobs = BlobStore::open(data_dir)?;
         let registry = Self {
             store,
-            loader: Loader::new(runtime, blobs, host_limits),
+            loader: Loader::new(runtime, blobs, host_limits, kv),
             router: ArcSwap::from_pointee(Router::default()),
             live: Mutex::new(BTreeMap::new()),
             writes: tokio::sync::Mutex::new(()),

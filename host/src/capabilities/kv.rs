@@ -1,0 +1,232 @@
+//! `verge:edge/kv`: a thin shim from the WIT `store` resource to the
+//! storage layer's [`KvBackend`]. A store opens only if the app declared it;
+//! the namespace (tenant, store) is fixed at open, so a guest can never name
+//! another tenant's data.
+
+use crate::runtime::{RequestState, RequestStateLinker, bindings::verge::edge::kv as wit};
+use crate::storage::kv::{KvBackend, KvError, Namespace, Outcome, WriteOp};
+use std::sync::Arc;
+use wasmtime::component::{HasData, Resource, ResourceTable};
+
+/// Stores one request may hold open at once.
+pub const MAX_OPEN_STORES: usize = 16;
+
+/// What an app may reach in KV. Cheap to clone: shared by every request.
+#[derive(Clone)]
+pub struct KvCtx {
+    backend: Option<Arc<dyn KvBackend>>,
+    tenant: Arc<str>,
+    /// Declared stores; `None` allows any (local-run mode).
+    stores: Option<Arc<[String]>>,
+    quota_bytes: u64,
+    open: usize,
+}
+
+impl Default for KvCtx {
+    /// No KV at all: every `open` answers `no-such-store`.
+    fn default() -> Self {
+        Self {
+            backend: None,
+            tenant: "".into(),
+            stores: Some(Arc::from([])),
+            quota_bytes: 0,
+            open: 0,
+        }
+    }
+}
+
+impl KvCtx {
+    /// KV for `tenant`, limited to `stores` (`None`: any store).
+    pub fn new(
+        backend: Arc<dyn KvBackend>,
+        tenant: &str,
+        stores: Option<Vec<String>>,
+        quota_bytes: u64,
+    ) -> Self {
+        Self {
+            backend: Some(backend),
+            tenant: tenant.into(),
+            stores: stores.map(Arc::from),
+            quota_bytes,
+            open: 0,
+        }
+    }
+}
+
+/// An open store: the guest holds a handle to one of these.
+pub struct KvStore {
+    ns: Namespace,
+}
+
+/// The narrow view KV host functions get: their context and the table.
+pub struct KvView<'a> {
+    ctx: &'a mut KvCtx,
+    table: &'a mut ResourceTable,
+}
+
+struct Kv;
+impl HasData for Kv {
+    type Data<'a> = KvView<'a>;
+}
+
+pub(super) fn add_to_linker(linker: &mut RequestStateLinker) -> wasmtime::Result<()> {
+    wit::add_to_linker::<RequestState, Kv>(linker, |s| KvView {
+        ctx: &mut s.kv,
+        table: &mut s.table,
+    })
+}
+
+fn to_wit(err: KvError) -> wit::Error {
+    match err {
+        KvError::KeyTooLarge => wit::Error::KeyTooLarge,
+        KvError::ValueTooLarge => wit::Error::ValueTooLarge,
+        KvError::QuotaExceeded => wit::Error::QuotaExceeded,
+        KvError::InvalidKey(reason) => wit::Error::InvalidKey(reason),
+        KvError::NotAnInteger(reason) => wit::Error::Other(reason),
+        KvError::TtlTooLong => wit::Error::Other(err.to_string()),
+        KvError::Storage(detail) => {
+            // A host failure the guest can degrade around; details stay in the log.
+            tracing::error!(detail, "kv storage failure");
+            wit::Error::Other("storage failure".into())
+        }
+    }
+}
+
+type WitResult<T> = wasmtime::Result<Result<T, wit::Error>>;
+
+impl KvView<'_> {
+    fn backend(&self) -> Result<Arc<dyn KvBackend>, wit::Error> {
+        self.ctx.backend.clone().ok_or(wit::Error::NoSuchStore)
+    }
+
+    fn ns(&self, store: &Resource<KvStore>) -> wasmtime::Result<Namespace> {
+        Ok(self.table.get(store)?.ns.clone())
+    }
+
+    async fn write(&mut self, store: &Resource<KvStore>, op: WriteOp) -> WitResult<Outcome> {
+        let ns = self.ns(store)?;
+        let backend = match self.backend() {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(backend.write(&ns, op).await.map_err(to_wit))
+    }
+}
+
+impl wit::Host for KvView<'_> {}
+
+impl wit::HostStore for KvView<'_> {
+    async fn open(&mut self, name: String) -> WitResult<Resource<KvStore>> {
+        let declared = match &self.ctx.stores {
+            None => true,
+            Some(stores) => stores.contains(&name),
+        };
+        if !declared || self.ctx.backend.is_none() {
+            return Ok(Err(wit::Error::NoSuchStore));
+        }
+        if self.ctx.open >= MAX_OPEN_STORES {
+            return Ok(Err(wit::Error::Other(format!(
+                "at most {MAX_OPEN_STORES} stores open per request"
+            ))));
+        }
+        let ns = Namespace {
+            tenant: self.ctx.tenant.to_string(),
+            store: name,
+            quota_bytes: self.ctx.quota_bytes,
+        };
+        self.ctx.open += 1;
+        Ok(Ok(self.table.push(KvStore { ns })?))
+    }
+
+    async fn get(&mut self, store: Resource<KvStore>, key: String) -> WitResult<Option<Vec<u8>>> {
+        let ns = self.ns(&store)?;
+        let backend = match self.backend() {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(backend.get(&ns, &key).await.map_err(to_wit))
+    }
+
+    async fn set(
+        &mut self,
+        store: Resource<KvStore>,
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<u32>,
+    ) -> WitResult<()> {
+        Ok(self
+            .write(&store, WriteOp::Set { key, value, ttl })
+            .await?
+            .map(|_| ()))
+    }
+
+    async fn delete(&mut self, store: Resource<KvStore>, key: String) -> WitResult<()> {
+        Ok(self
+            .write(&store, WriteOp::Delete { key })
+            .await?
+            .map(|_| ()))
+    }
+
+    async fn list(
+        &mut self,
+        store: Resource<KvStore>,
+        prefix: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> WitResult<wit::KeyPage> {
+        let ns = self.ns(&store)?;
+        let backend = match self.backend() {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        let page = backend.list(&ns, &prefix, cursor.as_deref(), limit).await;
+        Ok(page
+            .map(|p| wit::KeyPage {
+                keys: p.keys,
+                cursor: p.cursor,
+            })
+            .map_err(to_wit))
+    }
+
+    async fn increment(
+        &mut self,
+        store: Resource<KvStore>,
+        key: String,
+        delta: i64,
+        ttl: Option<u32>,
+    ) -> WitResult<i64> {
+        Ok(self
+            .write(&store, WriteOp::Increment { key, delta, ttl })
+            .await?
+            .map(|o| match o {
+                Outcome::Counter(n) => n,
+                Outcome::Done | Outcome::Swapped(_) => 0,
+            }))
+    }
+
+    async fn compare_and_swap(
+        &mut self,
+        store: Resource<KvStore>,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+        ttl: Option<u32>,
+    ) -> WitResult<bool> {
+        let op = WriteOp::CompareAndSwap {
+            key,
+            expected,
+            new,
+            ttl,
+        };
+        Ok(self
+            .write(&store, op)
+            .await?
+            .map(|o| matches!(o, Outcome::Swapped(true))))
+    }
+
+    async fn drop(&mut self, store: Resource<KvStore>) -> wasmtime::Result<()> {
+        self.table.delete(store)?;
+        self.ctx.open = self.ctx.open.saturating_sub(1);
+        Ok(())
+    }
+}

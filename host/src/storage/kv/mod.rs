@@ -1,0 +1,111 @@
+//! Key-value storage behind a trait, free of WIT types. One set of rules
+//! ([`apply`]) over two storages: redb (durable, group commit) and memory
+//! (unit tests). Keys are namespaced by (tenant, store) so tenants never
+//! meet; values carry their expiry; usage is tracked per tenant for quotas.
+
+mod logic;
+pub mod memory;
+pub mod redb;
+
+pub use logic::{Namespace, Outcome, WriteOp};
+
+use thiserror::Error;
+
+/// Longest key: 512 bytes, as on Workers KV.
+pub const MAX_KEY_BYTES: usize = 512;
+/// Largest value: 25 MiB, as on Workers KV.
+pub const MAX_VALUE_BYTES: usize = 25 << 20;
+/// Most keys one `list` call returns; larger limits are clamped to it.
+pub const MAX_LIST_LIMIT: u32 = 1000;
+/// Storage (keys + values) one tenant may use unless its limits say
+/// otherwise: 1 GiB, as on the Workers free plan.
+pub const DEFAULT_TENANT_QUOTA_BYTES: u64 = 1 << 30;
+/// Longest TTL: one year, so expiry arithmetic never overflows and a typo
+/// does not keep data forever by accident.
+pub const MAX_TTL_SECONDS: u32 = 365 * 24 * 3600;
+
+/// Why a KV operation failed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum KvError {
+    /// Empty or over [`MAX_KEY_BYTES`].
+    #[error("the key is empty or longer than {MAX_KEY_BYTES} bytes")]
+    KeyTooLarge,
+    /// Over [`MAX_VALUE_BYTES`].
+    #[error("the value is longer than {MAX_VALUE_BYTES} bytes")]
+    ValueTooLarge,
+    /// The tenant's quota would be exceeded.
+    #[error("the tenant's storage quota would be exceeded")]
+    QuotaExceeded,
+    /// A key with a forbidden character.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// Increment on a value that is not a decimal integer, or overflow.
+    #[error("{0}")]
+    NotAnInteger(String),
+    /// A TTL above [`MAX_TTL_SECONDS`].
+    #[error("the TTL is longer than {MAX_TTL_SECONDS} seconds")]
+    TtlTooLong,
+    /// The storage failed (disk, database); nothing was acknowledged.
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+/// Milliseconds since the Unix epoch; a trait so tests can move time.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, in ms.
+    fn now_ms(&self) -> u64;
+}
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// One page of keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyPage {
+    /// Keys in byte order.
+    pub keys: Vec<String>,
+    /// Where the next page starts, if there is one.
+    pub cursor: Option<String>,
+}
+
+/// A KV backend.
+#[wasmtime_wasi::async_trait]
+pub trait KvBackend: Send + Sync + 'static {
+    /// The live value of `key`.
+    async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    /// Applies a write; returns once it is durable.
+    async fn write(&self, ns: &Namespace, op: WriteOp) -> Result<Outcome, KvError>;
+    /// Live keys with `prefix` after `cursor`, at most `limit` (clamped).
+    async fn list(
+        &self,
+        ns: &Namespace,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<KeyPage, KvError>;
+}
+
+/// Checks a key: 1..=512 bytes, no NUL (the namespace separator).
+pub fn check_key(key: &str) -> Result<(), KvError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(KvError::KeyTooLarge);
+    }
+    if key.contains('\0') {
+        return Err(KvError::InvalidKey("keys may not contain NUL".into()));
+    }
+    Ok(())
+}
+
+/// Clamps a guest's list limit to 1..=[`MAX_LIST_LIMIT`].
+pub fn clamp_limit(limit: u32) -> usize {
+    limit.clamp(1, MAX_LIST_LIMIT) as usize
+}

@@ -1,0 +1,344 @@
+//! The durable backend: `kv.redb`. One writer thread takes queued writes,
+//! applies up to [`MAX_GROUP_OPS`] of them in one write transaction, commits
+//! (fsync), and only then answers each caller: group commit. Reads use read
+//! transactions on the blocking pool. A sweeper queues a sweep of expired
+//! keys every [`SWEEP_INTERVAL`] through the same writer.
+
+use super::logic::{Namespace, Outcome, Table, WriteOp, apply, live, page_from, sweep_one};
+use super::{Clock, KeyPage, KvBackend, KvError, check_key, clamp_limit};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_values");
+/// Key: expiry ms (8 bytes BE) ++ stored key.
+const EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("kv_expiry");
+const USAGE: TableDefinition<&str, u64> = TableDefinition::new("kv_usage");
+
+/// Most writes committed together: bounds one transaction's size and the
+/// latency of the last write in a group.
+pub const MAX_GROUP_OPS: usize = 1024;
+/// Writes queued before callers wait (backpressure on the writer).
+pub const WRITE_QUEUE_DEPTH: usize = 8192;
+/// How often expired keys are swept.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Most expired keys removed per sweep, so a sweep never stalls writes.
+pub const MAX_SWEEP_KEYS: usize = 1000;
+
+fn storage(err: impl std::fmt::Display) -> KvError {
+    KvError::Storage(err.to_string())
+}
+
+enum Job {
+    Write {
+        ns: Namespace,
+        op: WriteOp,
+        reply: oneshot::Sender<Result<Outcome, KvError>>,
+    },
+    Sweep,
+}
+
+/// The redb backend.
+pub struct RedbKv {
+    db: Arc<Database>,
+    queue: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Drop for RedbKv {
+    /// Closes the queue and waits for the writer to finish its last group,
+    /// so the file is closed (and can be reopened) when this returns.
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+struct WriteTables<'t> {
+    values: redb::Table<'t, &'static [u8], &'static [u8]>,
+    expiry: redb::Table<'t, &'static [u8], ()>,
+    usage: redb::Table<'t, &'static str, u64>,
+}
+
+fn expiry_key(at_ms: u64, key: &[u8]) -> Vec<u8> {
+    let mut out = at_ms.to_be_bytes().to_vec();
+    out.extend_from_slice(key);
+    out
+}
+
+impl Table for WriteTables<'_> {
+    fn get_raw(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self
+            .values
+            .get(key)
+            .map_err(storage)?
+            .map(|v| v.value().to_vec()))
+    }
+    fn put_raw(&mut self, key: &[u8], raw: &[u8]) -> Result<(), KvError> {
+        self.values.insert(key, raw).map_err(storage)?;
+        Ok(())
+    }
+    fn remove_raw(&mut self, key: &[u8]) -> Result<(), KvError> {
+        self.values.remove(key).map_err(storage)?;
+        Ok(())
+    }
+    fn index_expiry(&mut self, at_ms: u64, key: &[u8], present: bool) -> Result<(), KvError> {
+        let k = expiry_key(at_ms, key);
+        if present {
+            self.expiry.insert(k.as_slice(), ()).map_err(storage)?;
+        } else {
+            self.expiry.remove(k.as_slice()).map_err(storage)?;
+        }
+        Ok(())
+    }
+    fn usage(&mut self, tenant: &str) -> Result<u64, KvError> {
+        Ok(self
+            .usage
+            .get(tenant)
+            .map_err(storage)?
+            .map_or(0, |v| v.value()))
+    }
+    fn set_usage(&mut self, tenant: &str, bytes: u64) -> Result<(), KvError> {
+        self.usage.insert(tenant, bytes).map_err(storage)?;
+        Ok(())
+    }
+}
+
+impl RedbKv {
+    /// Opens (or creates) `path` and starts the writer and sweeper threads.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, KvError> {
+        let db = Database::create(path).map_err(storage)?;
+        let tx = db.begin_write().map_err(storage)?;
+        tx.open_table(VALUES).map_err(storage)?;
+        tx.open_table(EXPIRY).map_err(storage)?;
+        tx.open_table(USAGE).map_err(storage)?;
+        tx.commit().map_err(storage)?;
+        let db = Arc::new(db);
+        let (queue, jobs) = mpsc::channel(WRITE_QUEUE_DEPTH);
+        let (writer_db, writer_clock) = (db.clone(), clock.clone());
+        let writer = std::thread::Builder::new()
+            .name("verge-kv-writer".into())
+            .spawn(move || writer(&writer_db, &*writer_clock, jobs))
+            .map_err(storage)?;
+        let weak = queue.downgrade();
+        std::thread::Builder::new()
+            .name("verge-kv-sweeper".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(SWEEP_INTERVAL);
+                    let Some(queue) = weak.upgrade() else { return };
+                    // A full queue means a busy writer: skip this sweep.
+                    let _ = queue.try_send(Job::Sweep);
+                }
+            })
+            .map_err(storage)?;
+        Ok(Self {
+            db,
+            queue: Some(queue),
+            writer: Some(writer),
+            clock,
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database, u64) -> Result<T, KvError> + Send + 'static,
+    ) -> Result<T, KvError> {
+        let (db, now) = (self.db.clone(), self.clock.now_ms());
+        tokio::task::spawn_blocking(move || f(&db, now))
+            .await
+            .map_err(storage)?
+    }
+}
+
+fn writer(db: &Database, clock: &dyn Clock, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP_OPS {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let now = clock.now_ms();
+        match commit_group(db, &group, now) {
+            Ok(outcomes) => {
+                for (job, outcome) in group.into_iter().zip(outcomes) {
+                    if let Job::Write { reply, .. } = job {
+                        let _ = reply.send(outcome);
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "kv commit failed; the group's writes were not stored");
+                for job in group {
+                    if let Job::Write { reply, .. } = job {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies a group in one transaction. A storage error anywhere aborts the
+/// whole group (nothing acknowledged); rule errors fail only their write.
+fn commit_group(
+    db: &Database,
+    group: &[Job],
+    now: u64,
+) -> Result<Vec<Result<Outcome, KvError>>, KvError> {
+    let tx = db.begin_write().map_err(storage)?;
+    let mut outcomes = Vec::with_capacity(group.len());
+    {
+        let mut tables = WriteTables {
+            values: tx.open_table(VALUES).map_err(storage)?,
+            expiry: tx.open_table(EXPIRY).map_err(storage)?,
+            usage: tx.open_table(USAGE).map_err(storage)?,
+        };
+        for job in group {
+            let outcome = match job {
+                Job::Write { ns, op, .. } => apply(&mut tables, ns, op, now),
+                Job::Sweep => sweep(&mut tables, now).map(|_| Outcome::Done),
+            };
+            if let Err(err @ KvError::Storage(_)) = &outcome {
+                return Err(err.clone());
+            }
+            outcomes.push(outcome);
+        }
+    }
+    tx.commit().map_err(storage)?;
+    Ok(outcomes)
+}
+
+fn sweep(tables: &mut WriteTables<'_>, now: u64) -> Result<usize, KvError> {
+    let end = (now.saturating_add(1)).to_be_bytes();
+    let mut due = Vec::new();
+    for entry in tables.expiry.range(..end.as_slice()).map_err(storage)? {
+        let (key, ()) = entry
+            .map(|(k, v)| (k.value().to_vec(), v.value()))
+            .map_err(storage)?;
+        due.push(key);
+        if due.len() == MAX_SWEEP_KEYS {
+            break;
+        }
+    }
+    for key in &due {
+        let Some((at, stored)) = key.split_first_chunk::<8>() else {
+            continue;
+        };
+        sweep_one(tables, u64::from_be_bytes(*at), stored)?;
+    }
+    Ok(due.len())
+}
+
+#[wasmtime_wasi::async_trait]
+impl KvBackend for RedbKv {
+    async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        check_key(key)?;
+        let stored = ns.key(key);
+        self.read(move |db, now| {
+            let tx = db.begin_read().map_err(storage)?;
+            let table = tx.open_table(VALUES).map_err(storage)?;
+            let value = table.get(stored.as_slice()).map_err(storage)?;
+            Ok(value.and_then(|raw| live(raw.value(), now).map(<[u8]>::to_vec)))
+        })
+        .await
+    }
+
+    async fn write(&self, ns: &Namespace, op: WriteOp) -> Result<Outcome, KvError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Write {
+            ns: ns.clone(),
+            op,
+            reply,
+        };
+        let queue = self
+            .queue
+            .as_ref()
+            .ok_or_else(|| KvError::Storage("the kv writer stopped".into()))?;
+        queue
+            .send(job)
+            .await
+            .map_err(|_| KvError::Storage("the kv writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| KvError::Storage("the kv writer stopped".into()))?
+    }
+
+    async fn list(
+        &self,
+        ns: &Namespace,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<KeyPage, KvError> {
+        let start = ns.key(prefix);
+        let ns_len = ns.prefix().len();
+        let cursor = cursor.map(str::to_owned);
+        self.read(move |db, now| {
+            let tx = db.begin_read().map_err(storage)?;
+            let table = tx.open_table(VALUES).map_err(storage)?;
+            let range = table.range(start.as_slice()..).map_err(storage)?;
+            let entries = range.map(|e| {
+                e.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
+                    .map_err(storage)
+            });
+            page_from(
+                entries,
+                ns_len,
+                &start,
+                cursor.as_deref(),
+                clamp_limit(limit),
+                now,
+            )
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SystemClock;
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_increments_are_atomic_and_survive_reopen() -> Result<(), KvError> {
+        let dir = tempfile::tempdir().map_err(storage)?;
+        let path = dir.path().join("kv.redb");
+        let kv = Arc::new(RedbKv::open(&path, Arc::new(SystemClock))?);
+        let ns = Namespace {
+            tenant: "t".into(),
+            store: "s".into(),
+            quota_bytes: u64::MAX,
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (kv, ns) = (kv.clone(), ns.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..200 {
+                    let op = WriteOp::Increment {
+                        key: "n".into(),
+                        delta: 1,
+                        ttl: None,
+                    };
+                    kv.write(&ns, op).await?;
+                }
+                Ok::<_, KvError>(())
+            }));
+        }
+        for task in tasks {
+            task.await.map_err(storage)??;
+        }
+        assert_eq!(kv.get(&ns, "n").await?, Some(b"3200".to_vec()));
+        drop(kv);
+        let kv = RedbKv::open(&path, Arc::new(SystemClock))?;
+        assert_eq!(kv.get(&ns, "n").await?, Some(b"3200".to_vec()));
+        Ok(())
+    }
+}
