@@ -22,6 +22,7 @@
 extern crate self as verge_sdk;
 
 pub mod config;
+pub mod kv;
 pub mod log;
 mod request;
 mod response;

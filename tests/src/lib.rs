@@ -37,6 +37,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "imports-unknown",
     "invalid-header",
     "invalid-status",
+    "kv-probe",
     "memory-bomb",
     "memory-grow",
     "panics",
@@ -346,9 +347,21 @@ impl Platform {
         routes: &[&str],
         guest_name: &str,
     ) -> Reply {
-        let manifest = serde_json::json!({ "routes": routes })
-            .to_string()
-            .into_bytes();
+        let manifest = serde_json::json!({ "routes": routes });
+        self.deploy_manifest(token, tenant, app, manifest, guest_name)
+            .await
+    }
+
+    /// Creates app `app` with `manifest` (JSON) and deploys guest `guest`.
+    pub async fn deploy_manifest(
+        &self,
+        token: &str,
+        tenant: &str,
+        app: &str,
+        manifest: serde_json::Value,
+        guest_name: &str,
+    ) -> Reply {
+        let manifest = manifest.to_string().into_bytes();
         let path = format!("/v1/tenants/{tenant}/apps/{app}");
         let reply = self.admin("PUT", &path, Some(token), manifest).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
