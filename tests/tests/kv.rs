@@ -146,6 +146,8 @@ async fn bad_input_gets_clear_errors_and_corrupts_nothing() {
         call(&p, "alpha", "list?prefix=l&limit=4000000000").await.1,
         "l0,l1,l2|"
     );
+    let past = format!("list?prefix=l&limit={}", MAX_LIST_LIMIT + 1);
+    assert_eq!(call(&p, "alpha", &past).await.1, "l0,l1,l2|");
     assert_eq!(
         call(&p, "alpha", "get?key=keep").await.1,
         "safe",
