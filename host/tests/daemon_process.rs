@@ -363,3 +363,82 @@ fn the_cli_manages_tenants_apps_versions_and_variables() {
     d.child.kill().unwrap();
     d.child.wait().unwrap();
 }
+
+#[test]
+fn acknowledged_kv_writes_survive_sigkill() {
+    let guests = guests();
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start(dir.path());
+    assert_eq!(
+        admin(&d, "POST", "/v1/tenants", br#"{"name":"acme"}"#).0,
+        201
+    );
+    let manifest = br#"{"routes":["kv.test"],"kv_stores":["data"]}"#;
+    assert_eq!(
+        admin(&d, "PUT", "/v1/tenants/acme/apps/kv", manifest).0,
+        200
+    );
+    let probe = std::fs::read(&guests["kv-probe"]).unwrap();
+    assert_eq!(
+        admin(&d, "POST", "/v1/tenants/acme/apps/kv/versions", &probe).0,
+        201
+    );
+    // Four writers, each acknowledging its own keys, until the daemon dies
+    // (or 2,000 writes each, whichever comes first).
+    let data = d.data;
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for i in 0..2000 {
+                    match http(
+                        data,
+                        "GET",
+                        &format!("/kv-probe/set?key=w{w}-{i}&value={i}"),
+                        "kv.test",
+                        b"",
+                    ) {
+                        Ok((200, _)) => acked.push(format!("w{w}-{i}")),
+                        _ => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    d.child.kill().unwrap(); // SIGKILL mid-stream
+    d.child.wait().unwrap();
+    let acked: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 10,
+        "the writers got going before the kill: {}",
+        acked.len()
+    );
+    let mut d = start(dir.path());
+    for key in &acked {
+        let value = key.rsplit('-').next().unwrap();
+        let (status, body) = http(
+            d.data,
+            "GET",
+            &format!("/kv-probe/get?key={key}"),
+            "kv.test",
+            b"",
+        )
+        .unwrap();
+        assert_eq!(
+            (status, body.as_str()),
+            (200, value),
+            "acknowledged write {key} was lost"
+        );
+    }
+    println!(
+        "{} acknowledged writes, all present after SIGKILL and restart",
+        acked.len()
+    );
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+}
