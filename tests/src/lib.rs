@@ -390,6 +390,11 @@ impl Platform {
         }
     }
 
+    /// Sends any request (to the data plane or the admin API).
+    pub async fn request(&self, req: Request<Full<Bytes>>) -> Reply {
+        self.send(req).await
+    }
+
     /// Graceful shutdown.
     pub async fn shutdown(self) {
         self.daemon.shutdown().await;

@@ -1,9 +1,11 @@
 //! `verge demo`: build the examples, deploy each on its own route in a fresh
 //! embedded data dir, serve them, print the URLs to try.
 
+use super::deploy::ManifestFile;
 use super::serve::{Tuning, run_until_signal};
 use crate::daemon::{self, PlatformConfig};
 use crate::storage::records::{AppManifest, LimitOverrides};
+use crate::tenancy::registry::VarKind;
 use anyhow::Context as _;
 use clap::Args;
 use std::net::SocketAddr;
@@ -65,29 +67,51 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .create_tenant("demo".into(), LimitOverrides::default())
         .await?;
     let port = running.addr.port();
+    // Examples that take an admin token (redirect's link API) get this one.
+    let admin_token = crate::tenancy::tokens::new_operator_token()?.replace("verge_op_", "demo_");
     println!(
         "verge: {} examples deployed for tenant `demo`:",
         artifacts.len()
     );
     for artifact in &artifacts {
         let name = artifact.package.clone();
-        let manifest = AppManifest {
-            routes: vec![format!("{name}.localhost")],
-            ..AppManifest::default()
+        // The example's own verge.toml (kv stores, config); its route is
+        // always NAME.localhost here.
+        let manifest_path = args.examples.join(&name).join("verge.toml");
+        let mut manifest = if manifest_path.exists() {
+            ManifestFile::read(&manifest_path)?.into_manifest()
+        } else {
+            AppManifest::default()
         };
+        manifest.routes = vec![format!("{name}.localhost")];
         registry
             .put_app("demo".into(), name.clone(), manifest)
+            .await?;
+        let token = Some(admin_token.clone());
+        registry
+            .set_var(
+                "demo".into(),
+                name.clone(),
+                VarKind::Secret,
+                "admin-token".into(),
+                token,
+            )
             .await?;
         let bytes = std::fs::read(&artifact.path)?;
         registry
             .upload("demo".into(), name.clone(), bytes, true)
             .await?;
         println!("  {name:<10} curl -i http://{name}.localhost:{port}/x");
-        println!(
-            "  {:<10} curl -i -H 'Host: {name}.localhost' http://{}/x",
-            "", running.addr
-        );
     }
+    println!(
+        "  (or without *.localhost resolution: curl -i -H 'Host: NAME.localhost' http://{}/x)",
+        running.addr
+    );
+    println!("verge: the examples' admin-token secret is {admin_token}, e.g.");
+    println!(
+        "  curl -i -X POST -H 'authorization: Bearer {admin_token}' -d '{{\"slug\":\"docs\",\"url\":\"https://example.com/docs\",\"permanent\":true}}' http://redirect.localhost:{port}/api/links"
+    );
+    println!("  curl -i http://redirect.localhost:{port}/docs");
     if let Some(admin) = running.admin_addr {
         println!(
             "verge: admin API on http://{admin}; operator token in {}",

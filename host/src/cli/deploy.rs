@@ -62,7 +62,8 @@ impl ManifestFile {
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
-    fn into_manifest(self) -> AppManifest {
+    /// The manifest part the admin API takes.
+    pub fn into_manifest(self) -> AppManifest {
         AppManifest {
             routes: self.routes,
             kv_stores: self.kv_stores,

@@ -3,7 +3,7 @@
 mod admin;
 mod client;
 mod demo;
-mod deploy;
+pub mod deploy;
 mod serve;
 
 use clap::{Parser, Subcommand};
