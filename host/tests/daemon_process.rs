@@ -442,3 +442,73 @@ fn acknowledged_kv_writes_survive_sigkill() {
     d.child.kill().unwrap();
     d.child.wait().unwrap();
 }
+
+#[test]
+fn the_cli_reads_writes_lists_and_imports_kv() {
+    let guests = guests();
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start(dir.path());
+    let (ok, out, _) = cli(&d, TOKEN, &["tenants", "create", "acme", "--json"]);
+    assert!(ok);
+    let token = json(&out)["token"].as_str().unwrap().to_owned();
+    let manifest = dir.path().join("verge.toml");
+    std::fs::write(
+        &manifest,
+        "routes = [\"go.test\"]\nkv_stores = [\"links\"]\n",
+    )
+    .unwrap();
+    let wasm = guests["redirect"].to_str().unwrap().to_owned();
+    let (ok, out, err) = cli(
+        &d,
+        &token,
+        &["deploy", &wasm, "--manifest", manifest.to_str().unwrap()],
+    );
+    assert!(ok, "{out}{err}");
+
+    let seed = dir.path().join("links.json");
+    std::fs::write(&seed, r#"{"link:docs": "{\"url\":\"https://example.com/docs\",\"permanent\":false}", "link:a b/c": "{\"url\":\"https://example.com/x\",\"permanent\":true}"}"#).unwrap();
+    let (ok, out, err) = cli(
+        &d,
+        &token,
+        &["kv", "import", seed.to_str().unwrap(), "--store", "links"],
+    );
+    assert!(ok && out.contains("imported 2"), "{out}{err}");
+    let (status, _) = http(d.data, "GET", "/docs", "go.test", b"").unwrap();
+    assert_eq!(status, 302, "the guest sees imported links");
+
+    let (ok, out, _) = cli(
+        &d,
+        &token,
+        &["kv", "list", "--store", "links", "--prefix", "link:"],
+    );
+    assert!(ok);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["link:a b/c", "link:docs"]
+    );
+    let (ok, out, _) = cli(&d, &token, &["kv", "get", "link:a b/c", "--store", "links"]);
+    assert!(ok && out.contains("https://example.com/x"), "{out}");
+    assert!(
+        cli(
+            &d,
+            &token,
+            &[
+                "kv", "put", "note", "hello", "--store", "links", "--ttl", "60"
+            ]
+        )
+        .0
+    );
+    assert_eq!(
+        cli(&d, &token, &["kv", "get", "note", "--store", "links"])
+            .1
+            .trim(),
+        "hello"
+    );
+    assert!(cli(&d, &token, &["kv", "delete", "note", "--store", "links"]).0);
+    let (ok, _, err) = cli(&d, &token, &["kv", "get", "note", "--store", "links"]);
+    assert!(!ok && err.contains("404"), "{err}");
+    let (ok, _, err) = cli(&d, &token, &["kv", "get", "x", "--store", "Bad_Store"]);
+    assert!(!ok && err.contains("400"), "{err}");
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+}

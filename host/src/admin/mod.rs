@@ -12,9 +12,12 @@
 //! | POST | `/tenants/{t}/apps/{a}/rollback` `{"version": N?}` | t |
 //! | PUT, DELETE | `/tenants/{t}/apps/{a}/config/{name}` and `/secrets/{name}` (PUT body: the value) | t |
 //!
+//! | any | `/tenants/{t}/kv/{store}/...` (see [`kv`]) | t |
+//!
 //! `/healthz` and `/readyz` need no token.
 
 mod auth;
+pub mod kv;
 mod routes;
 
 pub use auth::Principal;

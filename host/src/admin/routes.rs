@@ -17,6 +17,10 @@ use std::sync::Arc;
 /// Largest JSON body the admin API reads.
 pub const MAX_ADMIN_JSON_BYTES: usize = 1 << 20;
 
+/// Largest body of a KV admin request: one value at the KV cap, or an
+/// import file of about that size.
+const KV_BODY_CAP: usize = crate::storage::kv::MAX_VALUE_BYTES + 1;
+
 /// The admin API's state.
 pub struct AdminApi {
     registry: Arc<Registry>,
@@ -74,6 +78,7 @@ struct VersionChoice {
 
 /// What a handler returns before it becomes a response.
 enum ApiError {
+    Kv(super::kv::KvApiError),
     Auth(AuthError),
     Registry(RegistryError),
     BadRequest(String),
@@ -94,6 +99,7 @@ impl From<RegistryError> for ApiError {
 
 fn status_of(err: &ApiError) -> (StatusCode, String) {
     match err {
+        ApiError::Kv(e) => e.status(),
         ApiError::Auth(AuthError::Unauthenticated) => (
             StatusCode::UNAUTHORIZED,
             "a valid bearer token is required".into(),
@@ -196,6 +202,25 @@ impl AdminApi {
             _ => {}
         }
         let who = authenticate(req.headers(), &self.operator_hash, &self.registry).await?;
+        if let ["v1", "tenants", t, "kv", store, ..] = segments.as_slice() {
+            who.may_act_on(t)?;
+            let prefix_len = format!("/v1/tenants/{t}/kv/{store}").len();
+            let raw_path = req.uri().path().to_owned();
+            let rest = raw_path.get(prefix_len..).unwrap_or("").to_owned();
+            let (method, query) = (req.method().clone(), req.uri().query().map(str::to_owned));
+            let body = read_body(req.into_body(), KV_BODY_CAP).await?;
+            return super::kv::handle(
+                &self.registry,
+                t,
+                store,
+                &rest,
+                &method,
+                query.as_deref(),
+                body,
+            )
+            .await
+            .map_err(ApiError::Kv);
+        }
         let method = req.method().clone();
         let activate = req
             .uri()

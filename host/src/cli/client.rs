@@ -73,6 +73,17 @@ impl Api {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Value> {
+        let bytes = self.call_raw(method, path, body).await?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Sends a request; returns the raw answer or fails with the API's reason.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Bytes> {
         let url = format!("{}{path}", self.base);
         let mut req = Request::builder().method(method.clone()).uri(&url);
         if let Some(token) = &self.token {
@@ -86,15 +97,15 @@ impl Api {
             .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
         let status = res.status();
         let bytes = res.into_body().collect().await?.to_bytes();
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if !status.is_success() {
+            let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let reason = value["error"].as_str().map_or_else(
                 || String::from_utf8_lossy(&bytes).into_owned(),
                 str::to_owned,
             );
             bail!("{method} {path}: {} {reason}", status.as_u16());
         }
-        Ok(value)
+        Ok(bytes)
     }
 
     /// Prints `value` as JSON, or as a table of `columns` for people.

@@ -4,6 +4,7 @@ mod admin;
 mod client;
 mod demo;
 pub mod deploy;
+mod kv;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -97,6 +98,15 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Read, write, list and import a tenant's KV stores.
+    Kv {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: kv::KvCmd,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
     /// Set or unset an app's secrets (never listed back).
     Secret {
         /// What to do.
@@ -124,6 +134,7 @@ impl Cli {
             Command::Config { cmd, api } => {
                 admin::vars(&client::Api::new(&api), "config", cmd).await
             }
+            Command::Kv { cmd, api } => kv::run(&client::Api::new(&api), cmd).await,
             Command::Secret { cmd, api } => {
                 admin::vars(&client::Api::new(&api), "secrets", cmd).await
             }

@@ -50,6 +50,11 @@ impl Loader {
         }
     }
 
+    /// The KV backend deployments use.
+    pub(super) fn kv(&self) -> Arc<dyn KvBackend> {
+        self.kv.clone()
+    }
+
     /// Components compiled from source since start (cache misses).
     pub(super) fn compiles(&self) -> u64 {
         self.compiles.load(Ordering::Relaxed)

@@ -10,7 +10,7 @@ use super::{Deployment, RegistryError, RouteTable};
 use crate::runtime::{Limits, Runtime};
 use crate::storage::blobs::{BlobStore, sha256_hex};
 use crate::storage::control::ControlStore;
-use crate::storage::kv::KvBackend;
+use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, Namespace};
 use crate::storage::records::{
     AppManifest, AppRecord, LimitOverrides, TenantRecord, VersionRecord, is_valid_name, now_secs,
 };
@@ -145,6 +145,33 @@ impl Registry {
             .map_err(|e| {
                 RegistryError::Storage(crate::storage::StorageError::Task(e.to_string()))
             })?
+    }
+
+    /// The KV namespace of a tenant's store, for the admin API (which may
+    /// reach every store of the tenant, declared or not).
+    pub async fn kv_namespace(
+        self: &Arc<Self>,
+        tenant: String,
+        store: String,
+    ) -> Result<Namespace, RegistryError> {
+        check_name("kv store", &store)?;
+        let record = self.tenant(tenant).await?;
+        let quota_bytes = record
+            .limits
+            .kv_quota_mib
+            .map_or(DEFAULT_TENANT_QUOTA_BYTES, |mib| {
+                mib.saturating_mul(1 << 20)
+            });
+        Ok(Namespace {
+            tenant: record.name,
+            store,
+            quota_bytes,
+        })
+    }
+
+    /// The KV backend.
+    pub fn kv(&self) -> Arc<dyn KvBackend> {
+        self.loader.kv()
     }
 
     /// Components compiled from source since start (AOT cache misses).
