@@ -37,7 +37,9 @@ enum Job {
         op: WriteOp,
         reply: oneshot::Sender<Result<Outcome, KvError>>,
     },
-    Sweep,
+    Sweep {
+        reply: Option<oneshot::Sender<Result<Outcome, KvError>>>,
+    },
 }
 
 /// The redb backend.
@@ -133,7 +135,7 @@ impl RedbKv {
                     std::thread::sleep(SWEEP_INTERVAL);
                     let Some(queue) = weak.upgrade() else { return };
                     // A full queue means a busy writer: skip this sweep.
-                    let _ = queue.try_send(Job::Sweep);
+                    let _ = queue.try_send(Job::Sweep { reply: None });
                 }
             })
             .map_err(storage)?;
@@ -143,6 +145,34 @@ impl RedbKv {
             writer: Some(writer),
             clock,
         })
+    }
+
+    /// Sweeps expired keys now (the sweeper does this every second).
+    pub async fn sweep_now(&self) -> Result<(), KvError> {
+        let (reply, answer) = oneshot::channel();
+        let queue = self
+            .queue
+            .as_ref()
+            .ok_or_else(|| KvError::Storage("the kv writer stopped".into()))?;
+        queue
+            .send(Job::Sweep { reply: Some(reply) })
+            .await
+            .map_err(storage)?;
+        answer.await.map_err(storage)?.map(|_| ())
+    }
+
+    /// Bytes a tenant's keys and values use.
+    pub async fn usage(&self, tenant: &str) -> Result<u64, KvError> {
+        let tenant = tenant.to_owned();
+        self.read(move |db, _| {
+            let tx = db.begin_read().map_err(storage)?;
+            let table = tx.open_table(USAGE).map_err(storage)?;
+            Ok(table
+                .get(tenant.as_str())
+                .map_err(storage)?
+                .map_or(0, |v| v.value()))
+        })
+        .await
     }
 
     async fn read<T: Send + 'static>(
@@ -169,16 +199,22 @@ fn writer(db: &Database, clock: &dyn Clock, mut jobs: mpsc::Receiver<Job>) {
         match commit_group(db, &group, now) {
             Ok(outcomes) => {
                 for (job, outcome) in group.into_iter().zip(outcomes) {
-                    if let Job::Write { reply, .. } = job {
-                        let _ = reply.send(outcome);
+                    match job {
+                        Job::Write { reply, .. } | Job::Sweep { reply: Some(reply) } => {
+                            let _ = reply.send(outcome);
+                        }
+                        Job::Sweep { reply: None } => {}
                     }
                 }
             }
             Err(err) => {
                 tracing::error!(error = %err, "kv commit failed; the group's writes were not stored");
                 for job in group {
-                    if let Job::Write { reply, .. } = job {
-                        let _ = reply.send(Err(err.clone()));
+                    match job {
+                        Job::Write { reply, .. } | Job::Sweep { reply: Some(reply) } => {
+                            let _ = reply.send(Err(err.clone()));
+                        }
+                        Job::Sweep { reply: None } => {}
                     }
                 }
             }
@@ -204,7 +240,7 @@ fn commit_group(
         for job in group {
             let outcome = match job {
                 Job::Write { ns, op, .. } => apply(&mut tables, ns, op, now),
-                Job::Sweep => sweep(&mut tables, now).map(|_| Outcome::Done),
+                Job::Sweep { .. } => sweep(&mut tables, now).map(|_| Outcome::Done),
             };
             if let Err(err @ KvError::Storage(_)) = &outcome {
                 return Err(err.clone());
@@ -306,6 +342,56 @@ impl KvBackend for RedbKv {
 mod tests {
     use super::super::SystemClock;
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct TestClock(AtomicU64);
+    impl Clock for TestClock {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_removes_expired_keys_and_frees_quota() -> Result<(), KvError> {
+        let dir = tempfile::tempdir().map_err(storage)?;
+        let clock = Arc::new(TestClock(AtomicU64::new(1_000)));
+        let kv = RedbKv::open(&dir.path().join("kv.redb"), clock.clone())?;
+        let ns = Namespace {
+            tenant: "t".into(),
+            store: "s".into(),
+            quota_bytes: u64::MAX,
+        };
+        for i in 0..50 {
+            let op = WriteOp::Set {
+                key: format!("k{i}"),
+                value: vec![1; 100],
+                ttl: Some(5),
+            };
+            kv.write(&ns, op).await?;
+        }
+        kv.write(
+            &ns,
+            WriteOp::Set {
+                key: "keep".into(),
+                value: vec![1; 100],
+                ttl: None,
+            },
+        )
+        .await?;
+        let before = kv.usage("t").await?;
+        kv.sweep_now().await?;
+        assert_eq!(kv.usage("t").await?, before, "nothing expired yet");
+        clock.0.store(1_000 + 5_000, Ordering::Relaxed);
+        kv.sweep_now().await?;
+        let after = kv.usage("t").await?;
+        assert_eq!(
+            after,
+            (ns.key("keep").len() + 8 + 100) as u64,
+            "only `keep` is left"
+        );
+        assert_eq!(kv.list(&ns, "", None, 1000).await?.keys, vec!["keep"]);
+        Ok(())
+    }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn concurrent_increments_are_atomic_and_survive_reopen() -> Result<(), KvError> {
