@@ -16,12 +16,6 @@ use verge::runtime::{EngineSettings, Limits};
 use verge::server::HttpLimits;
 use verge_benches::{baseline, load};
 
-fn pin(index: usize) {
-    if let Some(core) = core_affinity::get_core_ids().and_then(|ids| ids.get(index).copied()) {
-        core_affinity::set_for_current(core);
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; ignore arguments.
     let secs: u64 = std::env::var("VERGE_BENCH_SECS")
@@ -35,10 +29,7 @@ fn main() -> anyhow::Result<()> {
     // Access logs are formatted as in production, then discarded.
     tracing_sink();
     let guests = verge_benches::build_guests()?;
-    let server_rt = verge::daemon::runtime_builder()
-        .worker_threads(1)
-        .on_thread_start(|| pin(0))
-        .build()?;
+    let server_rt = verge_benches::pinned_server_runtime()?;
     let config = DaemonConfig {
         listen: "127.0.0.1:0".parse()?,
         engine: EngineSettings::default(),
@@ -57,7 +48,7 @@ fn main() -> anyhow::Result<()> {
         tokio::spawn(daemon.wait());
         anyhow::Ok((addr, baseline::serve_hello().await?))
     })?;
-    pin(1);
+    verge_benches::pin(1);
     let load_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -19,12 +19,6 @@ use verge::server::HttpLimits;
 use verge::storage::records::{AppManifest, LimitOverrides};
 use verge_benches::load;
 
-fn pin(index: usize) {
-    if let Some(core) = core_affinity::get_core_ids().and_then(|ids| ids.get(index).copied()) {
-        core_affinity::set_for_current(core);
-    }
-}
-
 /// Requests tenant A may run at once: its operator-set cap.
 const ATTACKER_MAX_CONCURRENCY: u32 = 2;
 
@@ -35,10 +29,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(5);
     let guests = verge_benches::build_guests()?;
     let dir = tempfile::tempdir()?;
-    let server_rt = verge::daemon::runtime_builder()
-        .worker_threads(1)
-        .on_thread_start(|| pin(0))
-        .build()?;
+    let server_rt = verge_benches::pinned_server_runtime()?;
     let config = DaemonConfig {
         listen: "127.0.0.1:0".parse()?,
         engine: EngineSettings {
@@ -89,7 +80,7 @@ fn main() -> anyhow::Result<()> {
         tokio::spawn(daemon.wait());
         anyhow::Ok(addr)
     })?;
-    pin(1);
+    verge_benches::pin(1);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -7,6 +7,22 @@ pub mod load;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// Pins the current thread to core `index` (no-op if there is no such core).
+pub fn pin(index: usize) {
+    if let Some(core) = core_affinity::get_core_ids().and_then(|ids| ids.get(index).copied()) {
+        core_affinity::set_for_current(core);
+    }
+}
+
+/// A serving runtime as the daemon builds it, with one worker pinned to
+/// core 0 (the load generator takes core 1).
+pub fn pinned_server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    verge::daemon::runtime_builder()
+        .worker_threads(1)
+        .on_thread_start(|| pin(0))
+        .build()
+}
+
 /// Builds the example and test guests and returns them by package name.
 pub fn build_guests() -> anyhow::Result<HashMap<String, PathBuf>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -70,6 +70,18 @@ pub fn guest(name: &str) -> PathBuf {
         .clone()
 }
 
+/// Sends `req` with `client` and reads the whole response.
+async fn fetch(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Reply {
+    let res = client.request(req).await.expect("request");
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
 /// Routes by the first path segment: `/NAME/...` goes to app NAME.
 struct PrefixRoutes(HashMap<String, Arc<Deployment>>);
 
@@ -210,14 +222,7 @@ impl TestServer {
 
     /// Sends `req` and reads the whole response.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
-        let res = self.client.request(req).await.expect("request");
-        let (parts, body) = res.into_parts();
-        let body = body.collect().await.expect("body").to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+        fetch(&self.client, req).await
     }
 
     /// Writes `bytes` on a fresh connection and reads until the server
@@ -380,14 +385,7 @@ impl Platform {
     }
 
     async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
-        let res = self.client.request(req).await.expect("request");
-        let (parts, body) = res.into_parts();
-        let body = body.collect().await.expect("body").to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+        fetch(&self.client, req).await
     }
 
     /// Sends any request (to the data plane or the admin API).

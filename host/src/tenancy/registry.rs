@@ -126,12 +126,7 @@ impl Registry {
         op: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, RegistryError> {
         let _guard = self.writes.lock().await;
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || op(&me))
-            .await
-            .map_err(|e| {
-                RegistryError::Storage(crate::storage::StorageError::Task(e.to_string()))
-            })?
+        self.read(op).await
     }
 
     /// Runs a read off the async runtime.

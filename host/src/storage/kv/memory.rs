@@ -132,15 +132,8 @@ impl KvBackend for MemoryKv {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ManualClock;
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    struct TestClock(AtomicU64);
-    impl Clock for TestClock {
-        fn now_ms(&self) -> u64 {
-            self.0.load(Ordering::Relaxed)
-        }
-    }
 
     fn ns(tenant: &str) -> Namespace {
         Namespace {
@@ -160,18 +153,18 @@ mod tests {
 
     #[tokio::test]
     async fn ttl_expires_on_read_and_the_sweeper_reclaims_space() -> Result<(), KvError> {
-        let clock = Arc::new(TestClock(AtomicU64::new(1_000_000)));
+        let clock = Arc::new(ManualClock::at(1_000_000));
         let kv = MemoryKv::new(clock.clone());
         let a = ns("a");
         kv.write(&a, set("k", b"v", Some(10))).await?;
         kv.write(&a, set("forever", b"v", None)).await?;
-        clock.0.store(1_000_000 + 9_999, Ordering::Relaxed);
+        clock.set(1_000_000 + 9_999);
         assert_eq!(
             kv.get(&a, "k").await?,
             Some(b"v".to_vec()),
             "1 ms before expiry"
         );
-        clock.0.store(1_000_000 + 10_000, Ordering::Relaxed);
+        clock.set(1_000_000 + 10_000);
         assert_eq!(kv.get(&a, "k").await?, None, "at expiry");
         assert_eq!(kv.list(&a, "", None, 10).await?.keys, vec!["forever"]);
         let used = kv.usage("a");
@@ -183,7 +176,7 @@ mod tests {
 
     #[tokio::test]
     async fn increment_keeps_the_first_ttl_and_refuses_non_integers() -> Result<(), KvError> {
-        let clock = Arc::new(TestClock(AtomicU64::new(0)));
+        let clock = Arc::new(ManualClock::at(0));
         let kv = MemoryKv::new(clock.clone());
         let a = ns("a");
         let inc = |d, ttl| WriteOp::Increment {
@@ -192,9 +185,9 @@ mod tests {
             ttl,
         };
         assert_eq!(kv.write(&a, inc(5, Some(60))).await?, Outcome::Counter(5));
-        clock.0.store(30_000, Ordering::Relaxed);
+        clock.set(30_000);
         assert_eq!(kv.write(&a, inc(-2, Some(60))).await?, Outcome::Counter(3));
-        clock.0.store(60_000, Ordering::Relaxed);
+        clock.set(60_000);
         assert_eq!(
             kv.get(&a, "c").await?,
             None,
@@ -221,7 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn compare_and_swap_and_quota_and_isolation() -> Result<(), KvError> {
-        let kv = MemoryKv::new(Arc::new(TestClock(AtomicU64::new(0))));
+        let kv = MemoryKv::new(Arc::new(ManualClock::at(0)));
         let (a, b) = (ns("a"), ns("b"));
         let cas = |expected: Option<&[u8]>, new: &[u8]| WriteOp::CompareAndSwap {
             key: "k".into(),
@@ -266,7 +259,7 @@ mod tests {
 
     #[tokio::test]
     async fn list_pages_with_a_cursor_and_clamps_the_limit() -> Result<(), KvError> {
-        let kv = MemoryKv::new(Arc::new(TestClock(AtomicU64::new(0))));
+        let kv = MemoryKv::new(Arc::new(ManualClock::at(0)));
         let a = Namespace {
             quota_bytes: u64::MAX,
             ..ns("a")
@@ -293,7 +286,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_at_and_past_the_limits() -> Result<(), KvError> {
-        let kv = MemoryKv::new(Arc::new(TestClock(AtomicU64::new(0))));
+        let kv = MemoryKv::new(Arc::new(ManualClock::at(0)));
         let a = Namespace {
             quota_bytes: u64::MAX,
             ..ns("a")

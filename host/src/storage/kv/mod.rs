@@ -68,6 +68,28 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that only moves when told to: for tests of TTLs and sweeping.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicU64);
+
+impl ManualClock {
+    /// A clock reading `ms`.
+    pub fn at(ms: u64) -> Self {
+        Self(std::sync::atomic::AtomicU64::new(ms))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, ms: u64) {
+        self.0.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// One page of keys.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KeyPage {

@@ -340,21 +340,14 @@ impl KvBackend for RedbKv {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ManualClock;
     use super::super::SystemClock;
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    struct TestClock(AtomicU64);
-    impl Clock for TestClock {
-        fn now_ms(&self) -> u64 {
-            self.0.load(Ordering::Relaxed)
-        }
-    }
 
     #[tokio::test]
     async fn the_sweeper_removes_expired_keys_and_frees_quota() -> Result<(), KvError> {
         let dir = tempfile::tempdir().map_err(storage)?;
-        let clock = Arc::new(TestClock(AtomicU64::new(1_000)));
+        let clock = Arc::new(ManualClock::at(1_000));
         let kv = RedbKv::open(&dir.path().join("kv.redb"), clock.clone())?;
         let ns = Namespace {
             tenant: "t".into(),
@@ -381,7 +374,7 @@ mod tests {
         let before = kv.usage("t").await?;
         kv.sweep_now().await?;
         assert_eq!(kv.usage("t").await?, before, "nothing expired yet");
-        clock.0.store(1_000 + 5_000, Ordering::Relaxed);
+        clock.set(1_000 + 5_000);
         kv.sweep_now().await?;
         let after = kv.usage("t").await?;
         assert_eq!(
