@@ -9,6 +9,7 @@ use crate::runtime::{EngineSettings, Limits, Runtime};
 use crate::server::{Dispatcher, HttpLimits, Server, serve_http};
 use crate::storage::kv::redb::RedbKv;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, SystemClock};
+use crate::telemetry::metrics::Metrics;
 use crate::tenancy::{Deployment, Registry, RouteTable, SingleApp, tokens};
 use anyhow::Context as _;
 use std::collections::BTreeMap;
@@ -136,10 +137,11 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 async fn serve_data_plane(
     config: &DaemonConfig,
     routes: Arc<dyn RouteTable>,
+    metrics: Arc<Metrics>,
     stop: &watch::Sender<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let pool = usize::try_from(config.engine.pool_instances).unwrap_or(usize::MAX);
-    let dispatcher = Arc::new(Dispatcher::new(routes, config.http, pool));
+    let dispatcher = Arc::new(Dispatcher::new(routes, config.http, pool, metrics));
     let server = Server::bind(config.listen, dispatcher)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -173,7 +175,9 @@ pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<Runn
         slots: Default::default(),
     });
     let (stop, _) = watch::channel(false);
-    let (addr, task) = serve_data_plane(config, Arc::new(SingleApp(deployment)), &stop).await?;
+    let metrics = Arc::new(Metrics::default());
+    let (addr, task) =
+        serve_data_plane(config, Arc::new(SingleApp(deployment)), metrics, &stop).await?;
     Ok(RunningDaemon {
         addr,
         admin_addr: None,
@@ -209,12 +213,14 @@ pub async fn start_platform(
             .context("restoring apps")??;
     let registry = Arc::new(registry);
     let (stop, _) = watch::channel(false);
-    let (addr, data_task) = serve_data_plane(config, registry.clone(), &stop).await?;
+    let metrics = Arc::new(Metrics::default());
+    let (addr, data_task) =
+        serve_data_plane(config, registry.clone(), metrics.clone(), &stop).await?;
     let admin_listener = tokio::net::TcpListener::bind(platform.admin_listen)
         .await
         .with_context(|| format!("binding the admin API on {}", platform.admin_listen))?;
     let admin_addr = admin_listener.local_addr()?;
-    let admin = Arc::new(AdminApi::new(registry.clone(), operator_hash));
+    let admin = Arc::new(AdminApi::new(registry.clone(), operator_hash, metrics));
     let handler = move |req| {
         let admin = admin.clone();
         async move { admin.handle(req).await }

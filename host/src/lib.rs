@@ -13,4 +13,5 @@ pub mod guest_build;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod telemetry;
 pub mod tenancy;

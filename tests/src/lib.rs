@@ -189,6 +189,7 @@ impl TestServer {
             Arc::new(PrefixRoutes(table)),
             setup.http,
             pool,
+            Default::default(),
         ));
         let server = Server::bind("127.0.0.1:0".parse().unwrap(), dispatcher)
             .await

@@ -517,3 +517,59 @@ async fn a_tenant_at_its_concurrency_cap_gets_503_while_others_are_served() {
         "the slot is free again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_parse_as_openmetrics_and_move_with_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Platform::start(dir.path()).await;
+    let a = p.tenant("alpha").await;
+    assert_eq!(
+        p.deploy(&a, "alpha", "site", &["site.test"], "hello")
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        p.deploy(&a, "alpha", "spin", &["spin.test"], "cpu-spin")
+            .await
+            .status,
+        201
+    );
+    for _ in 0..3 {
+        assert_eq!(p.get("site.test", "/").await.status, 200);
+    }
+    assert_eq!(p.get("spin.test", "/").await.status, 503);
+    assert_eq!(p.get("nowhere.test", "/").await.status, 404);
+    let metrics = p.admin("GET", "/metrics", None, vec![]).await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .header("content-type")
+            .starts_with("application/openmetrics-text")
+    );
+    let text = metrics.text();
+    // Every line is a comment, or `name{labels} value` with a numeric value.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "bad sample line: {line}");
+    }
+    assert!(text.trim_end().ends_with("# EOF"));
+    let has = |needle: &str| text.lines().any(|l| l == needle);
+    assert!(
+        has(r#"verge_requests_total{tenant="alpha",app="site",status_class="2xx",error=""} 3"#),
+        "{text}"
+    );
+    assert!(
+        has(
+            r#"verge_requests_total{tenant="alpha",app="spin",status_class="5xx",error="cpu-limit"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        has(r#"verge_requests_total{tenant="-",app="-",status_class="4xx",error="no-route"} 1"#),
+        "{text}"
+    );
+    assert!(has("verge_instances_in_flight 0"), "{text}");
+    assert!(text.contains(r#"verge_request_duration_seconds_count{tenant="alpha",app="site"} 3"#));
+    p.shutdown().await;
+}

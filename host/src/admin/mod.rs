@@ -14,7 +14,8 @@
 //!
 //! | any | `/tenants/{t}/kv/{store}/...` (see [`kv`]) | t |
 //!
-//! `/healthz` and `/readyz` need no token.
+//! `/healthz`, `/readyz` and `/metrics` (Prometheus/OpenMetrics text) need
+//! no token: keep the admin listener on a private address.
 
 mod auth;
 pub mod kv;

@@ -3,6 +3,7 @@
 
 use super::auth::{AuthError, authenticate};
 use crate::storage::records::{AppManifest, AppRecord, LimitOverrides, TenantRecord};
+use crate::telemetry::metrics::Metrics;
 use crate::tenancy::registry::{MAX_COMPONENT_BYTES, VarKind};
 use crate::tenancy::{Registry, RegistryError};
 use bytes::Bytes;
@@ -25,6 +26,7 @@ const KV_BODY_CAP: usize = crate::storage::kv::MAX_VALUE_BYTES + 1;
 pub struct AdminApi {
     registry: Arc<Registry>,
     operator_hash: String,
+    metrics: Arc<Metrics>,
 }
 
 /// An app as the API shows it: secret names only, never their values.
@@ -159,10 +161,11 @@ fn ok(value: &impl Serialize) -> Reply {
 
 impl AdminApi {
     /// An API over `registry` whose operator token hashes to `operator_hash`.
-    pub fn new(registry: Arc<Registry>, operator_hash: String) -> Self {
+    pub fn new(registry: Arc<Registry>, operator_hash: String, metrics: Arc<Metrics>) -> Self {
         Self {
             registry,
             operator_hash,
+            metrics,
         }
     }
 
@@ -193,6 +196,16 @@ impl AdminApi {
         let segments: Vec<&str> = path.iter().map(String::as_str).collect();
         match segments.as_slice() {
             ["healthz"] => return ok(&json!({ "status": "ok" })),
+            ["metrics"] => {
+                let mut res = Response::new(Full::new(Bytes::from(self.metrics.encode())));
+                res.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                return Ok(res);
+            }
             ["readyz"] => {
                 let r = &self.registry;
                 let state =

@@ -5,6 +5,7 @@ use super::limits::{ADMISSION_QUEUE_TIMEOUT, HttpLimits};
 use super::request_id::RequestIds;
 use crate::capabilities::log::LogCtx;
 use crate::runtime::{GuestRequest, GuestResponse, RequestContext, Usage};
+use crate::telemetry::metrics::Metrics;
 use crate::tenancy::{Deployment, RouteTable};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, RETRY_AFTER};
@@ -36,6 +37,7 @@ const HOST_OWNED_HEADERS: [&str; 8] = [
 
 /// Shared by every connection of one server.
 pub struct Dispatcher {
+    metrics: Arc<Metrics>,
     routes: Arc<dyn RouteTable>,
     limits: HttpLimits,
     admission: Semaphore,
@@ -46,8 +48,14 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// A dispatcher over `routes` admitting at most `max_in_flight` guest
     /// calls at once (the instance pool's size).
-    pub fn new(routes: Arc<dyn RouteTable>, limits: HttpLimits, max_in_flight: usize) -> Self {
+    pub fn new(
+        routes: Arc<dyn RouteTable>,
+        limits: HttpLimits,
+        max_in_flight: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
+            metrics,
             routes,
             limits,
             admission: Semaphore::new(max_in_flight.max(1)),
@@ -77,6 +85,19 @@ impl Dispatcher {
         let (tenant, app, version) = deployment
             .as_deref()
             .map_or(("-", "-", 0), |d| (&*d.tenant, &*d.app, d.version));
+        let error = response
+            .headers()
+            .get(ERROR_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        self.metrics.request(
+            tenant,
+            app,
+            response.status().as_u16(),
+            error,
+            started.elapsed(),
+            usage,
+        );
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
@@ -140,7 +161,9 @@ impl Dispatcher {
                 }
             }
         }
+        let in_flight = InFlight::start(&self.metrics);
         let (result, usage) = call_guest(&deployment, guest_req, request_id).await;
+        drop(in_flight);
         drop(permits);
         let response = result
             .map_err(RequestError::from)
@@ -252,6 +275,23 @@ impl Dispatcher {
             headers.append(name, value);
         }
         Ok(response)
+    }
+}
+
+/// Counts a running guest instance; decrements on drop, including when the
+/// client goes away and the request future is dropped mid-call.
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn start(metrics: &'a Metrics) -> Self {
+        metrics.instance(true);
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.instance(false);
     }
 }
 

@@ -1,0 +1,3 @@
+//! Telemetry: Prometheus metrics (tracing setup lives in `main.rs`).
+
+pub mod metrics;
