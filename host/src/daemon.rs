@@ -166,6 +166,7 @@ pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<Runn
         Arc::new(SystemClock),
     )?);
     let deployment = Arc::new(Deployment {
+        http_limits: config.http,
         kv: KvCtx::new(kv, "local", None, DEFAULT_TENANT_QUOTA_BYTES),
         tenant: "local".into(),
         version: 0,
@@ -207,8 +208,9 @@ pub async fn start_platform(
         &data_dir.join("kv.redb"),
         Arc::new(SystemClock),
     )?);
+    let http = config.http;
     let registry =
-        tokio::task::spawn_blocking(move || Registry::open(runtime, &data_dir, limits, kv))
+        tokio::task::spawn_blocking(move || Registry::open(runtime, &data_dir, limits, http, kv))
             .await
             .context("restoring apps")??;
     let registry = Arc::new(registry);

@@ -174,6 +174,7 @@ impl TestServer {
                 .load(app, &bytes, setup.limits)
                 .expect("loading guest");
             let deployment = Deployment {
+                http_limits: setup.http,
                 kv: KvCtx::new(kv.clone(), "local", None, DEFAULT_TENANT_QUOTA_BYTES),
                 tenant: "local".into(),
                 version: 0,

@@ -573,3 +573,67 @@ async fn metrics_parse_as_openmetrics_and_move_with_traffic() {
     assert!(text.contains(r#"verge_request_duration_seconds_count{tenant="alpha",app="site"} 3"#));
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_and_app_size_caps_apply_at_and_past_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Platform::start(dir.path()).await;
+    let body = br#"{"name":"sized","limits":{"max_request_body_bytes":1000}}"#.to_vec();
+    let created = p
+        .admin("POST", "/v1/tenants", Some(&p.operator), body)
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let t = json(&created)["token"].as_str().unwrap().to_owned();
+    let echo =
+        serde_json::json!({ "routes": ["echo.test"], "limits": { "max_header_bytes": 400 } });
+    assert_eq!(
+        p.deploy_manifest(&t, "sized", "echo", echo, "echo")
+            .await
+            .status,
+        201
+    );
+    let huge = serde_json::json!({ "routes": ["huge.test"], "limits": { "max_response_body_bytes": 1 << 20 } });
+    assert_eq!(
+        p.deploy_manifest(&t, "sized", "huge", huge, "huge-response")
+            .await
+            .status,
+        201
+    );
+
+    let post = |len: usize| {
+        http::Request::post(format!("http://{}/", p.daemon.addr))
+            .header("host", "echo.test")
+            .body(vec![b'x'; len].into())
+            .unwrap()
+    };
+    let at = p.request(post(1000)).await;
+    assert_eq!(at.status, 200, "{}", at.text());
+    let past = p.request(post(1001)).await;
+    assert_eq!(
+        (past.status.as_u16(), past.header("verge-error")),
+        (413, "body-too-large")
+    );
+
+    let with_header = |len: usize| {
+        http::Request::get(format!("http://{}/", p.daemon.addr))
+            .header("host", "echo.test")
+            .header("x-pad", "p".repeat(len))
+            .body(Default::default())
+            .unwrap()
+    };
+    assert_eq!(p.request(with_header(300)).await.status, 200);
+    let big = p.request(with_header(450)).await;
+    assert_eq!(
+        (big.status.as_u16(), big.header("verge-error")),
+        (431, "headers-too-large")
+    );
+
+    let one = p.get("huge.test", "/huge-response?mib=1").await;
+    assert_eq!((one.status.as_u16(), one.body.len()), (200, 1 << 20));
+    let two = p.get("huge.test", "/huge-response?mib=2").await;
+    assert_eq!(
+        (two.status.as_u16(), two.header("verge-error")),
+        (502, "bad-guest-response")
+    );
+    p.shutdown().await;
+}

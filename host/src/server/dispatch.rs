@@ -135,7 +135,21 @@ impl Dispatcher {
         let Some(deployment) = self.routes.resolve(&host, req.uri().path()) else {
             return (Err(RequestError::NoRoute), None, Usage::default());
         };
-        let guest_req = match self.read_request(req, uri).await {
+        // The app's own caps (never above the server's) apply from here on.
+        let limits = deployment.http_limits;
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum();
+        if header_bytes > limits.max_header_bytes {
+            return (
+                Err(RequestError::HeadersTooLarge),
+                Some(deployment),
+                Usage::default(),
+            );
+        }
+        let guest_req = match self.read_request(req, uri, &limits).await {
             Ok(r) => r,
             Err(err) => return (Err(err), Some(deployment), Usage::default()),
         };
@@ -167,7 +181,7 @@ impl Dispatcher {
         drop(permits);
         let response = result
             .map_err(RequestError::from)
-            .and_then(|res| self.to_http(res));
+            .and_then(|res| to_http(res, &limits));
         (response, Some(deployment), usage)
     }
 
@@ -208,8 +222,9 @@ impl Dispatcher {
         &self,
         req: Request<Incoming>,
         uri: String,
+        limits: &HttpLimits,
     ) -> Result<GuestRequest, RequestError> {
-        let cap = self.limits.max_request_body_bytes;
+        let cap = limits.max_request_body_bytes;
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
@@ -243,39 +258,37 @@ impl Dispatcher {
             body: body.to_vec(),
         })
     }
+}
 
-    /// Validates the guest's response and turns it into an HTTP response.
-    fn to_http(&self, res: GuestResponse) -> Result<Response<Full<Bytes>>, RequestError> {
-        let status = StatusCode::from_u16(res.status)
-            .ok()
-            .filter(|s| !s.is_informational())
-            .ok_or_else(|| {
-                RequestError::BadGuestResponse(format!("invalid status {}", res.status))
-            })?;
-        if res.body.len() > self.limits.max_response_body_bytes {
-            return Err(RequestError::BadGuestResponse(format!(
-                "body of {} bytes is over the {} byte cap",
-                res.body.len(),
-                self.limits.max_response_body_bytes
-            )));
-        }
-        let mut response = Response::new(Full::new(Bytes::from(res.body)));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        for (name, value) in res.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                RequestError::BadGuestResponse(format!("invalid header name {name:?}"))
-            })?;
-            let value = HeaderValue::from_str(&value).map_err(|_| {
-                RequestError::BadGuestResponse(format!("invalid value for header {name}"))
-            })?;
-            if HOST_OWNED_HEADERS.contains(&name.as_str()) {
-                continue;
-            }
-            headers.append(name, value);
-        }
-        Ok(response)
+/// Validates the guest's response against `limits` and turns it into an
+/// HTTP response.
+fn to_http(res: GuestResponse, limits: &HttpLimits) -> Result<Response<Full<Bytes>>, RequestError> {
+    let status = StatusCode::from_u16(res.status)
+        .ok()
+        .filter(|s| !s.is_informational())
+        .ok_or_else(|| RequestError::BadGuestResponse(format!("invalid status {}", res.status)))?;
+    if res.body.len() > limits.max_response_body_bytes {
+        return Err(RequestError::BadGuestResponse(format!(
+            "body of {} bytes is over the {} byte cap",
+            res.body.len(),
+            limits.max_response_body_bytes
+        )));
     }
+    let mut response = Response::new(Full::new(Bytes::from(res.body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    for (name, value) in res.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| RequestError::BadGuestResponse(format!("invalid header name {name:?}")))?;
+        let value = HeaderValue::from_str(&value).map_err(|_| {
+            RequestError::BadGuestResponse(format!("invalid value for header {name}"))
+        })?;
+        if HOST_OWNED_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        headers.append(name, value);
+    }
+    Ok(response)
 }
 
 /// Counts a running guest instance; decrements on drop, including when the

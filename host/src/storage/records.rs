@@ -20,6 +20,15 @@ pub struct LimitOverrides {
     /// Requests of this tenant or app running at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Largest request body in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
+    /// Largest response body in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_body_bytes: Option<u64>,
+    /// Largest request header section in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<u64>,
     /// KV storage quota in MiB (tenant level).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_quota_mib: Option<u64>,

@@ -2,6 +2,7 @@
 //! app's overrides below that ceiling.
 
 use crate::runtime::{FUEL_PER_CPU_MS, Limits};
+use crate::server::HttpLimits;
 use crate::storage::records::LimitOverrides;
 use std::time::Duration;
 
@@ -28,6 +29,38 @@ pub fn effective_limits(host: &Limits, tenant: &LimitOverrides, app: &LimitOverr
         memory_bytes: usize::try_from(mib)
             .unwrap_or(usize::MAX)
             .saturating_mul(1 << 20),
+        ..*host
+    }
+}
+
+/// The HTTP caps an app runs under: the same rule as
+/// [`effective_limits`], and never above the server's own caps.
+pub fn effective_http_limits(
+    host: &HttpLimits,
+    tenant: &LimitOverrides,
+    app: &LimitOverrides,
+) -> HttpLimits {
+    let pick = |host: usize, tenant: Option<u64>, app: Option<u64>| {
+        let as_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        let ceiling = tenant.map_or(host, as_usize).min(host);
+        app.map_or(ceiling, |a| as_usize(a).min(ceiling))
+    };
+    HttpLimits {
+        max_request_body_bytes: pick(
+            host.max_request_body_bytes,
+            tenant.max_request_body_bytes,
+            app.max_request_body_bytes,
+        ),
+        max_response_body_bytes: pick(
+            host.max_response_body_bytes,
+            tenant.max_response_body_bytes,
+            app.max_response_body_bytes,
+        ),
+        max_header_bytes: pick(
+            host.max_header_bytes,
+            tenant.max_header_bytes,
+            app.max_header_bytes,
+        ),
         ..*host
     }
 }

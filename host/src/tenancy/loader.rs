@@ -1,10 +1,11 @@
 //! Turning stored records into running deployments: the AOT cache (load a
 //! compiled artifact, or compile and store one) and deployment assembly.
 
-use super::{Deployment, RegistryError, Slots, effective_limits};
+use super::{Deployment, RegistryError, Slots, effective_http_limits, effective_limits};
 use crate::capabilities::config::ConfigCtx;
 use crate::capabilities::kv::KvCtx;
 use crate::runtime::{Limits, Runtime};
+use crate::server::HttpLimits;
 use crate::storage::blobs::BlobStore;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend};
 use crate::storage::records::{AppRecord, LimitOverrides};
@@ -20,6 +21,7 @@ pub(super) struct Loader {
     pub(super) runtime: Arc<Runtime>,
     pub(super) blobs: BlobStore,
     pub(super) host_limits: Limits,
+    pub(super) host_http: HttpLimits,
     engine_key: String,
     compiles: AtomicU64,
     semaphores: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
@@ -36,6 +38,7 @@ impl Loader {
         runtime: Arc<Runtime>,
         blobs: BlobStore,
         host_limits: Limits,
+        host_http: HttpLimits,
         kv: Arc<dyn KvBackend>,
     ) -> Self {
         let engine_key = runtime.engine_key();
@@ -43,6 +46,7 @@ impl Loader {
             runtime,
             blobs,
             host_limits,
+            host_http,
             engine_key,
             compiles: AtomicU64::new(0),
             semaphores: Mutex::new(HashMap::new()),
@@ -135,7 +139,10 @@ impl Loader {
                 .max_concurrency
                 .map(|cap| self.semaphore(&format!("{}/{}", app.tenant, app.name), cap)),
         };
+        let http_limits =
+            effective_http_limits(&self.host_http, tenant_limits, &app.manifest.limits);
         Ok(Arc::new(Deployment {
+            http_limits,
             tenant: app.tenant.as_str().into(),
             app: app.name.as_str().into(),
             version,

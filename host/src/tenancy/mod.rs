@@ -9,13 +9,14 @@ pub mod router;
 pub mod tokens;
 
 pub use error::RegistryError;
-pub use limits::effective_limits;
+pub use limits::{effective_http_limits, effective_limits};
 pub use loader::DEFAULT_TENANT_MAX_CONCURRENCY;
 pub use registry::Registry;
 
 use crate::capabilities::config::ConfigCtx;
 use crate::capabilities::kv::KvCtx;
 use crate::runtime::Function;
+use crate::server::HttpLimits;
 use std::sync::Arc;
 
 /// One running version of one app: the compiled function and what it may use.
@@ -34,6 +35,8 @@ pub struct Deployment {
     pub slots: Slots,
     /// What the app may reach in KV.
     pub kv: KvCtx,
+    /// The HTTP caps for this app (at most the server's).
+    pub http_limits: HttpLimits,
 }
 
 /// The tenant-wide and app-wide concurrency caps a request must pass, after

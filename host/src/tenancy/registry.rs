@@ -8,6 +8,7 @@ use super::router::{Route, Router};
 use super::tokens;
 use super::{Deployment, RegistryError, RouteTable};
 use crate::runtime::{Limits, Runtime};
+use crate::server::HttpLimits;
 use crate::storage::blobs::{BlobStore, sha256_hex};
 use crate::storage::control::ControlStore;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, Namespace};
@@ -76,13 +77,14 @@ impl Registry {
         runtime: Arc<Runtime>,
         data_dir: &Path,
         host_limits: Limits,
+        host_http: HttpLimits,
         kv: Arc<dyn KvBackend>,
     ) -> Result<Self, RegistryError> {
         let store = ControlStore::open(&data_dir.join("control.redb"))?;
         let blobs = BlobStore::open(data_dir)?;
         let registry = Self {
             store,
-            loader: Loader::new(runtime, blobs, host_limits, kv),
+            loader: Loader::new(runtime, blobs, host_limits, host_http, kv),
             router: ArcSwap::from_pointee(Router::default()),
             live: Mutex::new(BTreeMap::new()),
             writes: tokio::sync::Mutex::new(()),
