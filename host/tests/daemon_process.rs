@@ -35,6 +35,14 @@ struct Daemon {
     ready_ms: u64,
 }
 
+impl Drop for Daemon {
+    /// A failing test must not leave its daemon running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(data_dir: &Path) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
         .args([
