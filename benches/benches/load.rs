@@ -78,8 +78,16 @@ fn main() -> anyhow::Result<()> {
     let mut p99s = Vec::new();
     let mut failed = 0;
     for _ in 0..rounds {
+        let f0 = minor_faults();
         let b = run(baseline_addr, secs)?;
+        let f1 = minor_faults();
         let v = run(verge_addr, secs)?;
+        let f2 = minor_faults();
+        println!(
+            "  minor faults per request: hyper {:.2}, verge {:.2}",
+            f1.saturating_sub(f0) as f64 / b.ok.max(1) as f64,
+            f2.saturating_sub(f1) as f64 / v.ok.max(1) as f64
+        );
         ratios.push(v.rps / b.rps);
         p99s.push(v.p99_us as f64);
         failed += b.failed + v.failed;
@@ -106,6 +114,18 @@ fn main() -> anyhow::Result<()> {
     );
     anyhow::ensure!(failed == 0, "failed requests during the run");
     Ok(())
+}
+
+/// This process's minor page faults so far (field 10 of /proc/self/stat);
+/// 0 where /proc is not available.
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let after_name = stat.rsplit_once(')')?.1.to_owned();
+            after_name.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 fn tracing_sink() {
