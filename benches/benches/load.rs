@@ -36,6 +36,9 @@ fn main() -> anyhow::Result<()> {
         engine: EngineSettings::default(),
         limits: Limits::default(),
         http: HttpLimits::default(),
+        access_log: Some(verge::telemetry::access_log::AccessLog::start(
+            std::io::sink(),
+        )?),
     };
     let app = LocalApp {
         name: "hello".into(),
@@ -131,7 +134,8 @@ fn minor_faults() -> u64 {
 fn tracing_sink() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "info,wasmtime=warn,cranelift=warn",
+            std::env::var("VERGE_BENCH_LOG")
+                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
         ))
         .with_writer(std::io::sink)
         .try_init();

@@ -38,6 +38,9 @@ fn main() -> anyhow::Result<()> {
         },
         limits: Limits::default(),
         http: HttpLimits::default(),
+        access_log: Some(verge::telemetry::access_log::AccessLog::start(
+            std::io::sink(),
+        )?),
     };
     let platform = PlatformConfig {
         data_dir: dir.path().to_owned(),

@@ -9,6 +9,7 @@ use crate::runtime::{EngineSettings, Limits, Runtime};
 use crate::server::{Dispatcher, HttpLimits, Server, serve_http};
 use crate::storage::kv::redb::RedbKv;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, SystemClock};
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::{Deployment, Registry, RouteTable, SingleApp, tokens};
 use anyhow::Context as _;
@@ -56,6 +57,8 @@ pub struct DaemonConfig {
     pub limits: Limits,
     /// HTTP caps.
     pub http: HttpLimits,
+    /// Where access-log lines go; `None` writes none.
+    pub access_log: Option<AccessLog>,
 }
 
 /// The single app of local-run mode.
@@ -141,7 +144,10 @@ async fn serve_data_plane(
     stop: &watch::Sender<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let pool = usize::try_from(config.engine.pool_instances).unwrap_or(usize::MAX);
-    let dispatcher = Arc::new(Dispatcher::new(routes, config.http, pool, metrics));
+    let dispatcher = Arc::new(
+        Dispatcher::new(routes, config.http, pool, metrics)
+            .with_access_log(config.access_log.clone()),
+    );
     let server = Server::bind(config.listen, dispatcher)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

@@ -293,6 +293,7 @@ impl Platform {
             engine,
             limits: Limits::default(),
             http: HttpLimits::default(),
+            access_log: None,
         };
         let platform = verge::daemon::PlatformConfig {
             data_dir: data_dir.to_owned(),

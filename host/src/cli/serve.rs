@@ -3,6 +3,7 @@
 use crate::daemon::{self, DaemonConfig, LocalApp, PlatformConfig};
 use crate::runtime::{DEFAULT_MEMORY_BYTES, EngineSettings, FUEL_PER_CPU_MS, Limits};
 use crate::server::HttpLimits;
+use crate::telemetry::access_log::AccessLog;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use std::collections::BTreeMap;
@@ -57,6 +58,9 @@ pub struct Tuning {
     /// Allocate instances on demand instead of from the pool.
     #[arg(long)]
     pub no_pooling: bool,
+    /// Write no access log (by default one logfmt line per request on stderr).
+    #[arg(long, env = "VERGE_NO_ACCESS_LOG")]
+    pub no_access_log: bool,
 }
 
 impl Tuning {
@@ -84,11 +88,17 @@ impl Tuning {
             pooling: !self.no_pooling,
             ..EngineSettings::default()
         };
+        let access_log = if self.no_access_log {
+            None
+        } else {
+            Some(AccessLog::stderr()?)
+        };
         Ok(DaemonConfig {
             listen,
             engine,
             limits,
             http: HttpLimits::default(),
+            access_log,
         })
     }
 }

@@ -5,6 +5,7 @@ use super::limits::{ADMISSION_QUEUE_TIMEOUT, HttpLimits};
 use super::request_id::RequestIds;
 use crate::capabilities::log::LogCtx;
 use crate::runtime::{GuestRequest, GuestResponse, RequestContext, Usage};
+use crate::telemetry::access_log::{AccessLog, AccessRecord};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::{Deployment, RouteTable};
 use bytes::Bytes;
@@ -37,6 +38,7 @@ const HOST_OWNED_HEADERS: [&str; 8] = [
 
 /// Shared by every connection of one server.
 pub struct Dispatcher {
+    access_log: Option<AccessLog>,
     metrics: Arc<Metrics>,
     routes: Arc<dyn RouteTable>,
     limits: HttpLimits,
@@ -55,6 +57,7 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            access_log: None,
             metrics,
             routes,
             limits,
@@ -62,6 +65,12 @@ impl Dispatcher {
             ids: RequestIds::default(),
             scheme: "http",
         }
+    }
+
+    /// Writes one access-log line per request to `log`.
+    pub fn with_access_log(mut self, log: Option<AccessLog>) -> Self {
+        self.access_log = log;
+        self
     }
 
     /// Serves one request; never fails: every error becomes an error page.
@@ -82,6 +91,9 @@ impl Dispatcher {
                 error_page(&err, &request_id)
             }
         };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
         let (tenant, app, version) = deployment
             .as_deref()
             .map_or(("-", "-", 0), |d| (&*d.tenant, &*d.app, d.version));
@@ -98,23 +110,21 @@ impl Dispatcher {
             started.elapsed(),
             usage,
         );
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        if let Some(log) = &self.access_log {
+            log.record(&AccessRecord {
+                request_id: &request_id,
+                tenant,
+                app,
+                version,
+                method: method.as_str(),
+                path: &path,
+                status: response.status().as_u16(),
+                error: if error.is_empty() { "-" } else { error },
+                micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                fuel: usage.fuel,
+                peak_memory: usage.peak_memory,
+            });
         }
-        tracing::info!(
-            target: "verge::access",
-            request_id = &*request_id,
-            tenant,
-            app,
-            version,
-            %method,
-            path,
-            status = response.status().as_u16(),
-            error = response.headers().get(ERROR_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-"),
-            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            fuel = usage.fuel,
-            peak_memory = usage.peak_memory,
-        );
         response
     }
 
