@@ -335,6 +335,19 @@ impl Platform {
             .await
     }
 
+    /// Creates a tenant with `limits` (JSON) and returns its token.
+    pub async fn tenant_with_limits(&self, name: &str, limits: serde_json::Value) -> String {
+        let body = serde_json::json!({ "name": name, "limits": limits })
+            .to_string()
+            .into_bytes();
+        let reply = self
+            .admin("POST", "/v1/tenants", Some(&self.operator), body)
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let value: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        value["token"].as_str().unwrap().to_owned()
+    }
+
     /// Creates a tenant and returns its token.
     pub async fn tenant(&self, name: &str) -> String {
         let body = format!("{{\"name\":\"{name}\"}}").into_bytes();
