@@ -350,13 +350,7 @@ impl Platform {
 
     /// Creates a tenant and returns its token.
     pub async fn tenant(&self, name: &str) -> String {
-        let body = format!("{{\"name\":\"{name}\"}}").into_bytes();
-        let reply = self
-            .admin("POST", "/v1/tenants", Some(&self.operator), body)
-            .await;
-        assert_eq!(reply.status, 201, "{}", reply.text());
-        let value: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-        value["token"].as_str().unwrap().to_owned()
+        self.tenant_with_limits(name, serde_json::json!({})).await
     }
 
     /// Creates app `app` with `routes` and deploys guest `guest` to it.

@@ -36,6 +36,16 @@ const HOST_OWNED_HEADERS: [&str; 8] = [
     "content-length",
 ];
 
+/// What the request head told us before routing.
+struct Head {
+    /// Lower-case host without port.
+    host: String,
+    /// The absolute URI the guest sees.
+    uri: String,
+    /// Bytes of header names and values.
+    header_bytes: usize,
+}
+
 /// Shared by every connection of one server.
 pub struct Dispatcher {
     access_log: Option<AccessLog>,
@@ -138,7 +148,11 @@ impl Dispatcher {
         Option<Arc<Deployment>>,
         Usage,
     ) {
-        let (host, uri) = match self.check_head(&req, local) {
+        let Head {
+            host,
+            uri,
+            header_bytes,
+        } = match self.check_head(&req, local) {
             Ok(head) => head,
             Err(err) => return (Err(err), None, Usage::default()),
         };
@@ -147,11 +161,6 @@ impl Dispatcher {
         };
         // The app's own caps (never above the server's) apply from here on.
         let limits = deployment.http_limits;
-        let header_bytes: usize = req
-            .headers()
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len())
-            .sum();
         if header_bytes > limits.max_header_bytes {
             return (
                 Err(RequestError::HeadersTooLarge),
@@ -195,12 +204,9 @@ impl Dispatcher {
         (response, Some(deployment), usage)
     }
 
-    /// Checks the URI and header caps; returns the host and absolute URI.
-    fn check_head(
-        &self,
-        req: &Request<Incoming>,
-        local: SocketAddr,
-    ) -> Result<(String, String), RequestError> {
+    /// Checks the URI and header caps against the server's limits; returns
+    /// the host, the absolute URI and the header size (for the app's cap).
+    fn check_head(&self, req: &Request<Incoming>, local: SocketAddr) -> Result<Head, RequestError> {
         let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         if path_and_query.len() > self.limits.max_uri_bytes {
             return Err(RequestError::UriTooLong);
@@ -225,7 +231,11 @@ impl Dispatcher {
         };
         let host = strip_port(&authority).to_ascii_lowercase();
         let uri = format!("{}://{}{}", self.scheme, authority, path_and_query);
-        Ok((host, uri))
+        Ok(Head {
+            host,
+            uri,
+            header_bytes,
+        })
     }
 
     async fn read_request(
