@@ -29,11 +29,10 @@ fn request(work: &str, n: u32) -> GuestRequest {
 }
 
 fn ctx() -> RequestContext {
-    RequestContext {
-        config: ConfigCtx::default(),
-        log: LogCtx::new("bench".into(), "bench".into()),
-        kv: Default::default(),
-    }
+    RequestContext::new(
+        ConfigCtx::default(),
+        LogCtx::new("bench".into(), "bench".into()),
+    )
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -53,11 +53,10 @@ fn hello(c: &mut Criterion) {
         let config = ConfigCtx::default();
         group.bench_function(name, |b| {
             b.iter(|| {
-                let ctx = RequestContext {
-                    config: config.clone(),
-                    log: LogCtx::new("hello".into(), "bench".into()),
-                    kv: Default::default(),
-                };
+                let ctx = RequestContext::new(
+                    config.clone(),
+                    LogCtx::new("hello".into(), "bench".into()),
+                );
                 let (result, _usage) = rt.block_on(function.handle(request(), ctx));
                 black_box(result.unwrap());
             })

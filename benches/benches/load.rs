@@ -39,12 +39,14 @@ fn main() -> anyhow::Result<()> {
         access_log: Some(verge::telemetry::access_log::AccessLog::start(
             std::io::sink(),
         )?),
+        capabilities: Default::default(),
     };
     let app = LocalApp {
         name: "hello".into(),
         wasm: guests["hello"].clone(),
         vars: Default::default(),
         data_dir: std::env::temp_dir().join(format!("verge-bench-{}", std::process::id())),
+        allowed_hosts: Vec::new(),
     };
     let (verge_addr, baseline_addr) = server_rt.block_on(async {
         let daemon = verge::daemon::start(&config, &app).await?;

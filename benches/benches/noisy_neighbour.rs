@@ -41,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         access_log: Some(verge::telemetry::access_log::AccessLog::start(
             std::io::sink(),
         )?),
+        capabilities: Default::default(),
     };
     let platform = PlatformConfig {
         data_dir: dir.path().to_owned(),

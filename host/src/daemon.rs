@@ -3,7 +3,10 @@
 //! all start here.
 
 use crate::admin::AdminApi;
+use crate::capabilities::Services;
 use crate::capabilities::config::ConfigCtx;
+use crate::capabilities::fetch::{AddressPolicy, AllowList, FetchClient, FetchCtx};
+use crate::capabilities::geo::{GEO_RELOAD_INTERVAL, GeoCtx, GeoDb, TrustedProxies};
 use crate::capabilities::kv::KvCtx;
 use crate::runtime::{EngineSettings, Limits, Runtime};
 use crate::server::{Dispatcher, HttpLimits, Server, serve_http};
@@ -59,6 +62,55 @@ pub struct DaemonConfig {
     pub http: HttpLimits,
     /// Where access-log lines go; `None` writes none.
     pub access_log: Option<AccessLog>,
+    /// Outbound fetch and geo settings.
+    pub capabilities: CapabilityConfig,
+}
+
+/// Operator settings of the fetch and geo capabilities.
+#[derive(Debug, Clone, Default)]
+pub struct CapabilityConfig {
+    /// Private ranges fetch may reach anyway (e.g. `10.0.0.0/8` for an
+    /// internal origin; tests allow `127.0.0.1/32`). Public addresses are
+    /// always reachable when an app's allow-list names them.
+    pub outbound_allow_cidrs: Vec<ipnet::IpNet>,
+    /// PEM file of extra CA certificates trusted for outbound TLS, beside
+    /// the webpki roots.
+    pub outbound_ca_file: Option<PathBuf>,
+    /// The `.mmdb` geo database; none = geo lookups answer none.
+    pub geo_database: Option<PathBuf>,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl CapabilityConfig {
+    /// Builds the host-wide services over `kv`: fails with the file and the
+    /// reason when the CA file or the geo database is unusable.
+    pub fn services(&self, kv: Arc<dyn KvBackend>) -> anyhow::Result<Services> {
+        use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+        let mut roots = Vec::new();
+        if let Some(path) = &self.outbound_ca_file {
+            for cert in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("reading the outbound CA file {}", path.display()))?
+            {
+                roots.push(cert.with_context(|| format!("parsing {}", path.display()))?);
+            }
+        }
+        let fetch = FetchClient::new(AddressPolicy::new(self.outbound_allow_cidrs.clone()), roots)
+            .context("building the outbound TLS configuration")?;
+        let geo = match &self.geo_database {
+            Some(path) => {
+                let db = GeoDb::open(path)?;
+                db.watch(GEO_RELOAD_INTERVAL);
+                db
+            }
+            None => GeoDb::none(),
+        };
+        Ok(Services {
+            kv,
+            fetch: Arc::new(fetch),
+            geo,
+        })
+    }
 }
 
 /// The single app of local-run mode.
@@ -72,6 +124,8 @@ pub struct LocalApp {
     pub vars: BTreeMap<String, String>,
     /// Where its KV data lives (`kv.redb`); any store name may be opened.
     pub data_dir: PathBuf,
+    /// Outbound `scheme://host[:port]` it may fetch.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Where the multi-tenant daemon keeps state and takes admin requests.
@@ -146,7 +200,10 @@ async fn serve_data_plane(
     let pool = usize::try_from(config.engine.pool_instances).unwrap_or(usize::MAX);
     let dispatcher = Arc::new(
         Dispatcher::new(routes, config.http, pool, metrics)
-            .with_access_log(config.access_log.clone()),
+            .with_access_log(config.access_log.clone())
+            .with_trusted_proxies(TrustedProxies::new(
+                config.capabilities.trusted_proxies.clone(),
+            )),
     );
     let server = Server::bind(config.listen, dispatcher)
         .await
@@ -171,9 +228,13 @@ pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<Runn
         &app.data_dir.join("kv.redb"),
         Arc::new(SystemClock),
     )?);
+    let allow = AllowList::parse(&app.allowed_hosts)?;
+    let services = config.capabilities.services(kv)?;
     let deployment = Arc::new(Deployment {
         http_limits: config.http,
-        kv: KvCtx::new(kv, "local", None, DEFAULT_TENANT_QUOTA_BYTES),
+        fetch: FetchCtx::new(services.fetch.clone(), allow),
+        geo: GeoCtx::new(services.geo.clone()),
+        kv: KvCtx::new(services.kv, "local", None, DEFAULT_TENANT_QUOTA_BYTES),
         tenant: "local".into(),
         version: 0,
         app: app.name.as_str().into(),
@@ -215,10 +276,12 @@ pub async fn start_platform(
         Arc::new(SystemClock),
     )?);
     let http = config.http;
-    let registry =
-        tokio::task::spawn_blocking(move || Registry::open(runtime, &data_dir, limits, http, kv))
-            .await
-            .context("restoring apps")??;
+    let services = config.capabilities.services(kv)?;
+    let registry = tokio::task::spawn_blocking(move || {
+        Registry::open(runtime, &data_dir, limits, http, services)
+    })
+    .await
+    .context("restoring apps")??;
     let registry = Arc::new(registry);
     let (stop, _) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());

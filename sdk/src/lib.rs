@@ -22,6 +22,8 @@
 extern crate self as verge_sdk;
 
 pub mod config;
+pub mod fetch;
+pub mod geo;
 pub mod kv;
 pub mod log;
 mod request;

@@ -112,6 +112,35 @@ impl Response {
         &self.body
     }
 
+    /// The body as UTF-8 text.
+    pub fn text_body(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.body)
+    }
+
+    /// The body parsed as JSON.
+    #[cfg(feature = "json")]
+    pub fn json_body<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// Takes the body out of the response.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub(crate) fn from_wit(res: WitResponse) -> Self {
+        Self {
+            status: res.status,
+            headers: res.headers,
+            body: res.body,
+        }
+    }
+
     pub(crate) fn into_wit(self) -> WitResponse {
         WitResponse {
             status: self.status,

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::oneshot;
 use verge::capabilities::config::ConfigCtx;
+use verge::capabilities::fetch::{AllowList, FetchCtx};
+use verge::capabilities::geo::{GeoCtx, TrustedProxies};
 use verge::capabilities::kv::KvCtx;
 use verge::runtime::{EngineSettings, Limits, Runtime};
 use verge::server::{Dispatcher, HttpLimits, Server};
@@ -27,12 +29,25 @@ use verge::storage::kv::redb::RedbKv;
 use verge::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, SystemClock};
 use verge::tenancy::{Deployment, RouteTable};
 
+pub mod geo_fixtures;
+pub mod origin;
+
+/// Fetch settings that let functions reach a test origin on 127.0.0.1.
+pub fn loopback_capabilities() -> verge::daemon::CapabilityConfig {
+    verge::daemon::CapabilityConfig {
+        outbound_allow_cidrs: vec!["127.0.0.1/32".parse().unwrap()],
+        ..Default::default()
+    }
+}
+
 /// Every guest in `tests/guests`, by package name. A guest added there
 /// without a line here fails `every_test_guest_is_listed`.
 pub const TEST_GUESTS: &[&str] = &[
     "cpu-spin",
     "echo",
+    "fetch-probe",
     "fuel-burn",
+    "geo-probe",
     "huge-response",
     "imports-unknown",
     "invalid-header",
@@ -103,6 +118,11 @@ pub struct Setup {
     pub engine: EngineSettings,
     /// Config variables for every app.
     pub vars: Vec<(String, String)>,
+    /// Outbound origins every app may fetch.
+    pub allowed_hosts: Vec<String>,
+    /// Fetch and geo settings (tests allow 127.0.0.1 here to reach a
+    /// local origin).
+    pub capabilities: verge::daemon::CapabilityConfig,
 }
 
 impl Default for Setup {
@@ -115,6 +135,8 @@ impl Default for Setup {
                 ..EngineSettings::default()
             },
             vars: Vec::new(),
+            allowed_hosts: Vec::new(),
+            capabilities: Default::default(),
         }
     }
 }
@@ -167,6 +189,8 @@ impl TestServer {
         let kv: Arc<dyn KvBackend> = Arc::new(
             RedbKv::open(&kv_dir.path().join("kv.redb"), Arc::new(SystemClock)).expect("kv"),
         );
+        let services = setup.capabilities.services(kv).expect("services");
+        let allow = AllowList::parse(&setup.allowed_hosts).expect("allowed hosts");
         let mut table = HashMap::new();
         for app in apps {
             let bytes = std::fs::read(guest(app)).expect("reading guest");
@@ -175,7 +199,14 @@ impl TestServer {
                 .expect("loading guest");
             let deployment = Deployment {
                 http_limits: setup.http,
-                kv: KvCtx::new(kv.clone(), "local", None, DEFAULT_TENANT_QUOTA_BYTES),
+                kv: KvCtx::new(
+                    services.kv.clone(),
+                    "local",
+                    None,
+                    DEFAULT_TENANT_QUOTA_BYTES,
+                ),
+                fetch: FetchCtx::new(services.fetch.clone(), allow.clone()),
+                geo: GeoCtx::new(services.geo.clone()),
                 tenant: "local".into(),
                 version: 0,
                 app: (*app).into(),
@@ -186,12 +217,17 @@ impl TestServer {
             table.insert((*app).to_owned(), Arc::new(deployment));
         }
         let pool = usize::try_from(setup.engine.pool_instances).unwrap_or(1);
-        let dispatcher = Arc::new(Dispatcher::new(
-            Arc::new(PrefixRoutes(table)),
-            setup.http,
-            pool,
-            Default::default(),
-        ));
+        let dispatcher = Arc::new(
+            Dispatcher::new(
+                Arc::new(PrefixRoutes(table)),
+                setup.http,
+                pool,
+                Default::default(),
+            )
+            .with_trusted_proxies(TrustedProxies::new(
+                setup.capabilities.trusted_proxies.clone(),
+            )),
+        );
         let server = Server::bind("127.0.0.1:0".parse().unwrap(), dispatcher)
             .await
             .expect("bind");
@@ -288,12 +324,22 @@ pub const TEST_OPERATOR_TOKEN: &str = "verge_op_test-operator-token";
 impl Platform {
     /// Starts a platform on `data_dir` with `engine` settings.
     pub async fn start_in(data_dir: &Path, engine: EngineSettings) -> Self {
+        Self::start_with(data_dir, engine, Default::default()).await
+    }
+
+    /// Starts a platform on `data_dir` with `engine` and `capabilities`.
+    pub async fn start_with(
+        data_dir: &Path,
+        engine: EngineSettings,
+        capabilities: verge::daemon::CapabilityConfig,
+    ) -> Self {
         let config = verge::daemon::DaemonConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             engine,
             limits: Limits::default(),
             http: HttpLimits::default(),
             access_log: None,
+            capabilities,
         };
         let platform = verge::daemon::PlatformConfig {
             data_dir: data_dir.to_owned(),

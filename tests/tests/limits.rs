@@ -19,11 +19,7 @@ fn request(uri: &str) -> GuestRequest {
 }
 
 fn ctx() -> RequestContext {
-    RequestContext {
-        config: ConfigCtx::default(),
-        log: LogCtx::new("t".into(), "t".into()),
-        kv: Default::default(),
-    }
+    RequestContext::new(ConfigCtx::default(), LogCtx::new("t".into(), "t".into()))
 }
 
 #[tokio::test(flavor = "multi_thread")]

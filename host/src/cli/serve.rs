@@ -1,6 +1,6 @@
 //! `verge serve`: run the daemon.
 
-use crate::daemon::{self, DaemonConfig, LocalApp, PlatformConfig};
+use crate::daemon::{self, CapabilityConfig, DaemonConfig, LocalApp, PlatformConfig};
 use crate::runtime::{DEFAULT_MEMORY_BYTES, EngineSettings, FUEL_PER_CPU_MS, Limits};
 use crate::server::HttpLimits;
 use crate::telemetry::access_log::AccessLog;
@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// A configuration variable for the app, as KEY=VALUE (repeatable).
     #[arg(long = "var", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// An origin the app may fetch, `scheme://host[:port]` (repeatable;
+    /// local-run mode, added to the `allowed_hosts` of its verge.toml).
+    #[arg(long = "allow-host", value_name = "ORIGIN")]
+    pub allowed_hosts: Vec<String>,
     #[command(flatten)]
     pub tuning: Tuning,
 }
@@ -61,6 +65,22 @@ pub struct Tuning {
     /// Write no access log (by default one logfmt line per request on stderr).
     #[arg(long, env = "VERGE_NO_ACCESS_LOG")]
     pub no_access_log: bool,
+    /// A private address range (CIDR) functions may fetch from anyway, e.g.
+    /// 10.0.0.0/8 for an internal origin (repeatable). By default private,
+    /// loopback and link-local destinations are refused.
+    #[arg(long = "allow-outbound-cidr", value_name = "CIDR")]
+    pub outbound_allow_cidrs: Vec<ipnet::IpNet>,
+    /// PEM file of extra CA certificates to trust for outbound TLS.
+    #[arg(long, env = "VERGE_OUTBOUND_CA_FILE", value_name = "PEM")]
+    pub outbound_ca_file: Option<PathBuf>,
+    /// MaxMind-format geo database (.mmdb): GeoIP2/GeoLite2, DB-IP or
+    /// ip-location-db; reloaded when the file changes.
+    #[arg(long, env = "VERGE_GEO_DB", value_name = "MMDB")]
+    pub geo_db: Option<PathBuf>,
+    /// A proxy (CIDR) whose Forwarded / X-Forwarded-For headers name the
+    /// client (repeatable). Headers from other peers are ignored.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Tuning {
@@ -99,6 +119,12 @@ impl Tuning {
             limits,
             http: HttpLimits::default(),
             access_log,
+            capabilities: CapabilityConfig {
+                outbound_allow_cidrs: self.outbound_allow_cidrs.clone(),
+                outbound_ca_file: self.outbound_ca_file.clone(),
+                geo_database: self.geo_db.clone(),
+                trusted_proxies: self.trusted_proxies.clone(),
+            },
         })
     }
 }
@@ -155,15 +181,41 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
     let (name, wasm) = resolve_component(app_path)?;
-    let app = LocalApp {
-        name,
-        wasm,
-        vars: args.vars.into_iter().collect::<BTreeMap<_, _>>(),
-        data_dir: args.data_dir.clone(),
-    };
+    let app = local_app(app_path, name, wasm, &args)?;
     let running = daemon::start(&config, &app).await?;
     println!("verge: serving {} on http://{}", app.name, running.addr);
     run_until_signal(running).await
+}
+
+/// The local app: its verge.toml (beside the crate or the file), if any,
+/// with the command line's variables and hosts added.
+pub(super) fn local_app(
+    app_path: &Path,
+    name: String,
+    wasm: PathBuf,
+    args: &ServeArgs,
+) -> anyhow::Result<LocalApp> {
+    let manifest = if app_path.is_dir() {
+        app_path.join("verge.toml")
+    } else {
+        app_path.with_file_name("verge.toml")
+    };
+    let file = if manifest.exists() {
+        super::deploy::ManifestFile::read(&manifest)?
+    } else {
+        super::deploy::ManifestFile::default()
+    };
+    let mut vars = file.config;
+    vars.extend(args.vars.iter().cloned());
+    let mut allowed_hosts = file.allowed_hosts;
+    allowed_hosts.extend(args.allowed_hosts.iter().cloned());
+    Ok(LocalApp {
+        name: file.name.unwrap_or(name),
+        wasm,
+        vars: vars.into_iter().collect::<BTreeMap<_, _>>(),
+        data_dir: args.data_dir.clone(),
+        allowed_hosts,
+    })
 }
 
 /// Serves until SIGINT or SIGTERM, then drains.

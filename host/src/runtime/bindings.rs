@@ -1,7 +1,7 @@
 //! The one `bindgen!` for the `verge:edge/function` world.
 //!
 //! Imports are trappable: a guest mistake comes back as a WIT value, a host
-//! failure traps. Those that wait on I/O (kv) are async; the rest are sync. Exports are async so a guest that waits on a
+//! failure traps. Those that wait on I/O (kv, fetch) are async; the rest are sync. Exports are async so a guest that waits on a
 //! host call never blocks a runtime thread.
 
 #![allow(missing_docs, reason = "generated code")]
@@ -9,7 +9,11 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "verge:edge/function",
-    imports: { "verge:edge/kv": async | trappable, default: trappable },
+    imports: {
+        "verge:edge/kv": async | trappable,
+        "verge:edge/fetch": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
     with: { "verge:edge/kv.store": crate::capabilities::kv::KvStore },
 });

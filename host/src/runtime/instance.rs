@@ -6,7 +6,9 @@ use super::bindings::http_types::{Request, Response};
 use super::error::GuestError;
 use super::limits::{FUEL_YIELD_INTERVAL, Limits};
 use super::state::RequestState;
-use crate::capabilities::{config::ConfigCtx, kv::KvCtx, log::LogCtx};
+use crate::capabilities::{
+    config::ConfigCtx, fetch::FetchCtx, geo::GeoCtx, kv::KvCtx, log::LogCtx,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Engine, Store, Trap};
@@ -20,6 +22,23 @@ pub struct RequestContext {
     pub log: LogCtx,
     /// What the guest may reach in KV.
     pub kv: KvCtx,
+    /// Where the guest may fetch from.
+    pub fetch: FetchCtx,
+    /// The geo database and the client address.
+    pub geo: GeoCtx,
+}
+
+impl RequestContext {
+    /// A context with `config` and `log` and no KV, fetch or geo access.
+    pub fn new(config: ConfigCtx, log: LogCtx) -> Self {
+        Self {
+            config,
+            log,
+            kv: KvCtx::default(),
+            fetch: FetchCtx::default(),
+            geo: GeoCtx::default(),
+        }
+    }
 }
 
 /// The measured outcome of one guest call.
@@ -74,10 +93,7 @@ impl Function {
         ctx: RequestContext,
     ) -> (Result<Response, GuestError>, Usage) {
         let limits = self.limits;
-        let mut store = Store::new(
-            &self.engine,
-            RequestState::new(&limits, ctx.config, ctx.log, ctx.kv),
-        );
+        let mut store = Store::new(&self.engine, RequestState::new(&limits, ctx));
         store.limiter_async(|state| &mut state.limiter);
         if let Err(err) = prepare_store(&mut store, &limits, self.metering) {
             return (

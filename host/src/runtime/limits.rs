@@ -52,6 +52,8 @@ pub struct Limits {
     pub table_elements: usize,
     /// Core instances, tables and memories per component.
     pub instances: usize,
+    /// Outbound fetches (redirects included) per request.
+    pub max_subrequests: u32,
 }
 
 impl Default for Limits {
@@ -62,6 +64,7 @@ impl Default for Limits {
             memory_bytes: DEFAULT_MEMORY_BYTES,
             table_elements: DEFAULT_TABLE_ELEMENTS,
             instances: DEFAULT_INSTANCES,
+            max_subrequests: crate::capabilities::fetch::DEFAULT_MAX_SUBREQUESTS,
         }
     }
 }

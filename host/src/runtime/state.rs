@@ -1,7 +1,10 @@
 //! The data each request's `Store` carries.
 
+use super::instance::RequestContext;
 use super::limits::{GuestLimiter, Limits};
-use crate::capabilities::{config::ConfigCtx, kv::KvCtx, log::LogCtx};
+use crate::capabilities::{
+    config::ConfigCtx, fetch::FetchCtx, geo::GeoCtx, kv::KvCtx, log::LogCtx,
+};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -18,13 +21,23 @@ pub struct RequestState {
     pub(crate) config: ConfigCtx,
     pub(crate) log: LogCtx,
     pub(crate) kv: KvCtx,
+    pub(crate) fetch: FetchCtx,
+    pub(crate) geo: GeoCtx,
 }
 
 impl RequestState {
     /// Fresh state. WASI inherits nothing from the host: no environment,
     /// arguments, preopened directories or network; stdout and stderr go to
-    /// the request's log.
-    pub fn new(limits: &Limits, config: ConfigCtx, log: LogCtx, kv: KvCtx) -> Self {
+    /// the request's log. The fetch budget starts now.
+    pub fn new(limits: &Limits, ctx: RequestContext) -> Self {
+        let RequestContext {
+            config,
+            log,
+            kv,
+            mut fetch,
+            geo,
+        } = ctx;
+        fetch.begin(limits.max_subrequests, limits.wall_clock);
         let mut wasi = WasiCtx::builder();
         wasi.stdout(log.stdout())
             .stderr(log.stderr())
@@ -40,6 +53,8 @@ impl RequestState {
             config,
             log,
             kv,
+            fetch,
+            geo,
         }
     }
 }

@@ -3,6 +3,7 @@
 use super::error::RequestError;
 use super::limits::{ADMISSION_QUEUE_TIMEOUT, HttpLimits};
 use super::request_id::RequestIds;
+use crate::capabilities::geo::TrustedProxies;
 use crate::capabilities::log::LogCtx;
 use crate::runtime::{GuestRequest, GuestResponse, RequestContext, Usage};
 use crate::telemetry::access_log::{AccessLog, AccessRecord};
@@ -55,7 +56,12 @@ pub struct Dispatcher {
     admission: Semaphore,
     ids: RequestIds,
     scheme: &'static str,
+    trusted_proxies: TrustedProxies,
 }
+
+/// The TCP peer of a request, put in its extensions by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
 
 impl Dispatcher {
     /// A dispatcher over `routes` admitting at most `max_in_flight` guest
@@ -74,7 +80,15 @@ impl Dispatcher {
             admission: Semaphore::new(max_in_flight.max(1)),
             ids: RequestIds::default(),
             scheme: "http",
+            trusted_proxies: TrustedProxies::default(),
         }
+    }
+
+    /// Believes `Forwarded` / `X-Forwarded-For` from these peers when
+    /// telling a guest its client's address.
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
     }
 
     /// Writes one access-log line per request to `log`.
@@ -156,6 +170,10 @@ impl Dispatcher {
             Ok(head) => head,
             Err(err) => return (Err(err), None, Usage::default()),
         };
+        let client_ip = req
+            .extensions()
+            .get::<PeerAddr>()
+            .map(|peer| self.trusted_proxies.client_ip(peer.0.ip(), req.headers()));
         let Some(deployment) = self.routes.resolve(&host, req.uri().path()) else {
             return (Err(RequestError::NoRoute), None, Usage::default());
         };
@@ -195,7 +213,7 @@ impl Dispatcher {
             }
         }
         let in_flight = InFlight::start(&self.metrics);
-        let (result, usage) = call_guest(&deployment, guest_req, request_id).await;
+        let (result, usage) = call_guest(&deployment, guest_req, request_id, client_ip).await;
         drop(in_flight);
         drop(permits);
         let response = result
@@ -332,11 +350,14 @@ async fn call_guest(
     deployment: &Deployment,
     req: GuestRequest,
     request_id: &Arc<str>,
+    client_ip: Option<std::net::IpAddr>,
 ) -> (Result<GuestResponse, crate::runtime::GuestError>, Usage) {
     let ctx = RequestContext {
         config: deployment.config.clone(),
         log: LogCtx::new(deployment.app.clone(), request_id.clone()),
         kv: deployment.kv.clone(),
+        fetch: deployment.fetch.clone(),
+        geo: deployment.geo.for_client(client_ip),
     };
     deployment.function.handle(req, ctx).await
 }

@@ -6,7 +6,7 @@ mod error;
 pub mod limits;
 mod request_id;
 
-pub use dispatch::{Dispatcher, ERROR_HEADER, REQUEST_ID_HEADER, error_page};
+pub use dispatch::{Dispatcher, ERROR_HEADER, PeerAddr, REQUEST_ID_HEADER, error_page};
 
 pub use error::RequestError;
 pub use limits::HttpLimits;
@@ -97,7 +97,7 @@ pub async fn serve_http<F, Fut>(
             },
             () = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -115,7 +115,8 @@ pub async fn serve_http<F, Fut>(
             tracing::debug!(error = %err, "set_nodelay failed");
         }
         let handler = handler.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
             let response = handler(req);
             async move { Ok::<_, std::convert::Infallible>(response.await) }
         });

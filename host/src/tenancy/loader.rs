@@ -2,7 +2,10 @@
 //! compiled artifact, or compile and store one) and deployment assembly.
 
 use super::{Deployment, RegistryError, Slots, effective_http_limits, effective_limits};
+use crate::capabilities::Services;
 use crate::capabilities::config::ConfigCtx;
+use crate::capabilities::fetch::{AllowList, FetchCtx};
+use crate::capabilities::geo::GeoCtx;
 use crate::capabilities::kv::KvCtx;
 use crate::runtime::{Limits, Runtime};
 use crate::server::HttpLimits;
@@ -25,7 +28,7 @@ pub(super) struct Loader {
     engine_key: String,
     compiles: AtomicU64,
     semaphores: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
-    kv: Arc<dyn KvBackend>,
+    services: Services,
 }
 
 /// Requests one tenant may run at once unless its limits say otherwise: a
@@ -39,7 +42,7 @@ impl Loader {
         blobs: BlobStore,
         host_limits: Limits,
         host_http: HttpLimits,
-        kv: Arc<dyn KvBackend>,
+        services: Services,
     ) -> Self {
         let engine_key = runtime.engine_key();
         Self {
@@ -50,13 +53,13 @@ impl Loader {
             engine_key,
             compiles: AtomicU64::new(0),
             semaphores: Mutex::new(HashMap::new()),
-            kv,
+            services,
         }
     }
 
     /// The KV backend deployments use.
     pub(super) fn kv(&self) -> Arc<dyn KvBackend> {
-        self.kv.clone()
+        self.services.kv.clone()
     }
 
     /// Components compiled from source since start (cache misses).
@@ -141,6 +144,8 @@ impl Loader {
         };
         let http_limits =
             effective_http_limits(&self.host_http, tenant_limits, &app.manifest.limits);
+        let allow = AllowList::parse(&app.manifest.allowed_hosts)
+            .map_err(|err| RegistryError::Invalid(err.to_string()))?;
         Ok(Arc::new(Deployment {
             http_limits,
             tenant: app.tenant.as_str().into(),
@@ -149,8 +154,10 @@ impl Loader {
             function,
             config: ConfigCtx::new(vars),
             slots,
+            fetch: FetchCtx::new(self.services.fetch.clone(), allow),
+            geo: GeoCtx::new(self.services.geo.clone()),
             kv: KvCtx::new(
-                self.kv.clone(),
+                self.services.kv.clone(),
                 &app.tenant,
                 Some(app.manifest.kv_stores.clone()),
                 tenant_limits

@@ -14,6 +14,8 @@ pub use loader::DEFAULT_TENANT_MAX_CONCURRENCY;
 pub use registry::Registry;
 
 use crate::capabilities::config::ConfigCtx;
+use crate::capabilities::fetch::FetchCtx;
+use crate::capabilities::geo::GeoCtx;
 use crate::capabilities::kv::KvCtx;
 use crate::runtime::Function;
 use crate::server::HttpLimits;
@@ -35,6 +37,10 @@ pub struct Deployment {
     pub slots: Slots,
     /// What the app may reach in KV.
     pub kv: KvCtx,
+    /// Where the app may fetch from.
+    pub fetch: FetchCtx,
+    /// The geo database.
+    pub geo: GeoCtx,
     /// The HTTP caps for this app (at most the server's).
     pub http_limits: HttpLimits,
 }

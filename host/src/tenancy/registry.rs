@@ -78,13 +78,13 @@ impl Registry {
         data_dir: &Path,
         host_limits: Limits,
         host_http: HttpLimits,
-        kv: Arc<dyn KvBackend>,
+        services: crate::capabilities::Services,
     ) -> Result<Self, RegistryError> {
         let store = ControlStore::open(&data_dir.join("control.redb"))?;
         let blobs = BlobStore::open(data_dir)?;
         let registry = Self {
             store,
-            loader: Loader::new(runtime, blobs, host_limits, host_http, kv),
+            loader: Loader::new(runtime, blobs, host_limits, host_http, services),
             router: ArcSwap::from_pointee(Router::default()),
             live: Mutex::new(BTreeMap::new()),
             writes: tokio::sync::Mutex::new(()),
@@ -546,5 +546,7 @@ fn normalise(mut manifest: AppManifest) -> Result<AppManifest, RegistryError> {
     for store in &manifest.kv_stores {
         check_name("kv store", store)?;
     }
+    crate::capabilities::fetch::AllowList::parse(&manifest.allowed_hosts)
+        .map_err(|err| RegistryError::Invalid(err.to_string()))?;
     Ok(manifest)
 }

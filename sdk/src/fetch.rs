@@ -1,0 +1,151 @@
+//! Outbound HTTP to the origins in the app's `allowed_hosts`.
+//!
+//! ```no_run
+//! use verge_sdk::fetch;
+//!
+//! # fn run() -> Result<(), fetch::Error> {
+//! let res = fetch::get("https://api.example.com/items/1").send()?;
+//! if res.is_success() {
+//!     let _item: serde_json::Value = res.json_body().map_err(|e| fetch::Error::InvalidRequest(e.to_string()))?;
+//! }
+//! let _created = fetch::post("https://api.example.com/items")
+//!     .header("authorization", "Bearer secret")
+//!     .json(&serde_json::json!({"name": "x"}))
+//!     .timeout_ms(500)
+//!     .send()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Every call counts against the request's subrequest budget (50 by
+//! default) and ends by the request's deadline. The fetched
+//! [`Response`] can be returned from the handler as is.
+
+use crate::Response;
+use crate::wit::verge::edge::fetch as wit;
+use crate::wit::verge::edge::http_types::Request as WitRequest;
+
+pub use wit::Error;
+
+impl Error {
+    /// A short stable name for the kind of error: `denied`, `timeout`,
+    /// `dns`, `connection`, `too-many-subrequests`, `too-large` or
+    /// `invalid-request`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Denied(_) => "denied",
+            Error::Timeout => "timeout",
+            Error::Dns(_) => "dns",
+            Error::Connection(_) => "connection",
+            Error::TooManySubrequests => "too-many-subrequests",
+            Error::TooLarge => "too-large",
+            Error::InvalidRequest(_) => "invalid-request",
+        }
+    }
+}
+
+/// An outbound request being built; [`RequestBuilder::send`] sends it.
+#[derive(Debug, Clone)]
+#[must_use = "a request does nothing until sent"]
+pub struct RequestBuilder {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    timeout_ms: Option<u32>,
+    follow_redirects: bool,
+    /// A mistake found while building, reported by `send`.
+    invalid: Option<String>,
+}
+
+/// A request with `method` to `url` (absolute `http` or `https`).
+pub fn request(method: &str, url: impl Into<String>) -> RequestBuilder {
+    RequestBuilder {
+        method: method.to_ascii_uppercase(),
+        url: url.into(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        timeout_ms: None,
+        follow_redirects: false,
+        invalid: None,
+    }
+}
+
+/// A GET request.
+pub fn get(url: impl Into<String>) -> RequestBuilder {
+    request("GET", url)
+}
+
+/// A POST request.
+pub fn post(url: impl Into<String>) -> RequestBuilder {
+    request("POST", url)
+}
+
+impl RequestBuilder {
+    /// Appends a header field.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers
+            .push((name.into().to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets a JSON body and `content-type: application/json`.
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::Serialize + ?Sized>(self, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => self.header("content-type", "application/json").body(body),
+            Err(err) => Self {
+                invalid: Some(format!("could not serialize the JSON body: {err}")),
+                ..self
+            },
+        }
+    }
+
+    /// Gives up after `ms` milliseconds (never later than the request's
+    /// own deadline).
+    pub fn timeout_ms(mut self, ms: u32) -> Self {
+        self.timeout_ms = Some(ms);
+        self
+    }
+
+    /// Follows up to 10 redirects instead of returning the 3xx.
+    pub fn follow_redirects(mut self, follow: bool) -> Self {
+        self.follow_redirects = follow;
+        self
+    }
+
+    /// Sends the request and reads the whole response.
+    pub fn send(self) -> Result<Response, Error> {
+        if let Some(why) = self.invalid {
+            return Err(Error::InvalidRequest(why));
+        }
+        let req = WitRequest {
+            method: self.method,
+            uri: self.url,
+            headers: self.headers,
+            body: self.body,
+        };
+        let options = wit::Options {
+            timeout_ms: self.timeout_ms,
+            follow_redirects: self.follow_redirects,
+        };
+        wit::send(&req, options).map(Response::from_wit)
+    }
+}
+
+/// Sends an incoming request on to `url`, keeping its method, headers and
+/// body: the building block of a proxy.
+pub fn forward(req: &crate::Request, url: impl Into<String>) -> RequestBuilder {
+    let mut builder = request(req.method().as_str(), url).body(req.body().to_vec());
+    for (name, value) in req.headers() {
+        if let Ok(value) = value.to_str() {
+            builder = builder.header(name.as_str(), value);
+        }
+    }
+    builder
+}

@@ -1,0 +1,126 @@
+//! A local origin server on 127.0.0.1 standing in for the internet in
+//! fetch tests. It counts the requests it gets and answers:
+//! - `/hello`: 200 `hello from origin`
+//! - `/slow?ms=N`: the same after N ms
+//! - `/headers`: the request's headers, one `name: value` line each
+//! - `/redirect?to=URL`: 302 to URL
+//! - `/bytes?n=N`: N bytes of `x`
+//! - `/echo`: the method and body back
+//! - anything else: 404 `origin: no such page PATH`
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A running origin; stops when dropped.
+pub struct Origin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    hits: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn query<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+async fn answer(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let text = |status: u16, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
+    match req.uri().path() {
+        "/hello" => text(200, "hello from origin".into()),
+        "/slow" => {
+            let ms = query(&req, "ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            text(200, "slow hello".into())
+        }
+        "/headers" => {
+            let lines: Vec<String> = req
+                .headers()
+                .iter()
+                .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or("?")))
+                .collect();
+            text(
+                200,
+                format!("version: {:?}\n{}", req.version(), lines.join("\n")),
+            )
+        }
+        "/redirect" => Response::builder()
+            .status(302)
+            .header("location", query(&req, "to").unwrap_or("/hello"))
+            .body(Full::default())
+            .unwrap(),
+        "/bytes" => {
+            let n = query(&req, "n").and_then(|v| v.parse().ok()).unwrap_or(0);
+            text(200, "x".repeat(n))
+        }
+        "/echo" => {
+            let method = req.method().to_string();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            text(200, format!("{method} {}", String::from_utf8_lossy(&body)))
+        }
+        path => text(404, format!("origin: no such page {path}")),
+    }
+}
+
+impl Origin {
+    /// Starts an origin on 127.0.0.1 with a free port.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicU64::new(0));
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        async move { Ok::<_, std::convert::Infallible>(answer(req).await) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, hits, task }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Requests served so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
