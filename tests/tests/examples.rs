@@ -112,3 +112,51 @@ async fn concurrent_creators_of_one_slug_get_exactly_one_201() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_slugs_fall_back_to_the_origin() {
+    let origin = verge_tests::origin::Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = verge_tests::Setup::default().engine;
+    let p = Platform::start_with(dir.path(), engine, verge_tests::loopback_capabilities()).await;
+    let tenant = p.tenant("acme").await;
+    let manifest = json!({
+        "routes": ["go.test"],
+        "kv_stores": ["links"],
+        "allowed_hosts": [format!("http://{}", origin.addr)],
+        "config": { "origin": origin.url("") },
+    });
+    let r = p
+        .deploy_manifest(&tenant, "acme", "redirect", manifest, "redirect")
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = p.get("go.test", "/hello").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "hello from origin");
+    let r = p.get("go.test", "/nothing-here").await;
+    assert_eq!(r.status, 404);
+    assert!(r.text().starts_with("origin: no such page"), "{}", r.text());
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ab_variant_can_be_served_from_its_origin() {
+    let origin = verge_tests::origin::Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = verge_tests::Setup::default().engine;
+    let p = Platform::start_with(dir.path(), engine, verge_tests::loopback_capabilities()).await;
+    let tenant = p.tenant("acme").await;
+    let manifest = json!({
+        "routes": ["ab.test"],
+        "allowed_hosts": [format!("http://{}", origin.addr)],
+        "config": { "variants": "only=1", "origin-only": origin.url("") },
+    });
+    let r = p
+        .deploy_manifest(&tenant, "acme", "ab", manifest, "ab")
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = p.get("ab.test", "/hello").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "hello from origin");
+    assert_eq!(r.header("x-ab-variant"), "only");
+}

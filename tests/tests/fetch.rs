@@ -226,3 +226,31 @@ async fn names_that_do_not_resolve_are_dns_errors() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_tenant_subrequest_limit_applies_to_its_deployed_apps() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Setup::default().engine;
+    let p = Platform::start_with(dir.path(), engine, loopback_capabilities()).await;
+    let token = p
+        .tenant_with_limits("acme", serde_json::json!({ "max_subrequests": 2 }))
+        .await;
+    let manifest = serde_json::json!({
+        "routes": ["probe.localhost"],
+        "allowed_hosts": [format!("http://{}", origin.addr)],
+    });
+    let r = p
+        .deploy_manifest(&token, "acme", "probe", manifest, "fetch-probe")
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = p
+        .get("probe.localhost", &probe(&origin, "/hello", "&n=3"))
+        .await;
+    assert_eq!(r.text().matches("ok 200").count(), 2, "{}", r.text());
+    assert!(
+        r.text().contains("error too-many-subrequests"),
+        "{}",
+        r.text()
+    );
+}

@@ -1,13 +1,16 @@
 //! A URL shortener on Verge KV.
 //!
 //! - `GET /{slug}` → 301 or 302 to the stored URL, with `Cache-Control`;
-//!   every hit increments the link's click counter. Unknown slug → 404 page.
+//!   every hit increments the link's click counter. An unknown slug goes on
+//!   to the `origin` config URL when set (the site the short domain
+//!   fronts, through fetch), else a 404 page.
 //! - `POST /api/links` with `Authorization: Bearer <config admin-token>` and
 //!   `{"slug": "docs", "url": "https://…", "permanent": true}` → 201; an
 //!   existing slug → 409 (compare-and-swap, so two creators never both win).
 //! - `GET /api/links/{slug}` → the link and its clicks as JSON.
 //!
-//! Manifest: `kv_stores = ["links"]`; secret `admin-token`.
+//! Manifest: `kv_stores = ["links"]`; secret `admin-token`; optional
+//! config `origin` with the origin in `allowed_hosts`.
 
 use serde::{Deserialize, Serialize};
 use verge_sdk::kv::Store;
@@ -37,7 +40,9 @@ struct NewLink {
 fn valid_slug(slug: &str) -> bool {
     !slug.is_empty()
         && slug.len() <= MAX_SLUG_LEN
-        && slug.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn valid_url(url: &str) -> bool {
@@ -62,7 +67,10 @@ fn store_error(err: verge_sdk::kv::Error) -> Response {
 }
 
 fn authorized(req: &Request) -> bool {
-    match (verge_sdk::config::get("admin-token"), req.header("authorization")) {
+    match (
+        verge_sdk::config::get("admin-token"),
+        req.header("authorization"),
+    ) {
         (Some(token), Some(header)) => header.strip_prefix("Bearer ") == Some(token.as_str()),
         _ => false,
     }
@@ -81,7 +89,10 @@ fn create(req: &Request, links: &Store) -> Response {
     if !valid_url(&new.url) {
         return Response::error(400, "url: an absolute http(s) URL\n");
     }
-    let link = Link { url: new.url, permanent: new.permanent };
+    let link = Link {
+        url: new.url,
+        permanent: new.permanent,
+    };
     let Ok(bytes) = serde_json::to_vec(&link) else {
         return Response::error(500, "could not encode the link\n");
     };
@@ -111,10 +122,26 @@ fn show(slug: &str, links: &Store) -> Response {
     }))
 }
 
-fn follow(slug: &str, links: &Store) -> Response {
+/// An unknown slug: the origin's answer for the same path, or a 404 page.
+fn fallback(req: &Request, slug: &str) -> Response {
+    let Some(origin) = verge_sdk::config::get("origin") else {
+        return not_found(slug);
+    };
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let url = format!("{}{path}", origin.trim_end_matches('/'));
+    match verge_sdk::fetch::forward(req, url).send() {
+        Ok(res) => res,
+        Err(err) => {
+            verge_sdk::log::error(format!("origin fallback: {err}"));
+            Response::error(502, "the origin is unavailable\n")
+        }
+    }
+}
+
+fn follow(req: &Request, slug: &str, links: &Store) -> Response {
     let link = match links.get_json::<Link>(format!("link:{slug}")) {
         Ok(Some(link)) => link,
-        Ok(None) => return not_found(slug),
+        Ok(None) => return fallback(req, slug),
         Err(err) => return store_error(err),
     };
     if let Err(err) = links.increment(format!("clicks:{slug}"), 1) {
@@ -139,7 +166,7 @@ fn handle(req: Request) -> Response {
         ("POST", "/api/links") => create(&req, &links),
         ("GET", p) if p.starts_with("/api/links/") => show(&p["/api/links/".len()..], &links),
         ("GET" | "HEAD", "/") => Response::text("verge URL shortener: GET /{slug}\n"),
-        ("GET" | "HEAD", p) => follow(p.trim_start_matches('/'), &links),
+        ("GET" | "HEAD", p) => follow(&req, p.trim_start_matches('/'), &links),
         _ => Response::error(405, "method not allowed\n"),
     }
 }

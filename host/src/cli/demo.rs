@@ -69,6 +69,8 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let port = running.addr.port();
     // Examples that take an admin token (redirect's link API) get this one.
     let admin_token = crate::tenancy::tokens::new_operator_token()?.replace("verge_op_", "demo_");
+    // The auth example verifies HS256 tokens with this key.
+    let jwt_secret = crate::tenancy::tokens::new_operator_token()?.replace("verge_op_", "jwt_");
     println!(
         "verge: {} examples deployed for tenant `demo`:",
         artifacts.len()
@@ -87,21 +89,23 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         registry
             .put_app("demo".into(), name.clone(), manifest)
             .await?;
-        let token = Some(admin_token.clone());
-        registry
-            .set_var(
-                "demo".into(),
-                name.clone(),
-                VarKind::Secret,
-                "admin-token".into(),
-                token,
-            )
-            .await?;
+        for (secret, value) in [("admin-token", &admin_token), ("jwt-secret", &jwt_secret)] {
+            registry
+                .set_var(
+                    "demo".into(),
+                    name.clone(),
+                    VarKind::Secret,
+                    secret.into(),
+                    Some(value.clone()),
+                )
+                .await?;
+        }
         let bytes = std::fs::read(&artifact.path)?;
         registry
             .upload("demo".into(), name.clone(), bytes, true)
             .await?;
-        println!("  {name:<10} curl -i http://{name}.localhost:{port}/x");
+        let path = if name == "redirect" { "/docs" } else { "/" };
+        println!("  {name:<10} curl -i http://{name}.localhost:{port}{path}");
     }
     println!(
         "  (or without *.localhost resolution: curl -i -H 'Host: NAME.localhost' http://{}/x)",
@@ -112,6 +116,11 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  curl -i -X POST -H 'authorization: Bearer {admin_token}' -d '{{\"slug\":\"docs\",\"url\":\"https://example.com/docs\",\"permanent\":true}}' http://redirect.localhost:{port}/api/links"
     );
     println!("  curl -i http://redirect.localhost:{port}/docs");
+    println!("verge: a token the auth example accepts (sub demo-user, valid 24 h):");
+    println!(
+        "  curl -i -H 'authorization: Bearer {}' http://auth.localhost:{port}/",
+        demo_jwt(&jwt_secret)
+    );
     if let Some(admin) = running.admin_addr {
         println!(
             "verge: admin API on http://{admin}; operator token in {}",
@@ -120,6 +129,47 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("verge: ready; stop with Ctrl-C");
     run_until_signal(running).await
+}
+
+/// An HS256 JWT for the auth example's demo config (its verge.toml's
+/// issuer and audience), signed with `secret`.
+fn demo_jwt(secret: &str) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = crate::storage::records::now_secs();
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = serde_json::json!({
+        "sub": "demo-user",
+        "iss": "https://issuer.example",
+        "aud": "verge-demo",
+        "iat": now,
+        "exp": now + 24 * 3600,
+    });
+    let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signature = hmac_sha256(secret.as_bytes(), format!("{header}.{claims}").as_bytes());
+    format!("{header}.{claims}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// HMAC-SHA256 (RFC 2104) for keys up to one block, as the demo's are.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    let key = if key.len() > block.len() {
+        Sha256::digest(key).to_vec()
+    } else {
+        key.to_vec()
+    };
+    block[..key.len()].copy_from_slice(&key);
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
 }
 
 /// `a/b/../c` → `a/c` without touching the filesystem (the dir may not exist).

@@ -29,6 +29,9 @@ pub struct LimitOverrides {
     /// Largest request header section in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_header_bytes: Option<u64>,
+    /// Outbound fetches (redirects included) per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_subrequests: Option<u32>,
     /// KV storage quota in MiB (tenant level).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_quota_mib: Option<u64>,

@@ -29,6 +29,12 @@ pub fn effective_limits(host: &Limits, tenant: &LimitOverrides, app: &LimitOverr
         memory_bytes: usize::try_from(mib)
             .unwrap_or(usize::MAX)
             .saturating_mul(1 << 20),
+        max_subrequests: u32::try_from(pick(
+            host.max_subrequests.into(),
+            tenant.max_subrequests.map(u64::from),
+            app.max_subrequests.map(u64::from),
+        ))
+        .unwrap_or(u32::MAX),
         ..*host
     }
 }
@@ -91,6 +97,30 @@ mod tests {
         );
         assert_eq!(l.memory_bytes, 32 << 20);
         assert_eq!(l.wall_clock, Duration::from_secs(1));
+        assert_eq!(
+            l.max_subrequests, 50,
+            "the host default when nobody sets it"
+        );
+        let tenant = LimitOverrides {
+            max_subrequests: Some(10),
+            ..LimitOverrides::default()
+        };
+        let asks_more = LimitOverrides {
+            max_subrequests: Some(500),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            effective_limits(&host, &tenant, &asks_more).max_subrequests,
+            10
+        );
+        let asks_less = LimitOverrides {
+            max_subrequests: Some(2),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            effective_limits(&host, &tenant, &asks_less).max_subrequests,
+            2
+        );
         let d = effective_limits(
             &host,
             &LimitOverrides::default(),

@@ -9,7 +9,10 @@ use verge_sdk::{Request, Response, fetch};
 #[verge_sdk::handler]
 fn handle(req: Request) -> Response {
     let url = req.query_param("url").unwrap_or_default().to_owned();
-    let n: u32 = req.query_param("n").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let n: u32 = req
+        .query_param("n")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let method = req.query_param("method").unwrap_or("GET").to_owned();
     let mut lines = Vec::new();
     let mut last_body = Vec::new();

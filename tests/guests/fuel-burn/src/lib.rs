@@ -38,7 +38,10 @@ fn text(n: u64) -> u64 {
 
 #[verge_sdk::handler]
 fn handle(req: Request) -> Response {
-    let n: u64 = req.query_param("n").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let n: u64 = req
+        .query_param("n")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let result = match req.query_param("work").unwrap_or("hash") {
         "hash" => hash(n),
         "sort" => sort(n),

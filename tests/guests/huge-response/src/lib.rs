@@ -5,6 +5,9 @@ use verge_sdk::{Request, Response};
 
 #[verge_sdk::handler]
 fn handle(req: Request) -> Response {
-    let mib: usize = req.query_param("mib").and_then(|v| v.parse().ok()).unwrap_or(40);
+    let mib: usize = req
+        .query_param("mib")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     Response::new(200).with_body(vec![b'x'; mib << 20])
 }

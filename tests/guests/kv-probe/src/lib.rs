@@ -37,26 +37,45 @@ fn handle(req: Request) -> Response {
     let key = param(&req, "key");
     let op = req.path().rsplit('/').next().unwrap_or_default().to_owned();
     let result: Result<String, verge_sdk::kv::Error> = match op.as_str() {
-        "get" => store.get_string(&key).map(|v| v.unwrap_or_else(|| "<none>".into())),
+        "get" => store
+            .get_string(&key)
+            .map(|v| v.unwrap_or_else(|| "<none>".into())),
         "set" => match number::<u32>(&req, "ttl") {
             Some(ttl) => store.set_with_ttl(&key, param(&req, "value"), ttl),
             None => store.set(&key, param(&req, "value")),
         }
         .map(|()| "ok".into()),
         "big" => store
-            .set(&key, vec![b'x'; number::<usize>(&req, "bytes").unwrap_or(0)])
+            .set(
+                &key,
+                vec![b'x'; number::<usize>(&req, "bytes").unwrap_or(0)],
+            )
             .map(|()| "ok".into()),
         "delete" => store.delete(&key).map(|()| "ok".into()),
-        "incr" => store.increment(&key, number(&req, "delta").unwrap_or(1)).map(|n| n.to_string()),
+        "incr" => store
+            .increment(&key, number(&req, "delta").unwrap_or(1))
+            .map(|n| n.to_string()),
         "cas" => {
             let expected = req.query_param("expected").map(str::as_bytes);
-            store.compare_and_swap(&key, expected, param(&req, "value")).map(|ok| ok.to_string())
+            store
+                .compare_and_swap(&key, expected, param(&req, "value"))
+                .map(|ok| ok.to_string())
         }
         "list" => {
             let cursor = req.query_param("cursor");
             store
-                .list(param(&req, "prefix"), cursor, number(&req, "limit").unwrap_or(10))
-                .map(|page| format!("{}|{}", page.keys.join(","), page.cursor.unwrap_or_default()))
+                .list(
+                    param(&req, "prefix"),
+                    cursor,
+                    number(&req, "limit").unwrap_or(10),
+                )
+                .map(|page| {
+                    format!(
+                        "{}|{}",
+                        page.keys.join(","),
+                        page.cursor.unwrap_or_default()
+                    )
+                })
         }
         other => return Response::error(400, format!("unknown op {other}")),
     };

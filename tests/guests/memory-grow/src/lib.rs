@@ -5,7 +5,10 @@ use verge_sdk::{Request, Response};
 
 #[verge_sdk::handler]
 fn handle(req: Request) -> Response {
-    let target: usize = req.query_param("pages").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let target: usize = req
+        .query_param("pages")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let current = core::arch::wasm32::memory_size(0);
     if target > current {
         let previous = core::arch::wasm32::memory_grow(0, target - current);

@@ -6,7 +6,10 @@ use verge_sdk::{Request, Response};
 
 #[verge_sdk::handler]
 fn handle(req: Request) -> Response {
-    let ms: u64 = req.query_param("ms").and_then(|v| v.parse().ok()).unwrap_or(60_000);
+    let ms: u64 = req
+        .query_param("ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60_000);
     std::thread::sleep(Duration::from_millis(ms));
     Response::text(format!("slept {ms} ms"))
 }
