@@ -40,6 +40,7 @@ fn main() -> anyhow::Result<()> {
             std::io::sink(),
         )?),
         capabilities: Default::default(),
+        tls: None,
     };
     let app = LocalApp {
         name: "hello".into(),

@@ -42,6 +42,7 @@ fn main() -> anyhow::Result<()> {
             std::io::sink(),
         )?),
         capabilities: Default::default(),
+        tls: None,
     };
     let platform = PlatformConfig {
         data_dir: dir.path().to_owned(),

@@ -9,6 +9,7 @@ use crate::capabilities::fetch::{AddressPolicy, AllowList, FetchClient, FetchCtx
 use crate::capabilities::geo::{GEO_RELOAD_INTERVAL, GeoCtx, GeoDb, TrustedProxies};
 use crate::capabilities::kv::KvCtx;
 use crate::runtime::{EngineSettings, Limits, Runtime};
+use crate::server::tls::TlsCertificate;
 use crate::server::{Dispatcher, HttpLimits, Server, serve_http};
 use crate::storage::kv::redb::RedbKv;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, SystemClock};
@@ -64,6 +65,18 @@ pub struct DaemonConfig {
     pub access_log: Option<AccessLog>,
     /// Outbound fetch and geo settings.
     pub capabilities: CapabilityConfig,
+    /// An HTTPS listener for the data plane, beside the plain one.
+    pub tls: Option<TlsListener>,
+}
+
+/// The data plane's HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Certificates, chosen per connection by SNI; the first is the
+    /// default.
+    pub certificates: Vec<TlsCertificate>,
 }
 
 /// Operator settings of the fetch and geo capabilities.
@@ -144,6 +157,8 @@ pub struct PlatformConfig {
 pub struct RunningDaemon {
     /// The bound data-plane address.
     pub addr: SocketAddr,
+    /// The bound HTTPS address, when TLS is configured.
+    pub tls_addr: Option<SocketAddr>,
     /// The bound admin address (multi-tenant mode only).
     pub admin_addr: Option<SocketAddr>,
     /// The registry (multi-tenant mode only).
@@ -191,12 +206,24 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     }
 }
 
+/// The bound data-plane addresses: plain HTTP, and HTTPS when configured.
+struct DataPlane {
+    addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
 async fn serve_data_plane(
     config: &DaemonConfig,
     routes: Arc<dyn RouteTable>,
     metrics: Arc<Metrics>,
     stop: &watch::Sender<bool>,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+) -> anyhow::Result<DataPlane> {
+    // Certificates first: a bad file fails the start before any port opens.
+    let acceptor = match &config.tls {
+        Some(tls) => Some(crate::server::tls::acceptor(&tls.certificates)?),
+        None => None,
+    };
     let pool = usize::try_from(config.engine.pool_instances).unwrap_or(usize::MAX);
     let dispatcher = Arc::new(
         Dispatcher::new(routes, config.http, pool, metrics)
@@ -205,12 +232,25 @@ async fn serve_data_plane(
                 config.capabilities.trusted_proxies.clone(),
             )),
     );
-    let server = Server::bind(config.listen, dispatcher)
+    let server = Server::bind(config.listen, dispatcher.clone())
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = server.local_addr();
-    let rx = stop.subscribe();
-    Ok((addr, tokio::spawn(server.serve(stopped(rx)))))
+    let mut tasks = vec![tokio::spawn(server.serve(stopped(stop.subscribe())))];
+    let mut tls_addr = None;
+    if let (Some(tls), Some(acceptor)) = (&config.tls, acceptor) {
+        let server = Server::bind(tls.listen, dispatcher)
+            .await
+            .with_context(|| format!("binding the TLS listener {}", tls.listen))?
+            .with_tls(acceptor);
+        tls_addr = Some(server.local_addr());
+        tasks.push(tokio::spawn(server.serve(stopped(stop.subscribe()))));
+    }
+    Ok(DataPlane {
+        addr,
+        tls_addr,
+        tasks,
+    })
 }
 
 /// Local-run mode: serves `app` for every host and path.
@@ -244,15 +284,15 @@ pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<Runn
     });
     let (stop, _) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
-    let (addr, task) =
-        serve_data_plane(config, Arc::new(SingleApp(deployment)), metrics, &stop).await?;
+    let plane = serve_data_plane(config, Arc::new(SingleApp(deployment)), metrics, &stop).await?;
     Ok(RunningDaemon {
-        addr,
+        addr: plane.addr,
+        tls_addr: plane.tls_addr,
         admin_addr: None,
         registry: None,
         startup: started.elapsed(),
         stop,
-        tasks: vec![task],
+        tasks: plane.tasks,
     })
 }
 
@@ -285,8 +325,7 @@ pub async fn start_platform(
     let registry = Arc::new(registry);
     let (stop, _) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
-    let (addr, data_task) =
-        serve_data_plane(config, registry.clone(), metrics.clone(), &stop).await?;
+    let plane = serve_data_plane(config, registry.clone(), metrics.clone(), &stop).await?;
     let admin_listener = tokio::net::TcpListener::bind(platform.admin_listen)
         .await
         .with_context(|| format!("binding the admin API on {}", platform.admin_listen))?;
@@ -298,16 +337,20 @@ pub async fn start_platform(
     };
     let admin_task = tokio::spawn(serve_http(
         admin_listener,
+        None,
         handler,
         stopped(stop.subscribe()),
     ));
+    let mut tasks = plane.tasks;
+    tasks.push(admin_task);
     Ok(RunningDaemon {
-        addr,
+        addr: plane.addr,
+        tls_addr: plane.tls_addr,
         admin_addr: Some(admin_addr),
         registry: Some(registry),
         startup: started.elapsed(),
         stop,
-        tasks: vec![data_task, admin_task],
+        tasks,
     })
 }
 

@@ -31,6 +31,7 @@ use verge::tenancy::{Deployment, RouteTable};
 
 pub mod geo_fixtures;
 pub mod origin;
+pub mod pki;
 
 /// Fetch settings that let functions reach a test origin on 127.0.0.1.
 pub fn loopback_capabilities() -> verge::daemon::CapabilityConfig {
@@ -340,6 +341,7 @@ impl Platform {
             http: HttpLimits::default(),
             access_log: None,
             capabilities,
+            tls: None,
         };
         let platform = verge::daemon::PlatformConfig {
             data_dir: data_dir.to_owned(),

@@ -114,6 +114,42 @@ impl Origin {
         Self { addr, hits, task }
     }
 
+    /// Starts an HTTPS origin on 127.0.0.1 serving `cert`/`key`, offering
+    /// h2 and http/1.1 by ALPN.
+    pub async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Self {
+        let acceptor = verge::server::tls::acceptor(&[verge::server::tls::TlsCertificate {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        }])
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicU64::new(0));
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = service_fn(move |req| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        async move { Ok::<_, std::convert::Infallible>(answer(req).await) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, hits, task }
+    }
+
     /// `http://127.0.0.1:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

@@ -31,7 +31,9 @@ pub struct DemoArgs {
 }
 
 pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let config = args.tuning.daemon_config(args.listen)?;
+    let config = args
+        .tuning
+        .daemon_config(args.listen, &super::settings::DaemonFile::default())?;
     let args = DemoArgs {
         examples: std::fs::canonicalize(&args.examples)
             .with_context(|| format!("finding the examples in {}", args.examples.display()))?,

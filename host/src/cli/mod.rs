@@ -6,6 +6,7 @@ mod demo;
 pub mod deploy;
 mod kv;
 mod serve;
+mod settings;
 
 use clap::{Parser, Subcommand};
 

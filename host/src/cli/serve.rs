@@ -1,8 +1,13 @@
 //! `verge serve`: run the daemon.
 
-use crate::daemon::{self, CapabilityConfig, DaemonConfig, LocalApp, PlatformConfig};
-use crate::runtime::{DEFAULT_MEMORY_BYTES, EngineSettings, FUEL_PER_CPU_MS, Limits};
+use super::settings::DaemonFile;
+use crate::capabilities::fetch::DEFAULT_MAX_SUBREQUESTS;
+use crate::daemon::{self, CapabilityConfig, DaemonConfig, LocalApp, PlatformConfig, TlsListener};
+use crate::runtime::{
+    DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_WALL_CLOCK, EngineSettings, FUEL_PER_CPU_MS, Limits,
+};
 use crate::server::HttpLimits;
+use crate::server::tls::TlsCertificate;
 use crate::telemetry::access_log::AccessLog;
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -11,24 +16,29 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Options of `verge serve`.
+/// Options of `verge serve`. Every option without a value here comes from
+/// the config file, else its default (shown in brackets).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address for the data plane (function traffic).
-    #[arg(long, default_value = "127.0.0.1:8080", env = "VERGE_LISTEN")]
-    pub listen: SocketAddr,
-    /// Directory for the daemon's state; created if missing.
-    #[arg(long, default_value = "verge-data", env = "VERGE_DATA_DIR")]
-    pub data_dir: PathBuf,
+    /// The daemon config file (TOML; see docs/configuration.md). Flags and
+    /// environment variables override it.
+    #[arg(long, env = "VERGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address for the data plane (function traffic) [default: 127.0.0.1:8080].
+    #[arg(long, env = "VERGE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the daemon's state; created if missing [default: verge-data].
+    #[arg(long, env = "VERGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Local-run mode: serve one function for every host and path, a
     /// `.wasm` component or a function crate directory (built for
     /// wasm32-wasip2 first). Without it, the multi-tenant daemon runs with
     /// its admin API and serves the apps deployed in the data dir.
     #[arg(long)]
     pub app: Option<PathBuf>,
-    /// Address for the admin API (multi-tenant mode).
-    #[arg(long, default_value = crate::daemon::DEFAULT_ADMIN_LISTEN, env = "VERGE_ADMIN_LISTEN")]
-    pub admin_listen: SocketAddr,
+    /// Address for the admin API (multi-tenant mode) [default: 127.0.0.1:9900].
+    #[arg(long, env = "VERGE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// The operator token for the admin API. Without it, one is read from
     /// (or generated into) DATA_DIR/admin-token with mode 0600.
     #[arg(long, env = "VERGE_ADMIN_TOKEN", hide_env_values = true)]
@@ -44,27 +54,41 @@ pub struct ServeArgs {
     pub tuning: Tuning,
 }
 
-/// Engine and limit settings shared by the serving commands.
-#[derive(Debug, Args, Clone)]
+/// Engine, limit, TLS and capability settings shared by the serving
+/// commands.
+#[derive(Debug, Args, Clone, Default)]
 pub struct Tuning {
-    /// CPU budget per request, in milliseconds of CPU (converted to fuel).
-    #[arg(long, default_value_t = 50, env = "VERGE_CPU_MS")]
-    pub cpu_ms: u64,
-    /// Wall-clock deadline per request, in milliseconds.
-    #[arg(long, default_value_t = 30_000, env = "VERGE_WALL_CLOCK_MS")]
-    pub wall_clock_ms: u64,
-    /// Linear memory cap per request, in MiB (at most 4096).
-    #[arg(long, default_value_t = DEFAULT_MEMORY_BYTES >> 20, env = "VERGE_MEMORY_MIB")]
-    pub memory_mib: usize,
-    /// Instance slots in the pool: the number of requests running at once.
-    #[arg(long, default_value_t = crate::runtime::EngineSettings::default().pool_instances, env = "VERGE_POOL_INSTANCES")]
-    pub pool_instances: u32,
+    /// CPU budget per request, in milliseconds of CPU (converted to fuel) [default: 50].
+    #[arg(long, env = "VERGE_CPU_MS")]
+    pub cpu_ms: Option<u64>,
+    /// Wall-clock deadline per request, in milliseconds [default: 30000].
+    #[arg(long, env = "VERGE_WALL_CLOCK_MS")]
+    pub wall_clock_ms: Option<u64>,
+    /// Linear memory cap per request, in MiB, 1-4096 [default: 128].
+    #[arg(long, env = "VERGE_MEMORY_MIB")]
+    pub memory_mib: Option<usize>,
+    /// Outbound fetches (redirects included) per request [default: 50].
+    #[arg(long, env = "VERGE_MAX_SUBREQUESTS")]
+    pub max_subrequests: Option<u32>,
+    /// Instance slots in the pool: the number of requests running at once [default: 1000].
+    #[arg(long, env = "VERGE_POOL_INSTANCES")]
+    pub pool_instances: Option<u32>,
     /// Allocate instances on demand instead of from the pool.
     #[arg(long)]
     pub no_pooling: bool,
     /// Write no access log (by default one logfmt line per request on stderr).
     #[arg(long, env = "VERGE_NO_ACCESS_LOG")]
     pub no_access_log: bool,
+    /// Address for an HTTPS data-plane listener (needs --tls-cert and --tls-key).
+    #[arg(long, env = "VERGE_TLS_LISTEN", value_name = "ADDR")]
+    pub tls_listen: Option<SocketAddr>,
+    /// A PEM certificate chain for HTTPS (repeatable, paired in order with
+    /// --tls-key; chosen per connection by SNI, the first is the default).
+    #[arg(long = "tls-cert", value_name = "PEM")]
+    pub tls_certs: Vec<PathBuf>,
+    /// The PEM private key for the --tls-cert at the same position.
+    #[arg(long = "tls-key", value_name = "PEM")]
+    pub tls_keys: Vec<PathBuf>,
     /// A private address range (CIDR) functions may fetch from anyway, e.g.
     /// 10.0.0.0/8 for an internal origin (repeatable). By default private,
     /// loopback and link-local destinations are refused.
@@ -83,32 +107,71 @@ pub struct Tuning {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
+/// Default data-plane address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "verge-data";
+
+/// A list from the flags when any were given, else from the file.
+fn flags_or_file<T: Clone>(flags: &[T], file: &[T]) -> Vec<T> {
+    if flags.is_empty() {
+        file.to_vec()
+    } else {
+        flags.to_vec()
+    }
+}
+
 impl Tuning {
-    /// The daemon configuration these settings describe.
-    pub fn daemon_config(&self, listen: SocketAddr) -> anyhow::Result<DaemonConfig> {
-        if self.memory_mib == 0 || self.memory_mib > 4096 {
+    /// The daemon configuration these settings describe on top of `file`
+    /// (flags win), listening on `listen`.
+    pub fn daemon_config(
+        &self,
+        listen: SocketAddr,
+        file: &DaemonFile,
+    ) -> anyhow::Result<DaemonConfig> {
+        let memory_mib = self
+            .memory_mib
+            .or(file.limits.memory_mib)
+            .unwrap_or(DEFAULT_MEMORY_BYTES >> 20);
+        if memory_mib == 0 || memory_mib > 4096 {
             bail!(
-                "--memory-mib must be between 1 and 4096, got {}",
-                self.memory_mib
+                "memory_mib (--memory-mib / [limits] memory_mib) must be between 1 and 4096, got {memory_mib}"
             );
         }
-        if self.cpu_ms == 0 || self.wall_clock_ms == 0 {
-            bail!("--cpu-ms and --wall-clock-ms must be above 0");
+        let cpu_ms = self
+            .cpu_ms
+            .or(file.limits.cpu_ms)
+            .unwrap_or(DEFAULT_FUEL / FUEL_PER_CPU_MS);
+        let wall_clock_ms = self
+            .wall_clock_ms
+            .or(file.limits.wall_clock_ms)
+            .unwrap_or(u64::try_from(DEFAULT_WALL_CLOCK.as_millis()).unwrap_or(u64::MAX));
+        if cpu_ms == 0 || wall_clock_ms == 0 {
+            bail!("cpu_ms and wall_clock_ms (--cpu-ms, --wall-clock-ms, [limits]) must be above 0");
         }
-        let memory_bytes = self.memory_mib << 20;
+        let memory_bytes = memory_mib << 20;
         let limits = Limits {
-            fuel: self.cpu_ms.saturating_mul(FUEL_PER_CPU_MS),
-            wall_clock: Duration::from_millis(self.wall_clock_ms),
+            fuel: cpu_ms.saturating_mul(FUEL_PER_CPU_MS),
+            wall_clock: Duration::from_millis(wall_clock_ms),
             memory_bytes,
+            max_subrequests: self
+                .max_subrequests
+                .or(file.limits.max_subrequests)
+                .unwrap_or(DEFAULT_MAX_SUBREQUESTS),
             ..Limits::default()
         };
         let engine = EngineSettings {
-            pool_instances: self.pool_instances.max(1),
+            pool_instances: self
+                .pool_instances
+                .or(file.pool.instances)
+                .unwrap_or(EngineSettings::default().pool_instances)
+                .max(1),
             max_memory_bytes: memory_bytes.max(DEFAULT_MEMORY_BYTES),
-            pooling: !self.no_pooling,
+            pooling: !self.no_pooling && file.pool.pooling.unwrap_or(true),
             ..EngineSettings::default()
         };
-        let access_log = if self.no_access_log {
+        let access_log = if self.no_access_log || file.access_log == Some(false) {
             None
         } else {
             Some(AccessLog::stderr()?)
@@ -120,12 +183,56 @@ impl Tuning {
             http: HttpLimits::default(),
             access_log,
             capabilities: CapabilityConfig {
-                outbound_allow_cidrs: self.outbound_allow_cidrs.clone(),
-                outbound_ca_file: self.outbound_ca_file.clone(),
-                geo_database: self.geo_db.clone(),
-                trusted_proxies: self.trusted_proxies.clone(),
+                outbound_allow_cidrs: flags_or_file(
+                    &self.outbound_allow_cidrs,
+                    &file.outbound.allow_cidrs,
+                ),
+                outbound_ca_file: self
+                    .outbound_ca_file
+                    .clone()
+                    .or_else(|| file.outbound.ca_file.clone()),
+                geo_database: self.geo_db.clone().or_else(|| file.geo.database.clone()),
+                trusted_proxies: flags_or_file(&self.trusted_proxies, &file.geo.trusted_proxies),
             },
+            tls: self.tls(file)?,
         })
+    }
+
+    fn tls(&self, file: &DaemonFile) -> anyhow::Result<Option<TlsListener>> {
+        if self.tls_certs.len() != self.tls_keys.len() {
+            bail!(
+                "--tls-cert and --tls-key come in pairs: got {} certificates and {} keys",
+                self.tls_certs.len(),
+                self.tls_keys.len()
+            );
+        }
+        let from_flags: Vec<TlsCertificate> = self
+            .tls_certs
+            .iter()
+            .zip(&self.tls_keys)
+            .map(|(cert, key)| TlsCertificate {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .collect();
+        let listen = self.tls_listen.or(file.tls.as_ref().map(|t| t.listen));
+        let certificates = match &file.tls {
+            Some(tls) if from_flags.is_empty() => tls.certificates.clone(),
+            _ => from_flags,
+        };
+        match (listen, certificates.is_empty()) {
+            (None, true) => Ok(None),
+            (Some(listen), false) => Ok(Some(TlsListener {
+                listen,
+                certificates,
+            })),
+            (None, false) => bail!(
+                "TLS certificates given without a TLS listen address (--tls-listen or [tls] listen)"
+            ),
+            (Some(_), true) => bail!(
+                "a TLS listen address needs at least one certificate and key (--tls-cert/--tls-key or [[tls.certificates]])"
+            ),
+        }
     }
 }
 
@@ -159,18 +266,40 @@ pub(super) fn resolve_component(path: &Path) -> anyhow::Result<(String, PathBuf)
 }
 
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.tuning.daemon_config(args.listen)?;
+    let file = match &args.config {
+        Some(path) => DaemonFile::read(path)?,
+        None => DaemonFile::default(),
+    };
+    let listen = match args.listen.or(file.listen) {
+        Some(listen) => listen,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let config = args.tuning.daemon_config(listen, &file)?;
     let Some(app_path) = &args.app else {
         let platform = PlatformConfig {
-            data_dir: args.data_dir.clone(),
-            admin_listen: args.admin_listen,
-            operator_token: args.admin_token.clone(),
+            data_dir,
+            admin_listen: match args.admin_listen.or(file.admin_listen) {
+                Some(addr) => addr,
+                None => crate::daemon::DEFAULT_ADMIN_LISTEN.parse()?,
+            },
+            operator_token: args
+                .admin_token
+                .clone()
+                .or_else(|| file.admin_token.clone()),
         };
         let running = daemon::start_platform(&config, &platform).await?;
         let apps = running.registry.as_ref().map_or(0, |r| r.live_apps());
         println!(
-            "verge: serving {apps} apps on http://{} (admin API on http://{}), ready in {} ms",
+            "verge: serving {apps} apps on http://{}{} (admin API on http://{}), ready in {} ms",
             running.addr,
+            running
+                .tls_addr
+                .map_or_else(String::new, |a| format!(" and https://{a}")),
             running
                 .admin_addr
                 .map_or_else(String::new, |a| a.to_string()),
@@ -178,12 +307,19 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         return run_until_signal(running).await;
     };
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
     let (name, wasm) = resolve_component(app_path)?;
-    let app = local_app(app_path, name, wasm, &args)?;
+    let app = local_app(app_path, name, wasm, &args, &data_dir)?;
     let running = daemon::start(&config, &app).await?;
-    println!("verge: serving {} on http://{}", app.name, running.addr);
+    println!(
+        "verge: serving {} on http://{}{}",
+        app.name,
+        running.addr,
+        running
+            .tls_addr
+            .map_or_else(String::new, |a| format!(" and https://{a}"))
+    );
     run_until_signal(running).await
 }
 
@@ -194,6 +330,7 @@ pub(super) fn local_app(
     name: String,
     wasm: PathBuf,
     args: &ServeArgs,
+    data_dir: &Path,
 ) -> anyhow::Result<LocalApp> {
     let manifest = if app_path.is_dir() {
         app_path.join("verge.toml")
@@ -213,7 +350,7 @@ pub(super) fn local_app(
         name: file.name.unwrap_or(name),
         wasm,
         vars: vars.into_iter().collect::<BTreeMap<_, _>>(),
-        data_dir: args.data_dir.clone(),
+        data_dir: data_dir.to_owned(),
         allowed_hosts,
     })
 }

@@ -55,7 +55,6 @@ pub struct Dispatcher {
     limits: HttpLimits,
     admission: Semaphore,
     ids: RequestIds,
-    scheme: &'static str,
     trusted_proxies: TrustedProxies,
 }
 
@@ -79,7 +78,6 @@ impl Dispatcher {
             limits,
             admission: Semaphore::new(max_in_flight.max(1)),
             ids: RequestIds::default(),
-            scheme: "http",
             trusted_proxies: TrustedProxies::default(),
         }
     }
@@ -248,7 +246,11 @@ impl Dispatcher {
             },
         };
         let host = strip_port(&authority).to_ascii_lowercase();
-        let uri = format!("{}://{}{}", self.scheme, authority, path_and_query);
+        let scheme = match req.extensions().get::<super::OverTls>() {
+            Some(_) => "https",
+            None => "http",
+        };
+        let uri = format!("{scheme}://{authority}{path_and_query}");
         Ok(Head {
             host,
             uri,

@@ -5,6 +5,7 @@ mod dispatch;
 mod error;
 pub mod limits;
 mod request_id;
+pub mod tls;
 
 pub use dispatch::{Dispatcher, ERROR_HEADER, PeerAddr, REQUEST_ID_HEADER, error_page};
 
@@ -25,14 +26,17 @@ use limits::{
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tls::TLS_HANDSHAKE_TIMEOUT;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 /// A bound listener and the dispatcher that serves its requests.
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     dispatcher: Arc<Dispatcher>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Server {
@@ -44,7 +48,14 @@ impl Server {
             listener,
             local_addr,
             dispatcher,
+            tls: None,
         })
+    }
+
+    /// Serves HTTPS with `acceptor` instead of plain HTTP.
+    pub fn with_tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
     }
 
     /// The address actually bound.
@@ -61,15 +72,21 @@ impl Server {
             let dispatcher = dispatcher.clone();
             async move { dispatcher.serve(req, local).await }
         };
-        serve_http(self.listener, handler, shutdown).await;
+        serve_http(self.listener, self.tls, handler, shutdown).await;
     }
 }
 
+/// Marks a request that arrived over TLS (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
 /// The accept loop shared by the data plane and the admin API: HTTP/1.1 and
-/// HTTP/2, a header-read timeout, a connection cap, `TCP_NODELAY`, and a
-/// graceful drain when `shutdown` resolves.
+/// HTTP/2 (by ALPN over TLS), a header-read and TLS-handshake timeout, a
+/// connection cap, `TCP_NODELAY`, and a graceful drain when `shutdown`
+/// resolves. Each request carries its [`PeerAddr`] (and [`OverTls`]).
 pub async fn serve_http<F, Fut>(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     handler: F,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -86,6 +103,7 @@ pub async fn serve_http<F, Fut>(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(HTTP1_READ_BUFFER_BYTES).unwrap_or(u32::MAX));
+    let builder = Arc::new(builder);
     let connections = Arc::new(Semaphore::new(DEFAULT_MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -114,19 +132,39 @@ pub async fn serve_http<F, Fut>(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "set_nodelay failed");
         }
+        let over_tls = tls.is_some();
         let handler = handler.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
+            if over_tls {
+                req.extensions_mut().insert(OverTls);
+            }
             let response = handler(req);
             async move { Ok::<_, std::convert::Infallible>(response.await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(error = %err, "connection ended with an error");
+            let result = match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Ok(Err(err)) => Err(format!("TLS handshake: {err}").into()),
+                        Err(_) => Err("TLS handshake timed out".into()),
+                    }
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(error = %err, %peer, "connection ended with an error");
             }
             drop(permit);
         });

@@ -1,0 +1,187 @@
+//! The daemon's configuration file (`verge serve --config FILE`): every
+//! setting optional, unknown keys refused. Flags and environment variables
+//! override the file; the file overrides the built-in defaults
+//! (docs/configuration.md lists them all).
+
+use crate::server::tls::TlsCertificate;
+use anyhow::Context as _;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonFile {
+    /// Data-plane address.
+    pub listen: Option<SocketAddr>,
+    /// Admin API address.
+    pub admin_listen: Option<SocketAddr>,
+    /// State directory.
+    pub data_dir: Option<PathBuf>,
+    /// The operator token (prefer the env var or the generated file).
+    pub admin_token: Option<String>,
+    /// One access-log line per request.
+    pub access_log: Option<bool>,
+    /// The instance pool.
+    #[serde(default)]
+    pub pool: PoolSection,
+    /// Default per-request limits: the ceiling for every tenant.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// The HTTPS listener.
+    pub tls: Option<TlsSection>,
+    /// The geo database and trusted proxies.
+    #[serde(default)]
+    pub geo: GeoSection,
+    /// Outbound fetch settings.
+    #[serde(default)]
+    pub outbound: OutboundSection,
+}
+
+/// `[pool]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    /// Instance slots: requests running at once.
+    pub instances: Option<u32>,
+    /// Pre-allocated pooling (false = allocate on demand).
+    pub pooling: Option<bool>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// CPU budget per request in ms.
+    pub cpu_ms: Option<u64>,
+    /// Wall-clock deadline per request in ms.
+    pub wall_clock_ms: Option<u64>,
+    /// Linear memory cap in MiB.
+    pub memory_mib: Option<usize>,
+    /// Outbound fetches per request.
+    pub max_subrequests: Option<u32>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// HTTPS address.
+    pub listen: SocketAddr,
+    /// `[[tls.certificates]]` with `cert` and `key`.
+    pub certificates: Vec<TlsCertificate>,
+}
+
+/// `[geo]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoSection {
+    /// The `.mmdb` file.
+    pub database: Option<PathBuf>,
+    /// CIDRs whose forwarding headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// `[outbound]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSection {
+    /// Private CIDRs fetch may reach anyway.
+    #[serde(default)]
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// Extra CA certificates (PEM) for outbound TLS.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl DaemonFile {
+    /// Reads `path`; a syntax error, an unknown key or a bad value fails
+    /// with the file, the key and the reason. Relative paths inside are
+    /// taken from the file's directory.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        let mut file: Self = toml::from_str(&text)
+            .map_err(|err| anyhow::anyhow!("{}: {}", path.display(), err.to_string().trim_end()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(dir) = &mut file.data_dir {
+            rebase(dir);
+        }
+        if let Some(db) = &mut file.geo.database {
+            rebase(db);
+        }
+        if let Some(ca) = &mut file.outbound.ca_file {
+            rebase(ca);
+        }
+        if let Some(tls) = &mut file.tls {
+            for pair in &mut tls.certificates {
+                rebase(&mut pair.cert);
+                rebase(&mut pair.key);
+            }
+        }
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<DaemonFile> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("verge.toml");
+        std::fs::write(&path, text)?;
+        DaemonFile::read(&path)
+    }
+
+    #[test]
+    fn a_full_file_parses_and_relative_paths_follow_the_file() {
+        let file = parse(
+            r#"
+            listen = "0.0.0.0:80"
+            data_dir = "state"
+            [pool]
+            instances = 200
+            [limits]
+            cpu_ms = 20
+            max_subrequests = 10
+            [tls]
+            listen = "0.0.0.0:443"
+            certificates = [{ cert = "a.pem", key = "a.key" }]
+            [geo]
+            database = "/srv/geo.mmdb"
+            trusted_proxies = ["10.0.0.0/8"]
+            [outbound]
+            allow_cidrs = ["10.1.0.0/16"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(file.pool.instances, Some(200));
+        assert_eq!(file.limits.max_subrequests, Some(10));
+        assert!(file.data_dir.as_ref().unwrap().ends_with("state"));
+        let tls = file.tls.unwrap();
+        assert!(tls.certificates[0].cert.is_absolute());
+        assert_eq!(file.geo.database.unwrap(), PathBuf::from("/srv/geo.mmdb"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = parse("[limits]\ncpu = 5\n").unwrap_err().to_string();
+        assert!(err.contains("cpu"), "{err}");
+        assert!(err.contains("verge.toml"), "{err}");
+        let err = parse("listen = \"not an address\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = parse("[geo]\ntrusted_proxies = [\"10.0.0.0/99\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trusted_proxies"), "{err}");
+    }
+}
