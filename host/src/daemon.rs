@@ -274,6 +274,7 @@ pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<Runn
         http_limits: config.http,
         fetch: FetchCtx::new(services.fetch.clone(), allow),
         geo: GeoCtx::new(services.geo.clone()),
+        logs: None,
         kv: KvCtx::new(services.kv, "local", None, DEFAULT_TENANT_QUOTA_BYTES),
         tenant: "local".into(),
         version: 0,

@@ -208,6 +208,7 @@ impl TestServer {
                 ),
                 fetch: FetchCtx::new(services.fetch.clone(), allow.clone()),
                 geo: GeoCtx::new(services.geo.clone()),
+                logs: None,
                 tenant: "local".into(),
                 version: 0,
                 app: (*app).into(),

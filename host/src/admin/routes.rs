@@ -234,6 +234,26 @@ impl AdminApi {
             .await
             .map_err(ApiError::Kv);
         }
+        if let (["v1", "tenants", t, "apps", a, "logs"], &Method::GET) =
+            (segments.as_slice(), req.method())
+        {
+            who.may_act_on(t)?;
+            self.registry.app((*t).to_owned(), (*a).to_owned()).await?;
+            let query = req.uri().query();
+            let number = |name: &str| {
+                query
+                    .and_then(|q| {
+                        q.split('&')
+                            .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+                    })
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            let after = number("after").unwrap_or(0);
+            let wait = std::time::Duration::from_secs(number("wait").unwrap_or(0));
+            let lines = self.registry.logs(t, a).wait_after(after, wait).await;
+            let next = lines.last().map_or(after, |line| line.seq);
+            return ok(&json!({ "lines": lines, "next": next }));
+        }
         let method = req.method().clone();
         let activate = req
             .uri()

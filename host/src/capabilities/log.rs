@@ -2,6 +2,7 @@
 //! into the host's tracing output, tagged with app and request id.
 
 use crate::runtime::{RequestState, RequestStateLinker, bindings::verge::edge::log as wit};
+use crate::telemetry::log_ring::LogRing;
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,16 +34,23 @@ struct LogTags {
     app: Arc<str>,
     request_id: Arc<str>,
     written: AtomicU32,
+    ring: Option<Arc<LogRing>>,
 }
 
 impl LogCtx {
     /// A log context for one request of `app`.
     pub fn new(app: Arc<str>, request_id: Arc<str>) -> Self {
+        Self::with_ring(app, request_id, None)
+    }
+
+    /// A log context that also keeps each record in the app's `ring`.
+    pub fn with_ring(app: Arc<str>, request_id: Arc<str>, ring: Option<Arc<LogRing>>) -> Self {
         Self {
             inner: Arc::new(LogTags {
                 app,
                 request_id,
                 written: AtomicU32::new(0),
+                ring,
             }),
         }
     }
@@ -69,6 +77,9 @@ impl LogCtx {
 
     fn emit(&self, level: Level, message: &str) {
         let (app, id) = (&*self.inner.app, &*self.inner.request_id);
+        if let Some(ring) = &self.inner.ring {
+            ring.push(level_name(level), id, message);
+        }
         match level {
             Level::Trace => {
                 tracing::trace!(target: "verge::guest", app, request_id = id, "{message}")
@@ -96,6 +107,16 @@ impl LogCtx {
     /// The guest's stderr: each line one warn record.
     pub fn stderr(&self) -> GuestOutput {
         GuestOutput::new(self.clone(), Level::Warn)
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
     }
 }
 

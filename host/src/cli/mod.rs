@@ -5,6 +5,7 @@ mod client;
 mod demo;
 pub mod deploy;
 mod kv;
+mod logs;
 mod serve;
 mod settings;
 
@@ -117,6 +118,16 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Print an app's recent guest log lines (log interface, stdout,
+    /// stderr); with --follow, keep printing new ones.
+    Logs {
+        /// Which app, and whether to follow.
+        #[command(flatten)]
+        args: logs::LogsArgs,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
 }
 
 impl Cli {
@@ -136,6 +147,7 @@ impl Cli {
                 admin::vars(&client::Api::new(&api), "config", cmd).await
             }
             Command::Kv { cmd, api } => kv::run(&client::Api::new(&api), cmd).await,
+            Command::Logs { args, api } => logs::run(&client::Api::new(&api), args).await,
             Command::Secret { cmd, api } => {
                 admin::vars(&client::Api::new(&api), "secrets", cmd).await
             }

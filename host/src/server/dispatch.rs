@@ -356,7 +356,11 @@ async fn call_guest(
 ) -> (Result<GuestResponse, crate::runtime::GuestError>, Usage) {
     let ctx = RequestContext {
         config: deployment.config.clone(),
-        log: LogCtx::new(deployment.app.clone(), request_id.clone()),
+        log: LogCtx::with_ring(
+            deployment.app.clone(),
+            request_id.clone(),
+            deployment.logs.clone(),
+        ),
         kv: deployment.kv.clone(),
         fetch: deployment.fetch.clone(),
         geo: deployment.geo.for_client(client_ip),

@@ -1,4 +1,6 @@
-//! Telemetry: Prometheus metrics (tracing setup lives in `main.rs`).
+//! Telemetry: Prometheus metrics, the access log and the per-app guest
+//! log rings (tracing setup lives in `main.rs`).
 
 pub mod access_log;
+pub mod log_ring;
 pub mod metrics;

@@ -12,6 +12,7 @@ use crate::server::HttpLimits;
 use crate::storage::blobs::BlobStore;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend};
 use crate::storage::records::{AppRecord, LimitOverrides};
+use crate::telemetry::log_ring::LogRing;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -28,6 +29,7 @@ pub(super) struct Loader {
     engine_key: String,
     compiles: AtomicU64,
     semaphores: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
+    logs: Mutex<HashMap<String, Arc<LogRing>>>,
     services: Services,
 }
 
@@ -53,6 +55,7 @@ impl Loader {
             engine_key,
             compiles: AtomicU64::new(0),
             semaphores: Mutex::new(HashMap::new()),
+            logs: Mutex::new(HashMap::new()),
             services,
         }
     }
@@ -156,6 +159,7 @@ impl Loader {
             slots,
             fetch: FetchCtx::new(self.services.fetch.clone(), allow),
             geo: GeoCtx::new(self.services.geo.clone()),
+            logs: Some(self.log_ring(&app.tenant, &app.name)),
             kv: KvCtx::new(
                 self.services.kv.clone(),
                 &app.tenant,
@@ -167,6 +171,16 @@ impl Loader {
                     }),
             ),
         }))
+    }
+
+    /// The log ring of app `tenant/app`, shared by all its versions.
+    pub(super) fn log_ring(&self, tenant: &str, app: &str) -> Arc<LogRing> {
+        self.logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(format!("{tenant}/{app}"))
+            .or_default()
+            .clone()
     }
 
     /// The semaphore for `key` with `cap` permits, shared by every

@@ -41,6 +41,9 @@ pub struct Deployment {
     pub fetch: FetchCtx,
     /// The geo database.
     pub geo: GeoCtx,
+    /// Where the app's guest logs are kept for `verge logs` (none in
+    /// local-run mode, where they go to the terminal).
+    pub logs: Option<Arc<crate::telemetry::log_ring::LogRing>>,
     /// The HTTP caps for this app (at most the server's).
     pub http_limits: HttpLimits,
 }

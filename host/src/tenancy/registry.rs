@@ -166,6 +166,11 @@ impl Registry {
         })
     }
 
+    /// The guest log ring of `tenant/app` (created empty when new).
+    pub fn logs(&self, tenant: &str, app: &str) -> Arc<crate::telemetry::log_ring::LogRing> {
+        self.loader.log_ring(tenant, app)
+    }
+
     /// The KV backend.
     pub fn kv(&self) -> Arc<dyn KvBackend> {
         self.loader.kv()
