@@ -4,8 +4,10 @@ mod admin;
 mod client;
 mod demo;
 pub mod deploy;
+mod dev;
 mod kv;
 mod logs;
+mod new;
 mod serve;
 mod settings;
 
@@ -45,6 +47,11 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Build the example functions and serve them, printing the URLs to try.
     Demo(demo::DemoArgs),
+    /// Build a function crate, serve it locally with production limits and
+    /// capabilities, and rebuild and reload it on every change.
+    Dev(dev::DevArgs),
+    /// Create a function crate that builds and deploys as is.
+    New(new::NewArgs),
     /// Deploy a function: a `.wasm` component or a crate directory.
     Deploy {
         /// What to deploy.
@@ -136,6 +143,8 @@ impl Cli {
         match self.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Dev(args) => dev::run(args).await,
+            Command::New(args) => new::run(args),
             Command::Deploy { args, api } => deploy::run(&client::Api::new(&api), args).await,
             Command::Apps { cmd, api } => admin::apps(&client::Api::new(&api), cmd).await,
             Command::Versions { app, api } => admin::versions(&client::Api::new(&api), &app).await,

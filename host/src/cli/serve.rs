@@ -236,7 +236,7 @@ impl Tuning {
     }
 }
 
-fn parse_var(s: &str) -> Result<(String, String), String> {
+pub(super) fn parse_var(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),
@@ -310,7 +310,14 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
     let (name, wasm) = resolve_component(app_path)?;
-    let app = local_app(app_path, name, wasm, &args, &data_dir)?;
+    let app = local_app(
+        app_path,
+        name,
+        wasm,
+        &args.vars,
+        &args.allowed_hosts,
+        &data_dir,
+    )?;
     let running = daemon::start(&config, &app).await?;
     println!(
         "verge: serving {} on http://{}{}",
@@ -329,7 +336,8 @@ pub(super) fn local_app(
     app_path: &Path,
     name: String,
     wasm: PathBuf,
-    args: &ServeArgs,
+    extra_vars: &[(String, String)],
+    extra_hosts: &[String],
     data_dir: &Path,
 ) -> anyhow::Result<LocalApp> {
     let manifest = if app_path.is_dir() {
@@ -343,9 +351,9 @@ pub(super) fn local_app(
         super::deploy::ManifestFile::default()
     };
     let mut vars = file.config;
-    vars.extend(args.vars.iter().cloned());
+    vars.extend(extra_vars.iter().cloned());
     let mut allowed_hosts = file.allowed_hosts;
-    allowed_hosts.extend(args.allowed_hosts.iter().cloned());
+    allowed_hosts.extend(extra_hosts.iter().cloned());
     Ok(LocalApp {
         name: file.name.unwrap_or(name),
         wasm,

@@ -63,13 +63,3 @@ pub trait RouteTable: Send + Sync + 'static {
     /// The deployment for `host` (without port, lower-case) and `path`.
     fn resolve(&self, host: &str, path: &str) -> Option<Arc<Deployment>>;
 }
-
-/// The local-run table of `verge serve --app`: one deployment for every
-/// host and path.
-pub struct SingleApp(pub Arc<Deployment>);
-
-impl RouteTable for SingleApp {
-    fn resolve(&self, _host: &str, _path: &str) -> Option<Arc<Deployment>> {
-        Some(self.0.clone())
-    }
-}

@@ -2,22 +2,23 @@
 //! until told to stop. `verge serve`, `verge demo` and the end-to-end tests
 //! all start here.
 
+mod local;
+mod services;
+
+pub use local::{LocalApp, LocalHost, start};
+pub use services::CapabilityConfig;
+
 use crate::admin::AdminApi;
-use crate::capabilities::Services;
-use crate::capabilities::config::ConfigCtx;
-use crate::capabilities::fetch::{AddressPolicy, AllowList, FetchClient, FetchCtx};
-use crate::capabilities::geo::{GEO_RELOAD_INTERVAL, GeoCtx, GeoDb, TrustedProxies};
-use crate::capabilities::kv::KvCtx;
+use crate::capabilities::geo::TrustedProxies;
 use crate::runtime::{EngineSettings, Limits, Runtime};
 use crate::server::tls::TlsCertificate;
 use crate::server::{Dispatcher, HttpLimits, Server, serve_http};
 use crate::storage::kv::redb::RedbKv;
-use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, SystemClock};
+use crate::storage::kv::{KvBackend, SystemClock};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
-use crate::tenancy::{Deployment, Registry, RouteTable, SingleApp, tokens};
+use crate::tenancy::{Registry, RouteTable, tokens};
 use anyhow::Context as _;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,68 +80,6 @@ pub struct TlsListener {
     pub certificates: Vec<TlsCertificate>,
 }
 
-/// Operator settings of the fetch and geo capabilities.
-#[derive(Debug, Clone, Default)]
-pub struct CapabilityConfig {
-    /// Private ranges fetch may reach anyway (e.g. `10.0.0.0/8` for an
-    /// internal origin; tests allow `127.0.0.1/32`). Public addresses are
-    /// always reachable when an app's allow-list names them.
-    pub outbound_allow_cidrs: Vec<ipnet::IpNet>,
-    /// PEM file of extra CA certificates trusted for outbound TLS, beside
-    /// the webpki roots.
-    pub outbound_ca_file: Option<PathBuf>,
-    /// The `.mmdb` geo database; none = geo lookups answer none.
-    pub geo_database: Option<PathBuf>,
-    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-}
-
-impl CapabilityConfig {
-    /// Builds the host-wide services over `kv`: fails with the file and the
-    /// reason when the CA file or the geo database is unusable.
-    pub fn services(&self, kv: Arc<dyn KvBackend>) -> anyhow::Result<Services> {
-        use rustls::pki_types::{CertificateDer, pem::PemObject as _};
-        let mut roots = Vec::new();
-        if let Some(path) = &self.outbound_ca_file {
-            for cert in CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("reading the outbound CA file {}", path.display()))?
-            {
-                roots.push(cert.with_context(|| format!("parsing {}", path.display()))?);
-            }
-        }
-        let fetch = FetchClient::new(AddressPolicy::new(self.outbound_allow_cidrs.clone()), roots)
-            .context("building the outbound TLS configuration")?;
-        let geo = match &self.geo_database {
-            Some(path) => {
-                let db = GeoDb::open(path)?;
-                db.watch(GEO_RELOAD_INTERVAL);
-                db
-            }
-            None => GeoDb::none(),
-        };
-        Ok(Services {
-            kv,
-            fetch: Arc::new(fetch),
-            geo,
-        })
-    }
-}
-
-/// The single app of local-run mode.
-#[derive(Debug, Clone)]
-pub struct LocalApp {
-    /// Name used in logs.
-    pub name: String,
-    /// The component file.
-    pub wasm: PathBuf,
-    /// Configuration variables.
-    pub vars: BTreeMap<String, String>,
-    /// Where its KV data lives (`kv.redb`); any store name may be opened.
-    pub data_dir: PathBuf,
-    /// Outbound `scheme://host[:port]` it may fetch.
-    pub allowed_hosts: Vec<String>,
-}
-
 /// Where the multi-tenant daemon keeps state and takes admin requests.
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {
@@ -163,6 +102,8 @@ pub struct RunningDaemon {
     pub admin_addr: Option<SocketAddr>,
     /// The registry (multi-tenant mode only).
     pub registry: Option<Arc<Registry>>,
+    /// The reloadable function (local-run mode only).
+    pub local: Option<Arc<LocalHost>>,
     /// Time from start to ready (apps restored, listeners bound).
     pub startup: Duration,
     stop: watch::Sender<bool>,
@@ -207,13 +148,13 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 /// The bound data-plane addresses: plain HTTP, and HTTPS when configured.
-struct DataPlane {
-    addr: SocketAddr,
-    tls_addr: Option<SocketAddr>,
-    tasks: Vec<JoinHandle<()>>,
+pub(crate) struct DataPlane {
+    pub(crate) addr: SocketAddr,
+    pub(crate) tls_addr: Option<SocketAddr>,
+    pub(crate) tasks: Vec<JoinHandle<()>>,
 }
 
-async fn serve_data_plane(
+pub(crate) async fn serve_data_plane(
     config: &DaemonConfig,
     routes: Arc<dyn RouteTable>,
     metrics: Arc<Metrics>,
@@ -250,50 +191,6 @@ async fn serve_data_plane(
         addr,
         tls_addr,
         tasks,
-    })
-}
-
-/// Local-run mode: serves `app` for every host and path.
-pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<RunningDaemon> {
-    let started = Instant::now();
-    let runtime = Arc::new(Runtime::new(config.engine)?);
-    let bytes =
-        std::fs::read(&app.wasm).with_context(|| format!("reading {}", app.wasm.display()))?;
-    let function = runtime
-        .load(&app.name, &bytes, config.limits)
-        .with_context(|| format!("loading {}", app.wasm.display()))?;
-    std::fs::create_dir_all(&app.data_dir)
-        .with_context(|| format!("creating {}", app.data_dir.display()))?;
-    let kv: Arc<dyn KvBackend> = Arc::new(RedbKv::open(
-        &app.data_dir.join("kv.redb"),
-        Arc::new(SystemClock),
-    )?);
-    let allow = AllowList::parse(&app.allowed_hosts)?;
-    let services = config.capabilities.services(kv)?;
-    let deployment = Arc::new(Deployment {
-        http_limits: config.http,
-        fetch: FetchCtx::new(services.fetch.clone(), allow),
-        geo: GeoCtx::new(services.geo.clone()),
-        logs: None,
-        kv: KvCtx::new(services.kv, "local", None, DEFAULT_TENANT_QUOTA_BYTES),
-        tenant: "local".into(),
-        version: 0,
-        app: app.name.as_str().into(),
-        function,
-        config: ConfigCtx::new(app.vars.clone()),
-        slots: Default::default(),
-    });
-    let (stop, _) = watch::channel(false);
-    let metrics = Arc::new(Metrics::default());
-    let plane = serve_data_plane(config, Arc::new(SingleApp(deployment)), metrics, &stop).await?;
-    Ok(RunningDaemon {
-        addr: plane.addr,
-        tls_addr: plane.tls_addr,
-        admin_addr: None,
-        registry: None,
-        startup: started.elapsed(),
-        stop,
-        tasks: plane.tasks,
     })
 }
 
@@ -349,6 +246,7 @@ pub async fn start_platform(
         tls_addr: plane.tls_addr,
         admin_addr: Some(admin_addr),
         registry: Some(registry),
+        local: None,
         startup: started.elapsed(),
         stop,
         tasks,

@@ -1,0 +1,146 @@
+//! Local-run mode (`verge serve --app`, `verge dev`): one function for
+//! every host and path, swappable in place so `verge dev` can reload it
+//! without dropping the server.
+
+use super::{DaemonConfig, RunningDaemon, serve_data_plane};
+use crate::capabilities::Services;
+use crate::capabilities::config::ConfigCtx;
+use crate::capabilities::fetch::{AllowList, FetchCtx};
+use crate::capabilities::geo::GeoCtx;
+use crate::capabilities::kv::KvCtx;
+use crate::runtime::{Limits, Runtime};
+use crate::server::HttpLimits;
+use crate::storage::kv::redb::RedbKv;
+use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, SystemClock};
+use crate::telemetry::metrics::Metrics;
+use crate::tenancy::{Deployment, RouteTable};
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// The single app of local-run mode.
+#[derive(Debug, Clone)]
+pub struct LocalApp {
+    /// Name used in logs.
+    pub name: String,
+    /// The component file.
+    pub wasm: PathBuf,
+    /// Configuration variables.
+    pub vars: BTreeMap<String, String>,
+    /// Where its KV data lives (`kv.redb`); any store name may be opened.
+    pub data_dir: PathBuf,
+    /// Outbound `scheme://host[:port]` it may fetch.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// The function local-run mode serves, replaced whole on reload.
+pub struct LocalHost {
+    runtime: Arc<Runtime>,
+    limits: Limits,
+    http: HttpLimits,
+    services: Services,
+    current: ArcSwap<Deployment>,
+    reloads: std::sync::atomic::AtomicU32,
+}
+
+impl RouteTable for LocalHost {
+    fn resolve(&self, _host: &str, _path: &str) -> Option<Arc<Deployment>> {
+        Some(self.current.load_full())
+    }
+}
+
+impl LocalHost {
+    fn deployment(
+        runtime: &Runtime,
+        limits: Limits,
+        http: HttpLimits,
+        services: &Services,
+        app: &LocalApp,
+        version: u32,
+    ) -> anyhow::Result<Deployment> {
+        let bytes =
+            std::fs::read(&app.wasm).with_context(|| format!("reading {}", app.wasm.display()))?;
+        let function = runtime
+            .load(&app.name, &bytes, limits)
+            .with_context(|| format!("loading {}", app.wasm.display()))?;
+        let allow = AllowList::parse(&app.allowed_hosts)?;
+        Ok(Deployment {
+            http_limits: http,
+            fetch: FetchCtx::new(services.fetch.clone(), allow),
+            geo: GeoCtx::new(services.geo.clone()),
+            logs: None,
+            kv: KvCtx::new(
+                services.kv.clone(),
+                "local",
+                None,
+                DEFAULT_TENANT_QUOTA_BYTES,
+            ),
+            tenant: "local".into(),
+            version,
+            app: app.name.as_str().into(),
+            function,
+            config: ConfigCtx::new(app.vars.clone()),
+            slots: Default::default(),
+        })
+    }
+
+    /// Loads `app` again (a new build, new variables or allowed hosts) and
+    /// swaps it in: requests in flight finish on the old version, new ones
+    /// get the new one. On error the old version keeps serving. Blocking
+    /// (it compiles): call from `spawn_blocking`.
+    pub fn reload(&self, app: &LocalApp) -> anyhow::Result<u32> {
+        let version = self.reloads.load(std::sync::atomic::Ordering::Relaxed) + 1;
+        let deployment = Self::deployment(
+            &self.runtime,
+            self.limits,
+            self.http,
+            &self.services,
+            app,
+            version,
+        )?;
+        self.current.store(Arc::new(deployment));
+        self.reloads
+            .store(version, std::sync::atomic::Ordering::Relaxed);
+        Ok(version)
+    }
+}
+
+/// Local-run mode: serves `app` for every host and path.
+pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<RunningDaemon> {
+    let started = Instant::now();
+    let runtime = Arc::new(Runtime::new(config.engine)?);
+    std::fs::create_dir_all(&app.data_dir)
+        .with_context(|| format!("creating {}", app.data_dir.display()))?;
+    let kv: Arc<dyn KvBackend> = Arc::new(RedbKv::open(
+        &app.data_dir.join("kv.redb"),
+        Arc::new(SystemClock),
+    )?);
+    let services = config.capabilities.services(kv)?;
+    let deployment =
+        LocalHost::deployment(&runtime, config.limits, config.http, &services, app, 0)?;
+    let host = Arc::new(LocalHost {
+        runtime,
+        limits: config.limits,
+        http: config.http,
+        services,
+        current: ArcSwap::from_pointee(deployment),
+        reloads: std::sync::atomic::AtomicU32::new(0),
+    });
+    let (stop, _) = watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let plane = serve_data_plane(config, host.clone(), metrics, &stop).await?;
+    Ok(RunningDaemon {
+        addr: plane.addr,
+        tls_addr: plane.tls_addr,
+        admin_addr: None,
+        registry: None,
+        local: Some(host),
+        startup: started.elapsed(),
+        stop,
+        tasks: plane.tasks,
+    })
+}

@@ -1,0 +1,57 @@
+//! The operator's settings for the fetch and geo capabilities, and the
+//! host-wide services built from them.
+
+use crate::capabilities::Services;
+use crate::capabilities::fetch::{AddressPolicy, FetchClient};
+use crate::capabilities::geo::{GEO_RELOAD_INTERVAL, GeoDb};
+use crate::storage::kv::KvBackend;
+use anyhow::Context as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Operator settings of the fetch and geo capabilities.
+#[derive(Debug, Clone, Default)]
+pub struct CapabilityConfig {
+    /// Private ranges fetch may reach anyway (e.g. `10.0.0.0/8` for an
+    /// internal origin; tests allow `127.0.0.1/32`). Public addresses are
+    /// always reachable when an app's allow-list names them.
+    pub outbound_allow_cidrs: Vec<ipnet::IpNet>,
+    /// PEM file of extra CA certificates trusted for outbound TLS, beside
+    /// the webpki roots.
+    pub outbound_ca_file: Option<PathBuf>,
+    /// The `.mmdb` geo database; none = geo lookups answer none.
+    pub geo_database: Option<PathBuf>,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl CapabilityConfig {
+    /// Builds the host-wide services over `kv`: fails with the file and the
+    /// reason when the CA file or the geo database is unusable.
+    pub fn services(&self, kv: Arc<dyn KvBackend>) -> anyhow::Result<Services> {
+        use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+        let mut roots = Vec::new();
+        if let Some(path) = &self.outbound_ca_file {
+            for cert in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("reading the outbound CA file {}", path.display()))?
+            {
+                roots.push(cert.with_context(|| format!("parsing {}", path.display()))?);
+            }
+        }
+        let fetch = FetchClient::new(AddressPolicy::new(self.outbound_allow_cidrs.clone()), roots)
+            .context("building the outbound TLS configuration")?;
+        let geo = match &self.geo_database {
+            Some(path) => {
+                let db = GeoDb::open(path)?;
+                db.watch(GEO_RELOAD_INTERVAL);
+                db
+            }
+            None => GeoDb::none(),
+        };
+        Ok(Services {
+            kv,
+            fetch: Arc::new(fetch),
+            geo,
+        })
+    }
+}
