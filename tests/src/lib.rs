@@ -224,7 +224,7 @@ impl TestServer {
                 Arc::new(PrefixRoutes(table)),
                 setup.http,
                 pool,
-                Default::default(),
+                services.metrics.clone(),
             )
             .with_trusted_proxies(TrustedProxies::new(
                 setup.capabilities.trusted_proxies.clone(),

@@ -74,9 +74,22 @@ async fn metrics_parse_as_openmetrics_and_move_with_traffic() {
             .status,
         201
     );
+    let manifest = serde_json::json!({ "routes": ["kv.test"], "kv_stores": ["data"] });
+    let r = p
+        .deploy_manifest(&a, "alpha", "kv", manifest, "kv-probe")
+        .await;
+    assert_eq!(r.status, 201);
     for _ in 0..3 {
         assert_eq!(p.get("site.test", "/").await.status, 200);
     }
+    assert_eq!(
+        p.get("kv.test", "/set?store=data&key=k&value=v")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(p.get("kv.test", "/get?store=data&key=k").await.status, 200);
+    assert_eq!(p.get("kv.test", "/get?store=data&key=k").await.status, 200);
     assert_eq!(p.get("spin.test", "/").await.status, 503);
     assert_eq!(p.get("nowhere.test", "/").await.status, 404);
     let metrics = p.admin("GET", "/metrics", None, vec![]).await;
@@ -109,6 +122,16 @@ async fn metrics_parse_as_openmetrics_and_move_with_traffic() {
         "{text}"
     );
     assert!(has("verge_instances_in_flight 0"), "{text}");
+    assert!(has("verge_admission_waiting 0"), "{text}");
+    assert!(
+        has(r#"verge_kv_operations_total{tenant="alpha",op="get",outcome="ok"} 2"#),
+        "{text}"
+    );
+    assert!(has(
+        r#"verge_kv_operations_total{tenant="alpha",op="set",outcome="ok"} 1"#
+    ));
+    assert!(text.contains("process_resident_memory_bytes "), "{text}");
+    assert!(text.contains("process_cpu_seconds_total "), "{text}");
     assert!(text.contains(r#"verge_request_duration_seconds_count{tenant="alpha",app="site"} 3"#));
     p.shutdown().await;
 }

@@ -5,6 +5,7 @@
 
 use crate::runtime::{RequestState, RequestStateLinker, bindings::verge::edge::kv as wit};
 use crate::storage::kv::{KvBackend, KvError, Namespace, Outcome, WriteOp};
+use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
@@ -20,6 +21,7 @@ pub struct KvCtx {
     stores: Option<Arc<[String]>>,
     quota_bytes: u64,
     open: usize,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for KvCtx {
@@ -31,6 +33,7 @@ impl Default for KvCtx {
             stores: Some(Arc::from([])),
             quota_bytes: 0,
             open: 0,
+            metrics: None,
         }
     }
 }
@@ -49,7 +52,36 @@ impl KvCtx {
             stores: stores.map(Arc::from),
             quota_bytes,
             open: 0,
+            metrics: None,
         }
+    }
+
+    /// Counts every operation in `metrics` (`verge_kv_operations_total`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count<T>(&self, op: &'static str, result: &Result<T, wit::Error>) {
+        if let Some(metrics) = &self.metrics {
+            let outcome = match result {
+                Ok(_) => "ok",
+                Err(err) => error_kind(err),
+            };
+            metrics.kv_op(&self.tenant, op, outcome);
+        }
+    }
+}
+
+fn error_kind(err: &wit::Error) -> &'static str {
+    match err {
+        wit::Error::NoSuchStore => "no-such-store",
+        wit::Error::AccessDenied => "access-denied",
+        wit::Error::KeyTooLarge => "key-too-large",
+        wit::Error::ValueTooLarge => "value-too-large",
+        wit::Error::QuotaExceeded => "quota-exceeded",
+        wit::Error::InvalidKey(_) => "invalid-key",
+        wit::Error::Other(_) => "other",
     }
 }
 
@@ -109,7 +141,15 @@ impl KvView<'_> {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(backend.write(&ns, op).await.map_err(to_wit))
+        let name = match &op {
+            WriteOp::Set { .. } => "set",
+            WriteOp::Delete { .. } => "delete",
+            WriteOp::Increment { .. } => "increment",
+            WriteOp::CompareAndSwap { .. } => "compare-and-swap",
+        };
+        let result = backend.write(&ns, op).await.map_err(to_wit);
+        self.ctx.count(name, &result);
+        Ok(result)
     }
 }
 
@@ -144,7 +184,9 @@ impl wit::HostStore for KvView<'_> {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(backend.get(&ns, &key).await.map_err(to_wit))
+        let result = backend.get(&ns, &key).await.map_err(to_wit);
+        self.ctx.count("get", &result);
+        Ok(result)
     }
 
     async fn set(
@@ -179,13 +221,16 @@ impl wit::HostStore for KvView<'_> {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
-        let page = backend.list(&ns, &prefix, cursor.as_deref(), limit).await;
-        Ok(page
+        let page = backend
+            .list(&ns, &prefix, cursor.as_deref(), limit)
+            .await
             .map(|p| wit::KeyPage {
                 keys: p.keys,
                 cursor: p.cursor,
             })
-            .map_err(to_wit))
+            .map_err(to_wit);
+        self.ctx.count("list", &page);
+        Ok(page)
     }
 
     async fn increment(

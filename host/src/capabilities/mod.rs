@@ -22,6 +22,8 @@ pub struct Services {
     pub fetch: Arc<fetch::FetchClient>,
     /// The geo database (possibly none).
     pub geo: Arc<geo::GeoDb>,
+    /// Where requests and capability calls are counted.
+    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
 }
 
 /// Links every capability this host provides.

@@ -12,7 +12,6 @@ use crate::runtime::{Limits, Runtime};
 use crate::server::HttpLimits;
 use crate::storage::kv::redb::RedbKv;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, SystemClock};
-use crate::telemetry::metrics::Metrics;
 use crate::tenancy::{Deployment, RouteTable};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -70,7 +69,8 @@ impl LocalHost {
         let allow = AllowList::parse(&app.allowed_hosts)?;
         Ok(Deployment {
             http_limits: http,
-            fetch: FetchCtx::new(services.fetch.clone(), allow),
+            fetch: FetchCtx::new(services.fetch.clone(), allow)
+                .with_metrics(services.metrics.clone(), "local"),
             geo: GeoCtx::new(services.geo.clone()),
             logs: None,
             kv: KvCtx::new(
@@ -78,7 +78,8 @@ impl LocalHost {
                 "local",
                 None,
                 DEFAULT_TENANT_QUOTA_BYTES,
-            ),
+            )
+            .with_metrics(services.metrics.clone()),
             tenant: "local".into(),
             version,
             app: app.name.as_str().into(),
@@ -131,7 +132,7 @@ pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<Runn
         reloads: std::sync::atomic::AtomicU32::new(0),
     });
     let (stop, _) = watch::channel(false);
-    let metrics = Arc::new(Metrics::default());
+    let metrics = host.services.metrics.clone();
     let plane = serve_data_plane(config, host.clone(), metrics, &stop).await?;
     Ok(RunningDaemon {
         addr: plane.addr,

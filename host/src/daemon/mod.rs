@@ -215,6 +215,7 @@ pub async fn start_platform(
     )?);
     let http = config.http;
     let services = config.capabilities.services(kv)?;
+    let metrics = services.metrics.clone();
     let registry = tokio::task::spawn_blocking(move || {
         Registry::open(runtime, &data_dir, limits, http, services)
     })
@@ -222,7 +223,6 @@ pub async fn start_platform(
     .context("restoring apps")??;
     let registry = Arc::new(registry);
     let (stop, _) = watch::channel(false);
-    let metrics = Arc::new(Metrics::default());
     let plane = serve_data_plane(config, registry.clone(), metrics.clone(), &stop).await?;
     let admin_listener = tokio::net::TcpListener::bind(platform.admin_listen)
         .await

@@ -52,6 +52,7 @@ impl CapabilityConfig {
             kv,
             fetch: Arc::new(fetch),
             geo,
+            metrics: Arc::default(),
         })
     }
 }

@@ -198,7 +198,16 @@ impl Dispatcher {
         ];
         let mut permits = Vec::with_capacity(gates.len());
         for gate in gates.into_iter().flatten() {
-            match tokio::time::timeout_at(deadline, gate.acquire()).await {
+            let acquired = match gate.try_acquire() {
+                Ok(permit) => Ok(Ok(permit)),
+                Err(_) => {
+                    self.metrics.admission_wait(true);
+                    let waited = tokio::time::timeout_at(deadline, gate.acquire()).await;
+                    self.metrics.admission_wait(false);
+                    waited
+                }
+            };
+            match acquired {
                 Ok(Ok(permit)) => permits.push(permit),
                 Ok(Err(_)) | Err(_) => {
                     drop(permits);

@@ -33,6 +33,18 @@ pub struct AppLabels {
     pub app: String,
 }
 
+/// Labels of one capability call (KV operation or fetch).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// Tenant.
+    pub tenant: String,
+    /// `get`, `set`, `delete`, `list`, `increment`, `compare-and-swap`
+    /// for KV; `send` for fetch.
+    pub op: &'static str,
+    /// `ok`, or the error's kind.
+    pub outcome: &'static str,
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Registry,
@@ -41,6 +53,9 @@ pub struct Metrics {
     fuel: Family<AppLabels, Counter>,
     peak_memory: Family<AppLabels, Histogram>,
     in_flight: Gauge,
+    admission_waiting: Gauge,
+    kv_ops: Family<CallLabels, Counter>,
+    fetches: Family<CallLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -78,6 +93,24 @@ impl Default for Metrics {
             "Guest instances running now (instance pool occupancy)",
             in_flight.clone(),
         );
+        let admission_waiting = Gauge::default();
+        registry.register(
+            "admission_waiting",
+            "Requests queued for a concurrency slot (global, tenant or app)",
+            admission_waiting.clone(),
+        );
+        let kv_ops = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "kv_operations",
+            "KV operations by tenant, operation and outcome",
+            kv_ops.clone(),
+        );
+        let fetches = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "fetch_requests",
+            "Outbound fetches (redirect hops included) by tenant and outcome",
+            fetches.clone(),
+        );
         Self {
             registry,
             requests,
@@ -85,6 +118,9 @@ impl Default for Metrics {
             fuel,
             peak_memory,
             in_flight,
+            admission_waiting,
+            kv_ops,
+            fetches,
         }
     }
 }
@@ -138,11 +174,47 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
+    /// A request started (`true`) or stopped (`false`) waiting for a slot.
+    pub fn admission_wait(&self, waiting: bool) {
+        if waiting {
+            self.admission_waiting.inc();
+        } else {
+            self.admission_waiting.dec();
+        }
+    }
+
+    /// Counts one KV operation.
+    pub fn kv_op(&self, tenant: &str, op: &'static str, outcome: &'static str) {
+        self.kv_ops
+            .get_or_create(&CallLabels {
+                tenant: tenant.to_owned(),
+                op,
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Counts one outbound fetch.
+    pub fn fetch(&self, tenant: &str, outcome: &'static str) {
+        self.fetches
+            .get_or_create(&CallLabels {
+                tenant: tenant.to_owned(),
+                op: "send",
+                outcome,
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition, process metrics included.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %err, "encoding metrics failed");
+        }
+        let process = super::process::encode();
+        match out.rfind("# EOF") {
+            Some(at) => out.insert_str(at, &process),
+            None => out.push_str(&process),
         }
         out
     }
@@ -190,6 +262,15 @@ mod tests {
         ));
         assert!(text.contains(r#"verge_guest_fuel_total{tenant="t",app="a"} 5600"#));
         assert!(text.contains("verge_instances_in_flight 1"));
+        m.kv_op("t", "get", "ok");
+        m.fetch("t", "denied");
+        let text = m.encode();
+        assert!(text.contains(r#"verge_kv_operations_total{tenant="t",op="get",outcome="ok"} 1"#));
+        assert!(
+            text.contains(r#"verge_fetch_requests_total{tenant="t",op="send",outcome="denied"} 1"#)
+        );
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_resident_memory_bytes "), "{text}");
         assert!(text.trim_end().ends_with("# EOF"));
     }
 }

@@ -157,7 +157,8 @@ impl Loader {
             function,
             config: ConfigCtx::new(vars),
             slots,
-            fetch: FetchCtx::new(self.services.fetch.clone(), allow),
+            fetch: FetchCtx::new(self.services.fetch.clone(), allow)
+                .with_metrics(self.services.metrics.clone(), &app.tenant),
             geo: GeoCtx::new(self.services.geo.clone()),
             logs: Some(self.log_ring(&app.tenant, &app.name)),
             kv: KvCtx::new(
@@ -169,7 +170,8 @@ impl Loader {
                     .map_or(DEFAULT_TENANT_QUOTA_BYTES, |mib| {
                         mib.saturating_mul(1 << 20)
                     }),
-            ),
+            )
+            .with_metrics(self.services.metrics.clone()),
         }))
     }
 

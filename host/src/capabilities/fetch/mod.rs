@@ -11,6 +11,7 @@ pub use policy::{AddressPolicy, AllowList, AllowListError};
 
 use crate::runtime::bindings::http_types::{Request as WitRequest, Response as WitResponse};
 use crate::runtime::{RequestState, RequestStateLinker, bindings::verge::edge::fetch as wit};
+use crate::telemetry::metrics::Metrics;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, LOCATION};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
@@ -53,6 +54,21 @@ pub enum FetchError {
     InvalidRequest(String),
 }
 
+impl FetchError {
+    /// The WIT variant's name, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Denied(_) => "denied",
+            FetchError::Timeout => "timeout",
+            FetchError::Dns(_) => "dns",
+            FetchError::Connection(_) => "connection",
+            FetchError::TooManySubrequests(_) => "too-many-subrequests",
+            FetchError::TooLarge(_) => "too-large",
+            FetchError::InvalidRequest(_) => "invalid-request",
+        }
+    }
+}
+
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus
 /// the framing and `Host` the client derives itself.
 const HOP_BY_HOP: [&str; 10] = [
@@ -77,6 +93,7 @@ pub struct FetchCtx {
     max_subrequests: u32,
     used: u32,
     deadline: Option<Instant>,
+    metrics: Option<(Arc<Metrics>, Arc<str>)>,
 }
 
 impl Default for FetchCtx {
@@ -88,6 +105,7 @@ impl Default for FetchCtx {
             max_subrequests: DEFAULT_MAX_SUBREQUESTS,
             used: 0,
             deadline: None,
+            metrics: None,
         }
     }
 }
@@ -100,6 +118,13 @@ impl FetchCtx {
             allow: Arc::new(allow),
             ..Self::default()
         }
+    }
+
+    /// Counts every call of `tenant` in `metrics`
+    /// (`verge_fetch_requests_total`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>, tenant: &str) -> Self {
+        self.metrics = Some((metrics, tenant.into()));
+        self
     }
 
     /// Starts one request's budget: `max_subrequests` calls, all ending by
@@ -313,11 +338,14 @@ impl wit::Host for FetchCtx {
         let timeout = options
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.into()));
-        Ok(self
-            .send(req, timeout, options.follow_redirects)
-            .await
-            .map(to_wit_response)
-            .map_err(to_wit_error))
+        let result = self.send(req, timeout, options.follow_redirects).await;
+        if let Some((metrics, tenant)) = &self.metrics {
+            metrics.fetch(
+                tenant,
+                result.as_ref().map_or_else(FetchError::kind, |_| "ok"),
+            );
+        }
+        Ok(result.map(to_wit_response).map_err(to_wit_error))
     }
 }
 
