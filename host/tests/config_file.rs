@@ -10,9 +10,9 @@
     reason = "tests"
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
+
+mod common;
 
 fn serve(config: &std::path::Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_verge"));
@@ -76,23 +76,14 @@ fn the_config_file_sets_addresses_data_dir_and_token_and_flags_win() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = common::first_line(&mut child);
     let admin = &line[line.find("admin API on http://").unwrap() + 20..];
     let admin = admin.split(')').next().unwrap().to_owned();
-    let mut stream = TcpStream::connect(&admin).unwrap();
-    write!(
-        stream,
-        "GET /v1/tenants HTTP/1.1\r\nhost: a\r\nauthorization: Bearer verge_op_from-the-file\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
+    let auth = "authorization: Bearer verge_op_from-the-file\r\n";
+    let (status, reply) = common::request(&admin, "GET", "/v1/tenants", "a", auth, b"").unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(status, 200, "{reply}");
     assert!(
         dir.path().join("state/control.redb").exists(),
         "data_dir is taken relative to the file"

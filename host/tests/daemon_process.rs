@@ -9,11 +9,12 @@
     reason = "tests"
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 const TOKEN: &str = "verge_op_process-test-token";
 
@@ -62,10 +63,7 @@ fn start(data_dir: &Path) -> Daemon {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = common::first_line(&mut child);
     // "verge: serving N apps on http://A (admin API on http://B), ready in M ms"
     let addr = |after: &str| -> SocketAddr {
         let rest = &line[line.find(after).unwrap_or_else(|| panic!("{line}")) + after.len()..];
@@ -86,7 +84,7 @@ fn start(data_dir: &Path) -> Daemon {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; returns (status, body).
+/// One request to the daemon, with the operator token.
 fn http(
     addr: SocketAddr,
     method: &str,
@@ -94,23 +92,8 @@ fn http(
     host: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {TOKEN}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut out = Vec::new();
-    stream.read_to_end(&mut out)?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    let auth = format!("authorization: Bearer {TOKEN}\r\n");
+    common::request(addr, method, path, host, &auth, body)
 }
 
 fn admin(d: &Daemon, method: &str, path: &str, body: &[u8]) -> (u16, String) {

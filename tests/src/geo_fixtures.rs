@@ -77,6 +77,13 @@ const PLACES: [Place; 3] = [
     },
 ];
 
+fn insert_all(w: &mut Writer, nets: &[&str], record: &Value) {
+    for net in nets {
+        w.insert_value(net.parse::<IpNet>().unwrap(), record.clone())
+            .unwrap();
+    }
+}
+
 fn write(path: &Path, writer: &Writer) {
     std::fs::write(path, writer.to_bytes().unwrap()).unwrap();
 }
@@ -108,10 +115,7 @@ pub fn city_db(path: &Path) {
             ]),
         ));
         let record = Value::map(fields);
-        for net in nets {
-            w.insert_value(net.parse::<IpNet>().unwrap(), record.clone())
-                .unwrap();
-        }
+        insert_all(&mut w, nets, &record);
     }
     write(path, &w);
 }
@@ -128,10 +132,7 @@ pub fn country_db(path: &Path) {
     } in PLACES
     {
         let record = Value::map(country(iso, name, continent));
-        for net in nets {
-            w.insert_value(net.parse::<IpNet>().unwrap(), record.clone())
-                .unwrap();
-        }
+        insert_all(&mut w, nets, &record);
     }
     write(path, &w);
 }
@@ -159,10 +160,7 @@ pub fn flat_db(path: &Path) {
             ("longitude", Value::Float(lon as f32)),
             ("timezone", Value::from(tz)),
         ]);
-        for net in nets {
-            w.insert_value(net.parse::<IpNet>().unwrap(), record.clone())
-                .unwrap();
-        }
+        insert_all(&mut w, nets, &record);
     }
     write(path, &w);
 }

@@ -87,31 +87,24 @@ async fn answer(req: Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
+/// Serves one connection, counting its requests.
+async fn serve_connection<IO>(io: IO, counter: Arc<AtomicU64>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, std::convert::Infallible>(answer(req).await) }
+    });
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
 impl Origin {
     /// Starts an origin on 127.0.0.1 with a free port.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicU64::new(0));
-        let counter = hits.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        async move { Ok::<_, std::convert::Infallible>(answer(req).await) }
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { addr, hits, task }
+        Self::start_with(None).await
     }
 
     /// Starts an HTTPS origin on 127.0.0.1 serving `cert`/`key`, offering
@@ -122,6 +115,10 @@ impl Origin {
             key: key.to_owned(),
         }])
         .unwrap();
+        Self::start_with(Some(acceptor)).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicU64::new(0));
@@ -132,18 +129,16 @@ impl Origin {
                     continue;
                 };
                 let counter = counter.clone();
-                let acceptor = acceptor.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let service = service_fn(move |req| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        async move { Ok::<_, std::convert::Infallible>(answer(req).await) }
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    match tls {
+                        None => serve_connection(stream, counter).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve_connection(stream, counter).await;
+                            }
+                        }
+                    }
                 });
             }
         });

@@ -8,7 +8,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Request;
 use http_body_util::Full;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use verge::daemon::CapabilityConfig;
 use verge_tests::origin::Origin;
@@ -16,21 +15,6 @@ use verge_tests::{Platform, Reply, Setup};
 
 const HOST: &str = "api.test";
 const SECRET: &str = "a-long-random-hs256-key";
-
-fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut block = [0u8; 64];
-    block[..key.len()].copy_from_slice(key);
-    let pad = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .to_vec()
-}
 
 fn now() -> u64 {
     SystemTime::now()
@@ -42,7 +26,10 @@ fn now() -> u64 {
 fn token_with(header: &Value, claims: &Value, key: &str) -> String {
     let h = URL_SAFE_NO_PAD.encode(header.to_string());
     let c = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let sig = URL_SAFE_NO_PAD.encode(hmac_sha256(key.as_bytes(), format!("{h}.{c}").as_bytes()));
+    let sig = URL_SAFE_NO_PAD.encode(verge::tenancy::tokens::hmac_sha256(
+        key.as_bytes(),
+        format!("{h}.{c}").as_bytes(),
+    ));
     format!("{h}.{c}.{sig}")
 }
 

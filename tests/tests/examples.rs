@@ -6,6 +6,7 @@ use http::Request;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use verge_tests::Platform;
+use verge_tests::origin::Origin;
 
 const TOKEN: &str = "s3cret";
 
@@ -28,6 +29,14 @@ async fn redirect_platform(dir: &std::path::Path) -> (Platform, String) {
         )
         .await;
     assert_eq!(secret.status, 200);
+    (p, tenant)
+}
+
+/// A platform whose functions may reach 127.0.0.1, with tenant `acme`.
+async fn loopback_platform(dir: &std::path::Path) -> (Platform, String) {
+    let engine = verge_tests::Setup::default().engine;
+    let p = Platform::start_with(dir, engine, verge_tests::loopback_capabilities()).await;
+    let tenant = p.tenant("acme").await;
     (p, tenant)
 }
 
@@ -115,11 +124,8 @@ async fn concurrent_creators_of_one_slug_get_exactly_one_201() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_slugs_fall_back_to_the_origin() {
-    let origin = verge_tests::origin::Origin::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let engine = verge_tests::Setup::default().engine;
-    let p = Platform::start_with(dir.path(), engine, verge_tests::loopback_capabilities()).await;
-    let tenant = p.tenant("acme").await;
+    let (origin, dir) = (Origin::start().await, tempfile::tempdir().unwrap());
+    let (p, tenant) = loopback_platform(dir.path()).await;
     let manifest = json!({
         "routes": ["go.test"],
         "kv_stores": ["links"],
@@ -141,11 +147,8 @@ async fn unknown_slugs_fall_back_to_the_origin() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ab_variant_can_be_served_from_its_origin() {
-    let origin = verge_tests::origin::Origin::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let engine = verge_tests::Setup::default().engine;
-    let p = Platform::start_with(dir.path(), engine, verge_tests::loopback_capabilities()).await;
-    let tenant = p.tenant("acme").await;
+    let (origin, dir) = (Origin::start().await, tempfile::tempdir().unwrap());
+    let (p, tenant) = loopback_platform(dir.path()).await;
     let manifest = json!({
         "routes": ["ab.test"],
         "allowed_hosts": [format!("http://{}", origin.addr)],

@@ -148,30 +148,11 @@ fn demo_jwt(secret: &str) -> String {
         "exp": now + 24 * 3600,
     });
     let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let signature = hmac_sha256(secret.as_bytes(), format!("{header}.{claims}").as_bytes());
+    let signature = crate::tenancy::tokens::hmac_sha256(
+        secret.as_bytes(),
+        format!("{header}.{claims}").as_bytes(),
+    );
     format!("{header}.{claims}.{}", URL_SAFE_NO_PAD.encode(signature))
-}
-
-/// HMAC-SHA256 (RFC 2104) for keys up to one block, as the demo's are.
-fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let mut block = [0u8; 64];
-    let key = if key.len() > block.len() {
-        Sha256::digest(key).to_vec()
-    } else {
-        key.to_vec()
-    };
-    block[..key.len()].copy_from_slice(&key);
-    let pad = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .to_vec()
 }
 
 /// `a/b/../c` → `a/c` without touching the filesystem (the dir may not exist).

@@ -4,7 +4,7 @@
 //! reloads on change without dropping the server. A failed build is shown
 //! and the last good version keeps serving.
 
-use super::serve::{DEFAULT_LISTEN, Tuning, local_app, parse_var, run_until_signal};
+use super::serve::{DEFAULT_LISTEN, LocalAppArgs, Tuning, local_app, run_until_signal};
 use super::settings::DaemonFile;
 use crate::daemon::{self, LocalHost};
 use crate::guest_build::{self, Artifact};
@@ -33,12 +33,8 @@ pub struct DevArgs {
     /// Where KV data lives between runs [default: DIR/target/verge-dev].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// A configuration variable, as KEY=VALUE (repeatable; adds to verge.toml's).
-    #[arg(long = "var", value_parser = parse_var)]
-    pub vars: Vec<(String, String)>,
-    /// An origin the function may fetch (repeatable; adds to verge.toml's).
-    #[arg(long = "allow-host", value_name = "ORIGIN")]
-    pub allowed_hosts: Vec<String>,
+    #[command(flatten)]
+    pub local: LocalAppArgs,
     #[command(flatten)]
     pub tuning: Tuning,
 }
@@ -108,8 +104,7 @@ async fn rebuild(host: &Arc<LocalHost>, args: &DevArgs, data_dir: &Path, url: &s
         &args.dir,
         artifact.package,
         artifact.path,
-        &args.vars,
-        &args.allowed_hosts,
+        &args.local,
         data_dir,
     ) {
         Ok(app) => app,
@@ -167,8 +162,7 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<()> {
         &args.dir,
         artifact.package,
         artifact.path,
-        &args.vars,
-        &args.allowed_hosts,
+        &args.local,
         &data_dir,
     )?;
     let running = daemon::start(&config, &app).await?;

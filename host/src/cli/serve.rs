@@ -43,15 +43,23 @@ pub struct ServeArgs {
     /// (or generated into) DATA_DIR/admin-token with mode 0600.
     #[arg(long, env = "VERGE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// A configuration variable for the app, as KEY=VALUE (repeatable).
+    #[command(flatten)]
+    pub local: LocalAppArgs,
+    #[command(flatten)]
+    pub tuning: Tuning,
+}
+
+/// What local-run mode adds to the function's own verge.toml.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LocalAppArgs {
+    /// A configuration variable for the app, as KEY=VALUE (repeatable;
+    /// added to the `[config]` of its verge.toml).
     #[arg(long = "var", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
     /// An origin the app may fetch, `scheme://host[:port]` (repeatable;
-    /// local-run mode, added to the `allowed_hosts` of its verge.toml).
+    /// added to the `allowed_hosts` of its verge.toml).
     #[arg(long = "allow-host", value_name = "ORIGIN")]
     pub allowed_hosts: Vec<String>,
-    #[command(flatten)]
-    pub tuning: Tuning,
 }
 
 /// Engine, limit, TLS and capability settings shared by the serving
@@ -310,14 +318,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
     let (name, wasm) = resolve_component(app_path)?;
-    let app = local_app(
-        app_path,
-        name,
-        wasm,
-        &args.vars,
-        &args.allowed_hosts,
-        &data_dir,
-    )?;
+    let app = local_app(app_path, name, wasm, &args.local, &data_dir)?;
     let running = daemon::start(&config, &app).await?;
     println!(
         "verge: serving {} on http://{}{}",
@@ -336,8 +337,7 @@ pub(super) fn local_app(
     app_path: &Path,
     name: String,
     wasm: PathBuf,
-    extra_vars: &[(String, String)],
-    extra_hosts: &[String],
+    extra: &LocalAppArgs,
     data_dir: &Path,
 ) -> anyhow::Result<LocalApp> {
     let manifest = if app_path.is_dir() {
@@ -351,9 +351,9 @@ pub(super) fn local_app(
         super::deploy::ManifestFile::default()
     };
     let mut vars = file.config;
-    vars.extend(extra_vars.iter().cloned());
+    vars.extend(extra.vars.iter().cloned());
     let mut allowed_hosts = file.allowed_hosts;
-    allowed_hosts.extend(extra_hosts.iter().cloned());
+    allowed_hosts.extend(extra.allowed_hosts.iter().cloned());
     Ok(LocalApp {
         name: file.name.unwrap_or(name),
         wasm,

@@ -103,7 +103,9 @@ impl fmt::Display for Route {
     }
 }
 
-fn is_hostname(host: &str) -> bool {
+/// Whether `host` is a DNS host name: dot-separated labels of letters,
+/// digits and dashes, each 1-63 bytes, 253 in all.
+pub(crate) fn is_hostname(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|label| {

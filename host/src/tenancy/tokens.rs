@@ -42,8 +42,50 @@ pub fn tenant_of_token(token: &str) -> Option<&str> {
     (tenant != "op" && random.len() == 2 * TOKEN_RANDOM_BYTES).then_some(tenant)
 }
 
+/// HMAC-SHA256 (RFC 2104): signs the demo's JWTs; tests use it to mint
+/// tokens the auth example verifies.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    let key = if key.len() > block.len() {
+        Sha256::digest(key).to_vec()
+    } else {
+        key.to_vec()
+    };
+    block[..key.len()].copy_from_slice(&key);
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let long_key = [0xaa_u8; 131];
+        let mac = hmac_sha256(
+            &long_key,
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        assert_eq!(
+            hex::encode(mac),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
     use super::*;
 
     #[test]

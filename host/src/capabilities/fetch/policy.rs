@@ -106,11 +106,11 @@ fn parse_origin(entry: &str) -> Result<Origin, &'static str> {
     let host = if host == "*" {
         HostPattern::Any
     } else if let Some(suffix) = host.strip_prefix("*.") {
-        if !is_host_name(suffix) {
+        if !crate::tenancy::router::is_hostname(suffix) {
             return Err("a wildcard must be *.domain");
         }
         HostPattern::Subdomains(format!(".{suffix}"))
-    } else if is_host_name(&host) || host.parse::<IpAddr>().is_ok() {
+    } else if crate::tenancy::router::is_hostname(&host) || host.parse::<IpAddr>().is_ok() {
         HostPattern::Exact(host)
     } else {
         return Err("not a valid host name or address");
@@ -134,18 +134,6 @@ pub(super) fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), &
         Some((host, port)) => (host, Some(port)),
         None => (authority, None),
     })
-}
-
-fn is_host_name(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
 }
 
 /// The host-wide rule for destination addresses: public unicast only,
