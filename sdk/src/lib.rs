@@ -21,6 +21,7 @@
 
 extern crate self as verge_sdk;
 
+pub mod cache;
 pub mod config;
 pub mod fetch;
 pub mod geo;

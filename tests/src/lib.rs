@@ -44,6 +44,7 @@ pub fn loopback_capabilities() -> verge::daemon::CapabilityConfig {
 /// Every guest in `tests/guests`, by package name. A guest added there
 /// without a line here fails `every_test_guest_is_listed`.
 pub const TEST_GUESTS: &[&str] = &[
+    "cache-probe",
     "cpu-spin",
     "echo",
     "fetch-probe",
@@ -208,6 +209,7 @@ impl TestServer {
                 ),
                 fetch: FetchCtx::new(services.fetch.clone(), allow.clone()),
                 geo: GeoCtx::new(services.geo.clone()),
+                cache: verge::capabilities::cache::CacheCtx::new(services.cache.clone(), "local"),
                 logs: None,
                 tenant: "local".into(),
                 version: 0,

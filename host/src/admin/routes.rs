@@ -59,6 +59,18 @@ impl<'a> From<&'a AppRecord> for AppView<'a> {
     }
 }
 
+/// The body of a cache purge.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CachePurge {
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
 fn tenant_view(t: &TenantRecord) -> serde_json::Value {
     json!({ "name": t.name, "limits": t.limits, "created_at": t.created_at })
 }
@@ -280,6 +292,17 @@ impl AdminApi {
                 view["token"] = json!(token);
                 Ok(json_response(StatusCode::CREATED, &view))
             }
+            (["v1", "cache", "purge"], &Method::POST) => {
+                who.must_be_operator()?;
+                let purge: CachePurge = parse_json(&body)?;
+                ok(&self.purge_cache(None, purge)?)
+            }
+            (["v1", "tenants", t, "cache", "purge"], &Method::POST) => {
+                who.may_act_on(t)?;
+                r.tenant((*t).to_owned()).await?;
+                let purge: CachePurge = parse_json(&body)?;
+                ok(&self.purge_cache(Some(t), purge)?)
+            }
             (["v1", "tenants", t], &Method::GET) => {
                 who.may_act_on(t)?;
                 ok(&tenant_view(&r.tenant((*t).to_owned()).await?))
@@ -308,6 +331,36 @@ impl AdminApi {
             }
             (["v1", ..], _) => Err(ApiError::MethodNotAllowed),
             _ => Err(ApiError::NotFound),
+        }
+    }
+
+    /// Purges by tag, key or everything, for one tenant or (operator,
+    /// `all` only) the whole node.
+    fn purge_cache(
+        &self,
+        tenant: Option<&str>,
+        purge: CachePurge,
+    ) -> Result<serde_json::Value, ApiError> {
+        let cache = self.registry.cache();
+        match (tenant, purge) {
+            (Some(t), CachePurge { tag: Some(tag), key: None, all: false }) => {
+                Ok(json!({ "purged": cache.purge_tag(t, &tag) }))
+            }
+            (Some(t), CachePurge { tag: None, key: Some(key), all: false }) => {
+                let existed = cache.get(t, &key).is_some();
+                cache.delete(t, &key);
+                Ok(json!({ "purged": u32::from(existed) }))
+            }
+            (tenant, CachePurge { tag: None, key: None, all: true }) => {
+                cache.purge_all(tenant);
+                Ok(json!({ "purged": "all" }))
+            }
+            (None, _) => Err(ApiError::BadRequest(
+                "across tenants only {\"all\": true}; purge a tag or key under /v1/tenants/T/cache/purge".into(),
+            )),
+            _ => Err(ApiError::BadRequest(
+                "give exactly one of {\"tag\": T}, {\"key\": K} or {\"all\": true}".into(),
+            )),
         }
     }
 

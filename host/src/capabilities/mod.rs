@@ -1,6 +1,7 @@
 //! The `verge:edge` interfaces, one module each: a context type carried in
 //! the request's store, the WIT `Host` impl over it, and `add_to_linker`.
 
+pub mod cache;
 pub mod config;
 pub mod fetch;
 pub mod geo;
@@ -22,12 +23,15 @@ pub struct Services {
     pub fetch: Arc<fetch::FetchClient>,
     /// The geo database (possibly none).
     pub geo: Arc<geo::GeoDb>,
+    /// The edge cache.
+    pub cache: Arc<cache::CacheStore>,
     /// Where requests and capability calls are counted.
     pub metrics: Arc<crate::telemetry::metrics::Metrics>,
 }
 
 /// Links every capability this host provides.
 pub(crate) fn add_to_linker(linker: &mut RequestStateLinker) -> wasmtime::Result<()> {
+    cache::add_to_linker(linker)?;
     config::add_to_linker(linker)?;
     fetch::add_to_linker(linker)?;
     geo::add_to_linker(linker)?;

@@ -1,6 +1,7 @@
 //! The `verge` command line. Help text comes from these doc comments.
 
 mod admin;
+mod cache;
 mod client;
 mod demo;
 pub mod deploy;
@@ -107,6 +108,15 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Purge the edge cache by tag, key or entirely.
+    Cache {
+        /// What to purge.
+        #[command(subcommand)]
+        cmd: cache::CacheCmd,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
     /// Read, write, list and import a tenant's KV stores.
     Kv {
         /// What to do.
@@ -156,6 +166,7 @@ impl Cli {
                 admin::vars(&client::Api::new(&api), "config", cmd).await
             }
             Command::Kv { cmd, api } => kv::run(&client::Api::new(&api), cmd).await,
+            Command::Cache { cmd, api } => cache::run(&client::Api::new(&api), cmd).await,
             Command::Logs { args, api } => logs::run(&client::Api::new(&api), args).await,
             Command::Secret { cmd, api } => {
                 admin::vars(&client::Api::new(&api), "secrets", cmd).await

@@ -1,6 +1,7 @@
 //! `verge serve`: run the daemon.
 
 use super::settings::DaemonFile;
+use crate::capabilities::cache::DEFAULT_CACHE_CAPACITY_BYTES;
 use crate::capabilities::fetch::DEFAULT_MAX_SUBREQUESTS;
 use crate::daemon::{self, CapabilityConfig, DaemonConfig, LocalApp, PlatformConfig, TlsListener};
 use crate::runtime::{
@@ -113,6 +114,9 @@ pub struct Tuning {
     /// client (repeatable). Headers from other peers are ignored.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Bytes the edge cache may hold, in MiB [default: 256].
+    #[arg(long, env = "VERGE_CACHE_MIB")]
+    pub cache_mib: Option<u64>,
 }
 
 /// Default data-plane address.
@@ -201,6 +205,11 @@ impl Tuning {
                     .or_else(|| file.outbound.ca_file.clone()),
                 geo_database: self.geo_db.clone().or_else(|| file.geo.database.clone()),
                 trusted_proxies: flags_or_file(&self.trusted_proxies, &file.geo.trusted_proxies),
+                cache_capacity_bytes: self
+                    .cache_mib
+                    .or(file.cache.capacity_mib)
+                    .unwrap_or(DEFAULT_CACHE_CAPACITY_BYTES >> 20)
+                    .saturating_mul(1 << 20),
             },
             tls: self.tls(file)?,
         })

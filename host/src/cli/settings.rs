@@ -37,6 +37,17 @@ pub struct DaemonFile {
     /// Outbound fetch settings.
     #[serde(default)]
     pub outbound: OutboundSection,
+    /// The edge cache.
+    #[serde(default)]
+    pub cache: CacheSection,
+}
+
+/// `[cache]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Bytes the cache may hold, in MiB.
+    pub capacity_mib: Option<u64>,
 }
 
 /// `[pool]`.

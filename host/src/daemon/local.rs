@@ -72,6 +72,8 @@ impl LocalHost {
             fetch: FetchCtx::new(services.fetch.clone(), allow)
                 .with_metrics(services.metrics.clone(), "local"),
             geo: GeoCtx::new(services.geo.clone()),
+            cache: crate::capabilities::cache::CacheCtx::new(services.cache.clone(), "local")
+                .with_metrics(services.metrics.clone()),
             logs: None,
             kv: KvCtx::new(
                 services.kv.clone(),

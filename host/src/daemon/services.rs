@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Operator settings of the fetch and geo capabilities.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CapabilityConfig {
     /// Private ranges fetch may reach anyway (e.g. `10.0.0.0/8` for an
     /// internal origin; tests allow `127.0.0.1/32`). Public addresses are
@@ -23,6 +23,20 @@ pub struct CapabilityConfig {
     pub geo_database: Option<PathBuf>,
     /// Peers whose `Forwarded` / `X-Forwarded-For` name the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Bytes the edge cache may hold.
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for CapabilityConfig {
+    fn default() -> Self {
+        Self {
+            outbound_allow_cidrs: Vec::new(),
+            outbound_ca_file: None,
+            geo_database: None,
+            trusted_proxies: Vec::new(),
+            cache_capacity_bytes: crate::capabilities::cache::DEFAULT_CACHE_CAPACITY_BYTES,
+        }
+    }
 }
 
 impl CapabilityConfig {
@@ -52,6 +66,7 @@ impl CapabilityConfig {
             kv,
             fetch: Arc::new(fetch),
             geo,
+            cache: crate::capabilities::cache::CacheStore::new(self.cache_capacity_bytes),
             metrics: Arc::default(),
         })
     }

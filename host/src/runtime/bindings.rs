@@ -12,6 +12,7 @@ wasmtime::component::bindgen!({
     imports: {
         "verge:edge/kv": async | trappable,
         "verge:edge/fetch": async | trappable,
+        "verge:edge/cache": async | trappable,
         default: trappable,
     },
     exports: { default: async },

@@ -7,7 +7,7 @@ use super::error::GuestError;
 use super::limits::{FUEL_YIELD_INTERVAL, Limits};
 use super::state::RequestState;
 use crate::capabilities::{
-    config::ConfigCtx, fetch::FetchCtx, geo::GeoCtx, kv::KvCtx, log::LogCtx,
+    cache::CacheCtx, config::ConfigCtx, fetch::FetchCtx, geo::GeoCtx, kv::KvCtx, log::LogCtx,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,8 @@ pub struct RequestContext {
     pub fetch: FetchCtx,
     /// The geo database and the client address.
     pub geo: GeoCtx,
+    /// The tenant's view of the edge cache.
+    pub cache: CacheCtx,
 }
 
 impl RequestContext {
@@ -37,6 +39,7 @@ impl RequestContext {
             kv: KvCtx::default(),
             fetch: FetchCtx::default(),
             geo: GeoCtx::default(),
+            cache: CacheCtx::default(),
         }
     }
 }

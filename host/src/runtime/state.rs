@@ -3,7 +3,7 @@
 use super::instance::RequestContext;
 use super::limits::{GuestLimiter, Limits};
 use crate::capabilities::{
-    config::ConfigCtx, fetch::FetchCtx, geo::GeoCtx, kv::KvCtx, log::LogCtx,
+    cache::CacheCtx, config::ConfigCtx, fetch::FetchCtx, geo::GeoCtx, kv::KvCtx, log::LogCtx,
 };
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -23,6 +23,7 @@ pub struct RequestState {
     pub(crate) kv: KvCtx,
     pub(crate) fetch: FetchCtx,
     pub(crate) geo: GeoCtx,
+    pub(crate) cache: CacheCtx,
 }
 
 impl RequestState {
@@ -36,8 +37,10 @@ impl RequestState {
             kv,
             mut fetch,
             geo,
+            mut cache,
         } = ctx;
         fetch.begin(limits.max_subrequests, limits.wall_clock);
+        cache.begin(limits.wall_clock);
         let mut wasi = WasiCtx::builder();
         wasi.stdout(log.stdout())
             .stderr(log.stderr())
@@ -55,6 +58,7 @@ impl RequestState {
             kv,
             fetch,
             geo,
+            cache,
         }
     }
 }

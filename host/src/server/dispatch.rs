@@ -373,6 +373,7 @@ async fn call_guest(
         kv: deployment.kv.clone(),
         fetch: deployment.fetch.clone(),
         geo: deployment.geo.for_client(client_ip),
+        cache: deployment.cache.clone(),
     };
     deployment.function.handle(req, ctx).await
 }

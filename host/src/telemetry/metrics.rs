@@ -56,6 +56,7 @@ pub struct Metrics {
     admission_waiting: Gauge,
     kv_ops: Family<CallLabels, Counter>,
     fetches: Family<CallLabels, Counter>,
+    cache_lookups: Family<CallLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -111,6 +112,12 @@ impl Default for Metrics {
             "Outbound fetches (redirect hops included) by tenant and outcome",
             fetches.clone(),
         );
+        let cache_lookups = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Cache reads by tenant and result: hit, stale, fill (lookup) or miss (get)",
+            cache_lookups.clone(),
+        );
         Self {
             registry,
             requests,
@@ -121,6 +128,7 @@ impl Default for Metrics {
             admission_waiting,
             kv_ops,
             fetches,
+            cache_lookups,
         }
     }
 }
@@ -201,6 +209,17 @@ impl Metrics {
                 tenant: tenant.to_owned(),
                 op: "send",
                 outcome,
+            })
+            .inc();
+    }
+
+    /// Counts one cache read.
+    pub fn cache_lookup(&self, tenant: &str, result: &'static str) {
+        self.cache_lookups
+            .get_or_create(&CallLabels {
+                tenant: tenant.to_owned(),
+                op: "lookup",
+                outcome: result,
             })
             .inc();
     }

@@ -3,6 +3,7 @@
 
 use super::{Deployment, RegistryError, Slots, effective_http_limits, effective_limits};
 use crate::capabilities::Services;
+use crate::capabilities::cache::CacheCtx;
 use crate::capabilities::config::ConfigCtx;
 use crate::capabilities::fetch::{AllowList, FetchCtx};
 use crate::capabilities::geo::GeoCtx;
@@ -58,6 +59,11 @@ impl Loader {
             logs: Mutex::new(HashMap::new()),
             services,
         }
+    }
+
+    /// The host-wide services deployments use.
+    pub(super) fn services(&self) -> &Services {
+        &self.services
     }
 
     /// The KV backend deployments use.
@@ -160,6 +166,8 @@ impl Loader {
             fetch: FetchCtx::new(self.services.fetch.clone(), allow)
                 .with_metrics(self.services.metrics.clone(), &app.tenant),
             geo: GeoCtx::new(self.services.geo.clone()),
+            cache: CacheCtx::new(self.services.cache.clone(), &app.tenant)
+                .with_metrics(self.services.metrics.clone()),
             logs: Some(self.log_ring(&app.tenant, &app.name)),
             kv: KvCtx::new(
                 self.services.kv.clone(),

@@ -41,6 +41,8 @@ pub struct Deployment {
     pub fetch: FetchCtx,
     /// The geo database.
     pub geo: GeoCtx,
+    /// The tenant's view of the edge cache.
+    pub cache: crate::capabilities::cache::CacheCtx,
     /// Where the app's guest logs are kept for `verge logs` (none in
     /// local-run mode, where they go to the terminal).
     pub logs: Option<Arc<crate::telemetry::log_ring::LogRing>>,

@@ -171,6 +171,11 @@ impl Registry {
         self.loader.log_ring(tenant, app)
     }
 
+    /// The edge cache.
+    pub fn cache(&self) -> Arc<crate::capabilities::cache::CacheStore> {
+        self.loader.services().cache.clone()
+    }
+
     /// The KV backend.
     pub fn kv(&self) -> Arc<dyn KvBackend> {
         self.loader.kv()

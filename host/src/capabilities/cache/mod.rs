@@ -1,0 +1,181 @@
+//! `verge:edge/cache`: a thin shim from WIT to [`CacheStore`]. The tenant
+//! is fixed by the deployment, so a guest can only name its own entries;
+//! the fill guards a request holds are released when it ends.
+
+mod store;
+
+pub use store::{
+    CacheEntry, CacheError, CacheStore, DEFAULT_CACHE_CAPACITY_BYTES, FILL_WAIT, FillGuard, Lookup,
+    MAX_CACHE_ENTRY_BYTES, MAX_CACHE_KEY_BYTES, MAX_CACHE_TAG_BYTES, MAX_CACHE_TAGS,
+};
+
+use crate::runtime::bindings::verge::edge::cache as wit;
+use crate::runtime::{RequestState, RequestStateLinker};
+use crate::telemetry::metrics::Metrics;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::HasSelf;
+
+/// One request's cache access.
+#[derive(Clone, Default)]
+pub struct CacheCtx {
+    store: Option<Arc<CacheStore>>,
+    tenant: Arc<str>,
+    metrics: Option<Arc<Metrics>>,
+    deadline: Option<tokio::time::Instant>,
+    /// Fills and refreshes this request owes; shared by clones, released
+    /// when the last clone (the request's store) is dropped.
+    guards: Arc<std::sync::Mutex<HashMap<String, FillGuard>>>,
+}
+
+impl CacheCtx {
+    /// Access to `store` as `tenant`.
+    pub fn new(store: Arc<CacheStore>, tenant: &str) -> Self {
+        Self {
+            store: Some(store),
+            tenant: tenant.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Counts lookups in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// A fresh per-request copy: no guards, waits end by `wall_clock`.
+    pub fn begin(&mut self, wall_clock: Duration) {
+        self.guards = Arc::default();
+        self.deadline = Some(tokio::time::Instant::now() + wall_clock);
+    }
+
+    fn count(&self, result: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.cache_lookup(&self.tenant, result);
+        }
+    }
+
+    fn hold(&self, key: &str, guard: FillGuard) {
+        self.guards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_owned(), guard);
+    }
+
+    fn release(&self, key: &str) {
+        self.guards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+fn to_wit(entry: &CacheEntry) -> wit::Entry {
+    let now = Instant::now();
+    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    wit::Entry {
+        body: entry.body.to_vec(),
+        headers: entry.headers.clone(),
+        age_seconds: secs(now.saturating_duration_since(entry.stored)),
+        fresh_seconds: secs((entry.stored + entry.ttl).saturating_duration_since(now)),
+    }
+}
+
+fn error_to_wit(err: CacheError) -> wit::Error {
+    match err {
+        CacheError::TooLarge => wit::Error::TooLarge,
+        CacheError::InvalidKey => wit::Error::InvalidKey,
+        CacheError::InvalidTag => wit::Error::InvalidTag,
+    }
+}
+
+impl wit::Host for CacheCtx {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<wit::Entry>> {
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        let found = store
+            .get(&self.tenant, &key)
+            .filter(|e| e.is_fresh(Instant::now()));
+        self.count(if found.is_some() { "hit" } else { "miss" });
+        Ok(found.as_deref().map(to_wit))
+    }
+
+    async fn put(
+        &mut self,
+        key: String,
+        body: Vec<u8>,
+        options: wit::PutOptions,
+    ) -> wasmtime::Result<Result<(), wit::Error>> {
+        let Some(store) = &self.store else {
+            return Ok(Ok(()));
+        };
+        let entry = CacheEntry {
+            body: Bytes::from(body),
+            headers: options.headers,
+            tags: options.tags,
+            stored: Instant::now(),
+            ttl: Duration::from_secs(options.ttl_seconds.max(1).into()),
+            swr: Duration::from_secs(options.stale_while_revalidate_seconds.into()),
+        };
+        let result = store.put(&self.tenant, &key, entry);
+        // Filled (or refused): either way this request no longer blocks others.
+        self.release(&key);
+        Ok(result.map_err(error_to_wit))
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        if let Some(store) = &self.store {
+            store.delete(&self.tenant, &key);
+        }
+        Ok(())
+    }
+
+    async fn purge_tag(&mut self, tag: String) -> wasmtime::Result<u32> {
+        Ok(self
+            .store
+            .as_ref()
+            .map_or(0, |store| store.purge_tag(&self.tenant, &tag)))
+    }
+
+    async fn lookup(&mut self, key: String) -> wasmtime::Result<wit::LookupResult> {
+        let Some(store) = self.store.clone() else {
+            return Ok(wit::LookupResult::Fill);
+        };
+        let deadline = self
+            .deadline
+            .unwrap_or_else(|| tokio::time::Instant::now() + FILL_WAIT);
+        Ok(match store.lookup(&self.tenant, &key, deadline).await {
+            Lookup::Hit(entry) => {
+                self.count("hit");
+                wit::LookupResult::Hit(to_wit(&entry))
+            }
+            Lookup::Stale(entry, refresh) => {
+                self.count("stale");
+                let revalidate = refresh.is_some();
+                if let Some(guard) = refresh {
+                    self.hold(&key, guard);
+                }
+                wit::LookupResult::Stale(wit::StaleEntry {
+                    entry: to_wit(&entry),
+                    revalidate,
+                })
+            }
+            Lookup::Fill(guard) => {
+                self.count("fill");
+                self.hold(&key, guard);
+                wit::LookupResult::Fill
+            }
+        })
+    }
+}
+
+pub(super) fn add_to_linker(linker: &mut RequestStateLinker) -> wasmtime::Result<()> {
+    wit::add_to_linker::<RequestState, HasSelf<CacheCtx>>(linker, |state| &mut state.cache)
+}
+
+#[cfg(test)]
+mod tests;
