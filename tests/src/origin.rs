@@ -6,6 +6,7 @@
 //! - `/redirect?to=URL`: 302 to URL
 //! - `/bytes?n=N`: N bytes of `x`
 //! - `/echo`: the method and body back
+//! - `/files/NAME`: the bytes given to [`Origin::start_with_files`]
 //! - anything else: 404 `origin: no such page PATH`
 
 use bytes::Bytes;
@@ -41,7 +42,18 @@ fn query<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     })
 }
 
-async fn answer(req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Files served under `/files/`.
+type Files = Arc<std::collections::HashMap<String, Bytes>>;
+
+async fn answer(req: Request<Incoming>, files: Files) -> Response<Full<Bytes>> {
+    if let Some(file) = req
+        .uri()
+        .path()
+        .strip_prefix("/files/")
+        .and_then(|name| files.get(name))
+    {
+        return Response::new(Full::new(file.clone()));
+    }
     let text = |status: u16, body: String| {
         Response::builder()
             .status(status)
@@ -88,13 +100,14 @@ async fn answer(req: Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 /// Serves one connection, counting its requests.
-async fn serve_connection<IO>(io: IO, counter: Arc<AtomicU64>)
+async fn serve_connection<IO>(io: IO, counter: Arc<AtomicU64>, files: Files)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| {
         counter.fetch_add(1, Ordering::SeqCst);
-        async move { Ok::<_, std::convert::Infallible>(answer(req).await) }
+        let files = files.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(req, files).await) }
     });
     let _ = auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(io), service)
@@ -104,7 +117,16 @@ where
 impl Origin {
     /// Starts an origin on 127.0.0.1 with a free port.
     pub async fn start() -> Self {
-        Self::start_with(None).await
+        Self::start_with(None, Files::default()).await
+    }
+
+    /// Starts an origin that also serves `files` under `/files/NAME`.
+    pub async fn start_with_files(files: Vec<(&str, Vec<u8>)>) -> Self {
+        let files = files
+            .into_iter()
+            .map(|(name, bytes)| (name.to_owned(), Bytes::from(bytes)))
+            .collect();
+        Self::start_with(None, Arc::new(files)).await
     }
 
     /// Starts an HTTPS origin on 127.0.0.1 serving `cert`/`key`, offering
@@ -115,10 +137,10 @@ impl Origin {
             key: key.to_owned(),
         }])
         .unwrap();
-        Self::start_with(Some(acceptor)).await
+        Self::start_with(Some(acceptor), Files::default()).await
     }
 
-    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>, files: Files) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicU64::new(0));
@@ -130,12 +152,13 @@ impl Origin {
                 };
                 let counter = counter.clone();
                 let tls = tls.clone();
+                let files = files.clone();
                 tokio::spawn(async move {
                     match tls {
-                        None => serve_connection(stream, counter).await,
+                        None => serve_connection(stream, counter, files).await,
                         Some(acceptor) => {
                             if let Ok(stream) = acceptor.accept(stream).await {
-                                serve_connection(stream, counter).await;
+                                serve_connection(stream, counter, files).await;
                             }
                         }
                     }
