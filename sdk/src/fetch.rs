@@ -53,6 +53,7 @@ pub struct RequestBuilder {
     body: Vec<u8>,
     timeout_ms: Option<u32>,
     follow_redirects: bool,
+    cache: Option<wit::CachePolicy>,
     /// A mistake found while building, reported by `send`.
     invalid: Option<String>,
 }
@@ -66,6 +67,7 @@ pub fn request(method: &str, url: impl Into<String>) -> RequestBuilder {
         body: Vec::new(),
         timeout_ms: None,
         follow_redirects: false,
+        cache: None,
         invalid: None,
     }
 }
@@ -119,6 +121,27 @@ impl RequestBuilder {
         self
     }
 
+    /// Goes through the edge cache (GET only): the origin's `Cache-Control`
+    /// decides what is stored (`default_ttl_seconds` when it says nothing;
+    /// 0 stores only what it allows), stale responses are served during
+    /// `stale_while_revalidate` while the host revalidates in the
+    /// background, and identical misses share one origin request. The
+    /// response's `verge-cache` header says `hit`, `stale`, `miss` or
+    /// `pass`.
+    pub fn cache(
+        mut self,
+        default_ttl_seconds: u32,
+        stale_while_revalidate: Option<u32>,
+        tags: &[&str],
+    ) -> Self {
+        self.cache = Some(wit::CachePolicy {
+            default_ttl_seconds,
+            stale_while_revalidate_seconds: stale_while_revalidate,
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        });
+        self
+    }
+
     /// Sends the request and reads the whole response.
     pub fn send(self) -> Result<Response, Error> {
         if let Some(why) = self.invalid {
@@ -133,8 +156,9 @@ impl RequestBuilder {
         let options = wit::Options {
             timeout_ms: self.timeout_ms,
             follow_redirects: self.follow_redirects,
+            cache: self.cache,
         };
-        wit::send(&req, options).map(Response::from_wit)
+        wit::send(&req, &options).map(Response::from_wit)
     }
 }
 

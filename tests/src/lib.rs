@@ -207,7 +207,8 @@ impl TestServer {
                     None,
                     DEFAULT_TENANT_QUOTA_BYTES,
                 ),
-                fetch: FetchCtx::new(services.fetch.clone(), allow.clone()),
+                fetch: FetchCtx::new(services.fetch.clone(), allow.clone())
+                    .with_cache(services.cache.clone(), "local"),
                 geo: GeoCtx::new(services.geo.clone()),
                 cache: verge::capabilities::cache::CacheCtx::new(services.cache.clone(), "local"),
                 logs: None,

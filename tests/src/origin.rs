@@ -6,6 +6,8 @@
 //! - `/redirect?to=URL`: 302 to URL
 //! - `/bytes?n=N`: N bytes of `x`
 //! - `/echo`: the method and body back
+//! - `/cc?cc=CACHE-CONTROL&etag=E`: `cacheable body` with those headers;
+//!   304 when `If-None-Match` is E (counted in [`Origin::not_modified`])
 //! - `/files/NAME`: the bytes given to [`Origin::start_with_files`]
 //! - anything else: 404 `origin: no such page PATH`
 
@@ -41,6 +43,10 @@ fn query<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
         (k == name).then_some(v)
     })
 }
+
+/// 304s answered by every origin in this process (tests that read it use
+/// their own URL, so a shared counter is enough).
+static NOT_MODIFIED: AtomicU64 = AtomicU64::new(0);
 
 /// Files served under `/files/`.
 type Files = Arc<std::collections::HashMap<String, Bytes>>;
@@ -89,6 +95,27 @@ async fn answer(req: Request<Incoming>, files: Files) -> Response<Full<Bytes>> {
         "/bytes" => {
             let n = query(&req, "n").and_then(|v| v.parse().ok()).unwrap_or(0);
             text(200, "x".repeat(n))
+        }
+        "/cc" => {
+            let etag = format!("\"{}\"", query(&req, "etag").unwrap_or("v1"));
+            let cc = query(&req, "cc")
+                .unwrap_or("max-age=60")
+                .replace("%20", " ");
+            let matches = req
+                .headers()
+                .get("if-none-match")
+                .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+            let builder = Response::builder()
+                .header("cache-control", cc)
+                .header("etag", etag);
+            if matches {
+                NOT_MODIFIED.fetch_add(1, Ordering::SeqCst);
+                return builder.status(304).body(Full::default()).unwrap();
+            }
+            builder
+                .status(200)
+                .body(Full::new(Bytes::from_static(b"cacheable body")))
+                .unwrap()
         }
         "/echo" => {
             let method = req.method().to_string();
@@ -171,6 +198,11 @@ impl Origin {
     /// `http://127.0.0.1:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// 304s answered so far by every origin of this test process.
+    pub fn not_modified() -> u64 {
+        NOT_MODIFIED.load(Ordering::SeqCst)
     }
 
     /// Requests served so far.

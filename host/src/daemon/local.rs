@@ -70,7 +70,8 @@ impl LocalHost {
         Ok(Deployment {
             http_limits: http,
             fetch: FetchCtx::new(services.fetch.clone(), allow)
-                .with_metrics(services.metrics.clone(), "local"),
+                .with_metrics(services.metrics.clone(), "local")
+                .with_cache(services.cache.clone(), "local"),
             geo: GeoCtx::new(services.geo.clone()),
             cache: crate::capabilities::cache::CacheCtx::new(services.cache.clone(), "local")
                 .with_metrics(services.metrics.clone()),

@@ -1,7 +1,10 @@
 //! The Wasm runtime: one engine per process, one compiled component and one
 //! `InstancePre` per deployed version, one fresh `Store` per request.
 
-pub(crate) mod bindings;
+/// The generated `verge:edge` bindings; public for benchmarks that call host
+/// functions directly.
+#[doc(hidden)]
+pub mod bindings;
 mod engine;
 mod error;
 mod instance;

@@ -164,7 +164,8 @@ impl Loader {
             config: ConfigCtx::new(vars),
             slots,
             fetch: FetchCtx::new(self.services.fetch.clone(), allow)
-                .with_metrics(self.services.metrics.clone(), &app.tenant),
+                .with_metrics(self.services.metrics.clone(), &app.tenant)
+                .with_cache(self.services.cache.clone(), &app.tenant),
             geo: GeoCtx::new(self.services.geo.clone()),
             cache: CacheCtx::new(self.services.cache.clone(), &app.tenant)
                 .with_metrics(self.services.metrics.clone()),

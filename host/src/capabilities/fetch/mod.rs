@@ -3,9 +3,11 @@
 //! destinations after DNS; every call and redirect counts against the
 //! request's subrequest budget and ends by the request's deadline.
 
+mod cached;
 mod client;
 pub mod policy;
 
+pub use cached::{CACHE_STATUS_HEADER, CachePolicy, PASS_TTL, REVALIDATE_TIMEOUT, freshness};
 pub use client::{FetchClient, Inbound, MAX_FETCH_RESPONSE_BYTES, Outbound};
 pub use policy::{AddressPolicy, AllowList, AllowListError};
 
@@ -94,6 +96,7 @@ pub struct FetchCtx {
     used: u32,
     deadline: Option<Instant>,
     metrics: Option<(Arc<Metrics>, Arc<str>)>,
+    cache: Option<(Arc<crate::capabilities::cache::CacheStore>, Arc<str>)>,
 }
 
 impl Default for FetchCtx {
@@ -106,6 +109,7 @@ impl Default for FetchCtx {
             used: 0,
             deadline: None,
             metrics: None,
+            cache: None,
         }
     }
 }
@@ -124,6 +128,16 @@ impl FetchCtx {
     /// (`verge_fetch_requests_total`).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>, tenant: &str) -> Self {
         self.metrics = Some((metrics, tenant.into()));
+        self
+    }
+
+    /// Lets fetches with a cache policy use `store` as `tenant`.
+    pub fn with_cache(
+        mut self,
+        store: Arc<crate::capabilities::cache::CacheStore>,
+        tenant: &str,
+    ) -> Self {
+        self.cache = Some((store, tenant.into()));
         self
     }
 
@@ -146,6 +160,7 @@ impl FetchCtx {
         req: WitRequest,
         timeout: Option<Duration>,
         follow_redirects: bool,
+        cache: Option<CachePolicy>,
     ) -> Result<Inbound, FetchError> {
         let client = self
             .client
@@ -155,6 +170,27 @@ impl FetchCtx {
         let budget_end = self.deadline.unwrap_or(now + Duration::from_secs(30));
         let deadline = timeout.map_or(budget_end, |t| budget_end.min(now + t));
         let mut outbound = outbound_from_wit(req)?;
+        if let (Some(policy), Some((store, tenant)), &Method::GET) =
+            (cache, self.cache.clone(), &outbound.method)
+        {
+            self.check_allowed(&outbound.uri)?;
+            let cached = cached::CachedFetch {
+                client,
+                store,
+                tenant,
+                policy,
+            };
+            let (used, max) = (&mut self.used, self.max_subrequests);
+            return cached
+                .get(outbound, deadline, || {
+                    if *used >= max {
+                        return Err(FetchError::TooManySubrequests(max));
+                    }
+                    *used += 1;
+                    Ok(())
+                })
+                .await;
+        }
         let mut hops = 0;
         loop {
             self.check_allowed(&outbound.uri)?;
@@ -247,7 +283,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn strip_inbound(mut inbound: Inbound) -> Inbound {
+pub(crate) fn strip_inbound(mut inbound: Inbound) -> Inbound {
     strip_hop_by_hop(&mut inbound.headers);
     inbound
 }
@@ -338,7 +374,16 @@ impl wit::Host for FetchCtx {
         let timeout = options
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.into()));
-        let result = self.send(req, timeout, options.follow_redirects).await;
+        let policy = options.cache.map(|c| CachePolicy {
+            default_ttl: Duration::from_secs(c.default_ttl_seconds.into()),
+            stale_while_revalidate: c
+                .stale_while_revalidate_seconds
+                .map(|s| Duration::from_secs(s.into())),
+            tags: c.tags,
+        });
+        let result = self
+            .send(req, timeout, options.follow_redirects, policy)
+            .await;
         if let Some((metrics, tenant)) = &self.metrics {
             metrics.fetch(
                 tenant,

@@ -1,7 +1,7 @@
 //! Drives the fetch interface from query parameters, for end-to-end tests:
-//! `/fetch-probe?url=URL&n=1&timeout_ms=&follow=1&method=GET&hop=1`.
+//! `/fetch-probe?url=URL&n=1&timeout_ms=&follow=1&method=GET&hop=1&cache_ttl=&swr=`.
 //! Makes `n` calls to `url` one after another and answers 200 with one
-//! line per call (`ok STATUS BYTES` or `error KIND: MESSAGE`), a blank
+//! line per call (`ok STATUS BYTES [CACHE]` or `error KIND: MESSAGE`), a blank
 //! line, then the last successful response's body (unless `echo=0`).
 
 use verge_sdk::{Request, Response, fetch};
@@ -31,12 +31,21 @@ fn handle(req: Request) -> Response {
                 .header("keep-alive", "timeout=5")
                 .header("host", "spoofed.example");
         }
+        if let Some(ttl) = req.query_param("cache_ttl").and_then(|v| v.parse().ok()) {
+            let swr = req.query_param("swr").and_then(|v| v.parse().ok());
+            call = call.cache(ttl, swr, &[]);
+        }
         if method == "POST" {
             call = call.body(req.body().to_vec());
         }
         match call.send() {
             Ok(res) => {
-                lines.push(format!("ok {} {}", res.status(), res.body().len()));
+                match res.header("verge-cache") {
+                    Some(cache) => {
+                        lines.push(format!("ok {} {} {cache}", res.status(), res.body().len()))
+                    }
+                    None => lines.push(format!("ok {} {}", res.status(), res.body().len())),
+                }
                 last_body = res.into_body();
             }
             Err(err) => lines.push(format!("error {}: {err}", err.kind())),
