@@ -162,3 +162,53 @@ fn garbage_empty_and_core_modules_are_refused_with_the_reason() {
         .unwrap();
     assert!(err.to_string().contains("does not compile"), "{err}");
 }
+
+/// The smallest value of a limit the hello function runs under, found by
+/// bisection, and what one less gives.
+async fn edge_of(set: impl Fn(&mut Limits, usize)) -> (usize, Result<u16, GuestError>) {
+    let runtime = Runtime::new(EngineSettings {
+        pool_instances: 4,
+        ..EngineSettings::default()
+    })
+    .unwrap();
+    let component = runtime
+        .compile(&std::fs::read(guest("hello")).unwrap())
+        .unwrap();
+    let run = |value: usize| {
+        let mut limits = Limits::default();
+        set(&mut limits, value);
+        let function = runtime.prepare("hello", component.clone(), limits).unwrap();
+        async move {
+            let (result, _) = function.handle(request("http://t/"), ctx()).await;
+            result.map(|r| r.status)
+        }
+    };
+    let (mut low, mut high) = (0, 20_000);
+    assert_eq!(run(high).await.unwrap(), 200);
+    while low + 1 < high {
+        let mid = (low + high) / 2;
+        if run(mid).await.is_ok() {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    (high, run(high - 1).await)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn table_elements_at_the_need_succeed_and_one_less_is_memory_limit() {
+    let (need, past) = edge_of(|l, v| l.table_elements = v).await;
+    assert!(need > 0 && need < verge::runtime::DEFAULT_TABLE_ELEMENTS);
+    assert!(matches!(past, Err(GuestError::MemoryLimit)), "{past:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_at_the_need_succeed_and_one_less_is_memory_limit() {
+    let (need, past) = edge_of(|l, v| l.instances = v).await;
+    assert!(
+        need > 0 && need <= verge::runtime::DEFAULT_INSTANCES,
+        "{need}"
+    );
+    assert!(matches!(past, Err(GuestError::MemoryLimit)), "{past:?}");
+}

@@ -169,7 +169,13 @@ fn classify(err: &CallError, memory_denied: bool) -> GuestError {
             if let Some(trap) = err.downcast_ref::<Trap>() {
                 return classify_trap(*trap, memory_denied, err);
             }
-            return GuestError::Instantiate(format!("{err:#}"));
+            let message = format!("{err:#}");
+            // Past the table-element or instance limit: a resource limit
+            // like memory, and reported as one.
+            if memory_denied || message.contains("resource limit exceeded") {
+                return GuestError::MemoryLimit;
+            }
+            return GuestError::Instantiate(message);
         }
         CallError::Call(err) => err,
     };

@@ -16,8 +16,8 @@ pub use engine::{EngineSettings, Runtime};
 pub use error::{GuestError, LoadError};
 pub use instance::{DEADLINE_SLACK, Function, RequestContext, Usage};
 pub use limits::{
-    DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_WALL_CLOCK, EPOCH_TICK, FUEL_PER_CPU_MS,
-    FUEL_YIELD_INTERVAL, Limits,
+    DEFAULT_FUEL, DEFAULT_INSTANCES, DEFAULT_MEMORY_BYTES, DEFAULT_TABLE_ELEMENTS,
+    DEFAULT_WALL_CLOCK, EPOCH_TICK, FUEL_PER_CPU_MS, FUEL_YIELD_INTERVAL, Limits,
 };
 pub(crate) use state::RequestState;
 

@@ -29,6 +29,12 @@ pub struct LimitOverrides {
     /// Largest request header section in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_header_bytes: Option<u64>,
+    /// Elements per table (function-pointer tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_elements: Option<u64>,
+    /// Core instances, tables and memories per component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u64>,
     /// Outbound fetches (redirects included) per request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_subrequests: Option<u32>,

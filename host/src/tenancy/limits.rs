@@ -29,13 +29,24 @@ pub fn effective_limits(host: &Limits, tenant: &LimitOverrides, app: &LimitOverr
         memory_bytes: usize::try_from(mib)
             .unwrap_or(usize::MAX)
             .saturating_mul(1 << 20),
+        table_elements: usize::try_from(pick(
+            u64::try_from(host.table_elements).unwrap_or(u64::MAX),
+            tenant.table_elements,
+            app.table_elements,
+        ))
+        .unwrap_or(usize::MAX),
+        instances: usize::try_from(pick(
+            u64::try_from(host.instances).unwrap_or(u64::MAX),
+            tenant.instances,
+            app.instances,
+        ))
+        .unwrap_or(usize::MAX),
         max_subrequests: u32::try_from(pick(
             host.max_subrequests.into(),
             tenant.max_subrequests.map(u64::from),
             app.max_subrequests.map(u64::from),
         ))
         .unwrap_or(u32::MAX),
-        ..*host
     }
 }
 
