@@ -75,7 +75,8 @@ async fn entries_expire_and_stale_ones_are_served_while_one_refreshes() {
     assert_eq!(s.get(&plain).await.header("x-cache"), "filled", "expired");
     assert_eq!(origin.hits(), 2);
 
-    let swr = fill(&origin, "swr", "/slow?ms=300", "&ttl=1&swr=60");
+    // The refresh takes a second, so all ten requests arrive while it runs.
+    let swr = fill(&origin, "swr", "/slow?ms=1000", "&ttl=1&swr=60");
     assert_eq!(s.get(&swr).await.header("x-cache"), "filled");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let replies = burst(&s, &swr, 10).await;

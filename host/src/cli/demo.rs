@@ -106,7 +106,11 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         registry
             .upload("demo".into(), name.clone(), bytes, true)
             .await?;
-        let path = if name == "redirect" { "/docs" } else { "/" };
+        let path = match name.as_str() {
+            "redirect" => "/docs",
+            "image" => "/img/photo.jpg?w=320",
+            _ => "/",
+        };
         println!("  {name:<10} curl -i http://{name}.localhost:{port}{path}");
     }
     println!(
@@ -118,6 +122,9 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  curl -i -X POST -H 'authorization: Bearer {admin_token}' -d '{{\"slug\":\"docs\",\"url\":\"https://example.com/docs\",\"permanent\":true}}' http://redirect.localhost:{port}/api/links"
     );
     println!("  curl -i http://redirect.localhost:{port}/docs");
+    println!(
+        "verge: the image example resizes originals from its `origin` config (examples/image/verge.toml); point it at a host you list in allowed_hosts"
+    );
     println!("verge: a token the auth example accepts (sub demo-user, valid 24 h):");
     println!(
         "  curl -i -H 'authorization: Bearer {}' http://auth.localhost:{port}/",
