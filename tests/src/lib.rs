@@ -58,6 +58,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "memory-bomb",
     "memory-grow",
     "panics",
+    "proxy-probe",
     "sleeps-past-deadline",
     "stack-overflow",
 ];

@@ -181,7 +181,14 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(LoadError::link)?;
-        let pre = super::bindings::FunctionPre::new(instance_pre).map_err(LoadError::exports)?;
+        // A Verge function, else a standard `wasi:http/proxy` component.
+        let pre = match super::bindings::FunctionPre::new(instance_pre.clone()) {
+            Ok(pre) => super::instance::Pre::Verge(pre),
+            Err(verge_err) => match wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre) {
+                Ok(pre) => super::instance::Pre::Proxy(pre),
+                Err(_) => return Err(LoadError::exports(verge_err)),
+            },
+        };
         Ok(Function::new(
             name,
             self.engine.clone(),
@@ -228,6 +235,7 @@ fn engine_config(settings: &EngineSettings, pooling: bool) -> Config {
 fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     capabilities::add_to_linker(&mut linker)?;
     Ok(linker)
 }

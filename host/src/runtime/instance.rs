@@ -53,20 +53,32 @@ pub struct Usage {
     pub peak_memory: usize,
 }
 
+/// The world a component exports: a Verge function, or a standard
+/// `wasi:http/proxy` component.
+pub(crate) enum Pre {
+    Verge(FunctionPre<RequestState>),
+    Proxy(wasmtime_wasi_http::p2::bindings::ProxyPre<RequestState>),
+}
+
+/// The world of a Verge-SDK function.
+pub const VERGE_WORLD: &str = "verge:edge/function";
+/// The world of a standard `wasi:http` component.
+pub const PROXY_WORLD: &str = "wasi:http/proxy";
+
 /// A compiled, linked function ready to serve requests.
 pub struct Function {
     name: Arc<str>,
-    engine: Engine,
-    pre: FunctionPre<RequestState>,
-    limits: Limits,
-    metering: bool,
+    pub(super) engine: Engine,
+    pub(super) pre: Pre,
+    pub(super) limits: Limits,
+    pub(super) metering: bool,
 }
 
 impl Function {
     pub(super) fn new(
         name: &str,
         engine: Engine,
-        pre: FunctionPre<RequestState>,
+        pre: Pre,
         limits: Limits,
         metering: bool,
     ) -> Self {
@@ -84,6 +96,20 @@ impl Function {
         &self.name
     }
 
+    /// The world it exports: [`VERGE_WORLD`] or [`PROXY_WORLD`].
+    pub fn world(&self) -> &'static str {
+        match self.pre {
+            Pre::Verge(_) => VERGE_WORLD,
+            Pre::Proxy(_) => PROXY_WORLD,
+        }
+    }
+
+    /// Whether it is a `wasi:http/proxy` component (served streaming,
+    /// through [`Function::handle_proxy`]).
+    pub fn is_proxy(&self) -> bool {
+        matches!(self.pre, Pre::Proxy(_))
+    }
+
     /// The limits every request runs under.
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -95,6 +121,14 @@ impl Function {
         req: Request,
         ctx: RequestContext,
     ) -> (Result<Response, GuestError>, Usage) {
+        let Pre::Verge(pre) = &self.pre else {
+            return (
+                Err(GuestError::Instantiate(
+                    "a wasi:http/proxy component is served through handle_proxy".into(),
+                )),
+                Usage::default(),
+            );
+        };
         let limits = self.limits;
         let mut store = Store::new(&self.engine, RequestState::new(&limits, ctx));
         store.limiter_async(|state| &mut state.limiter);
@@ -108,7 +142,7 @@ impl Function {
         // guest parked in a host call. A tick of slack lets the precise
         // epoch trap win when both fire.
         let deadline = limits.wall_clock + DEADLINE_SLACK;
-        let outcome = tokio::time::timeout(deadline, call(&self.pre, &mut store, &req)).await;
+        let outcome = tokio::time::timeout(deadline, call(pre, &mut store, &req)).await;
         let usage = Usage {
             fuel: if self.metering {
                 limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
@@ -126,7 +160,7 @@ impl Function {
     }
 }
 
-fn prepare_store(
+pub(super) fn prepare_store(
     store: &mut Store<RequestState>,
     limits: &Limits,
     metering: bool,
@@ -140,7 +174,7 @@ fn prepare_store(
     Ok(())
 }
 
-enum CallError {
+pub(super) enum CallError {
     Instantiate(wasmtime::Error),
     Call(wasmtime::Error),
 }
@@ -163,7 +197,7 @@ async fn call(
 
 /// Maps a failed call to what the client is told. A trap after a refused
 /// memory growth is the memory limit (the guest's allocator gives up).
-fn classify(err: &CallError, memory_denied: bool) -> GuestError {
+pub(super) fn classify(err: &CallError, memory_denied: bool) -> GuestError {
     let err = match err {
         CallError::Instantiate(err) => {
             if let Some(trap) = err.downcast_ref::<Trap>() {

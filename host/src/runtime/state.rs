@@ -24,6 +24,7 @@ pub struct RequestState {
     pub(crate) fetch: FetchCtx,
     pub(crate) geo: GeoCtx,
     pub(crate) cache: CacheCtx,
+    pub(crate) http: wasmtime_wasi_http::WasiHttpCtx,
 }
 
 impl RequestState {
@@ -59,6 +60,7 @@ impl RequestState {
             fetch,
             geo,
             cache,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
         }
     }
 }
@@ -68,6 +70,16 @@ impl WasiView for RequestState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for RequestState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.fetch,
         }
     }
 }

@@ -3,6 +3,7 @@
 use super::error::RequestError;
 use super::limits::{ADMISSION_QUEUE_TIMEOUT, HttpLimits};
 use super::request_id::RequestIds;
+use super::{DataBody, full_body};
 use crate::capabilities::geo::TrustedProxies;
 use crate::capabilities::log::LogCtx;
 use crate::runtime::{GuestRequest, GuestResponse, RequestContext, Usage};
@@ -53,7 +54,7 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     routes: Arc<dyn RouteTable>,
     limits: HttpLimits,
-    admission: Semaphore,
+    admission: Arc<Semaphore>,
     ids: RequestIds,
     trusted_proxies: TrustedProxies,
 }
@@ -76,7 +77,7 @@ impl Dispatcher {
             metrics,
             routes,
             limits,
-            admission: Semaphore::new(max_in_flight.max(1)),
+            admission: Arc::new(Semaphore::new(max_in_flight.max(1))),
             ids: RequestIds::default(),
             trusted_proxies: TrustedProxies::default(),
         }
@@ -96,7 +97,7 @@ impl Dispatcher {
     }
 
     /// Serves one request; never fails: every error becomes an error page.
-    pub async fn serve(&self, req: Request<Incoming>, local: SocketAddr) -> Response<Full<Bytes>> {
+    pub async fn serve(&self, req: Request<Incoming>, local: SocketAddr) -> Response<DataBody> {
         let started = Instant::now();
         let incoming_id = req
             .headers()
@@ -110,7 +111,7 @@ impl Dispatcher {
             Ok(response) => response,
             Err(err) => {
                 log_failure(&err, deployment.as_deref(), &request_id);
-                error_page(&err, &request_id)
+                error_page(&err, &request_id).map(full_body)
             }
         };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -156,7 +157,7 @@ impl Dispatcher {
         local: SocketAddr,
         request_id: &Arc<str>,
     ) -> (
-        Result<Response<Full<Bytes>>, RequestError>,
+        Result<Response<DataBody>, RequestError>,
         Option<Arc<Deployment>>,
         Usage,
     ) {
@@ -184,49 +185,60 @@ impl Dispatcher {
                 Usage::default(),
             );
         }
+        if deployment.function.is_proxy() {
+            let ctx = request_context(&deployment, request_id, client_ip);
+            let response = self.run_proxy(req, uri, &deployment, ctx).await;
+            return (response, Some(deployment), Usage::default());
+        }
         let guest_req = match self.read_request(req, uri, &limits).await {
             Ok(r) => r,
             Err(err) => return (Err(err), Some(deployment), Usage::default()),
         };
-        // Global, then tenant, then app slots, all within one queue deadline.
+        let permits = match self.admit(&deployment).await {
+            Ok(permits) => permits,
+            Err(err) => return (Err(err), Some(deployment), Usage::default()),
+        };
+        let in_flight = InFlight::start(self.metrics.clone());
+        let ctx = request_context(&deployment, request_id, client_ip);
+        let (result, usage) = deployment.function.handle(guest_req, ctx).await;
+        drop(in_flight);
+        drop(permits);
+        let response = result
+            .map_err(RequestError::from)
+            .and_then(|res| to_http(res, &limits));
+        (response.map(|r| r.map(full_body)), Some(deployment), usage)
+    }
+
+    /// The metrics this dispatcher records into.
+    pub(super) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Global, then tenant, then app slots, all within one queue deadline.
+    pub(super) async fn admit(
+        &self,
+        deployment: &Deployment,
+    ) -> Result<Vec<tokio::sync::OwnedSemaphorePermit>, RequestError> {
         let deadline = tokio::time::Instant::now() + ADMISSION_QUEUE_TIMEOUT;
         let slots = deployment.slots.clone();
-        let gates = [
-            Some(&self.admission),
-            slots.tenant.as_deref(),
-            slots.app.as_deref(),
-        ];
+        let gates = [Some(self.admission.clone()), slots.tenant, slots.app];
         let mut permits = Vec::with_capacity(gates.len());
         for gate in gates.into_iter().flatten() {
-            let acquired = match gate.try_acquire() {
+            let acquired = match gate.clone().try_acquire_owned() {
                 Ok(permit) => Ok(Ok(permit)),
                 Err(_) => {
                     self.metrics.admission_wait(true);
-                    let waited = tokio::time::timeout_at(deadline, gate.acquire()).await;
+                    let waited = tokio::time::timeout_at(deadline, gate.acquire_owned()).await;
                     self.metrics.admission_wait(false);
                     waited
                 }
             };
             match acquired {
                 Ok(Ok(permit)) => permits.push(permit),
-                Ok(Err(_)) | Err(_) => {
-                    drop(permits);
-                    return (
-                        Err(RequestError::Overloaded),
-                        Some(deployment),
-                        Usage::default(),
-                    );
-                }
+                Ok(Err(_)) | Err(_) => return Err(RequestError::Overloaded),
             }
         }
-        let in_flight = InFlight::start(&self.metrics);
-        let (result, usage) = call_guest(&deployment, guest_req, request_id, client_ip).await;
-        drop(in_flight);
-        drop(permits);
-        let response = result
-            .map_err(RequestError::from)
-            .and_then(|res| to_http(res, &limits));
-        (response, Some(deployment), usage)
+        Ok(permits)
     }
 
     /// Checks the URI and header caps against the server's limits; returns
@@ -342,28 +354,29 @@ fn to_http(res: GuestResponse, limits: &HttpLimits) -> Result<Response<Full<Byte
 
 /// Counts a running guest instance; decrements on drop, including when the
 /// client goes away and the request future is dropped mid-call.
-struct InFlight<'a>(&'a Metrics);
+/// Counts a running guest in the pool-occupancy gauge while it lives.
+pub(super) struct InFlight(Arc<Metrics>);
 
-impl<'a> InFlight<'a> {
-    fn start(metrics: &'a Metrics) -> Self {
+impl InFlight {
+    pub(super) fn start(metrics: Arc<Metrics>) -> Self {
         metrics.instance(true);
         Self(metrics)
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.instance(false);
     }
 }
 
-async fn call_guest(
+/// What a request of `deployment` may use.
+pub(super) fn request_context(
     deployment: &Deployment,
-    req: GuestRequest,
     request_id: &Arc<str>,
     client_ip: Option<std::net::IpAddr>,
-) -> (Result<GuestResponse, crate::runtime::GuestError>, Usage) {
-    let ctx = RequestContext {
+) -> RequestContext {
+    RequestContext {
         config: deployment.config.clone(),
         log: LogCtx::with_ring(
             deployment.app.clone(),
@@ -374,8 +387,7 @@ async fn call_guest(
         fetch: deployment.fetch.clone(),
         geo: deployment.geo.for_client(client_ip),
         cache: deployment.cache.clone(),
-    };
-    deployment.function.handle(req, ctx).await
+    }
 }
 
 fn strip_port(authority: &str) -> &str {

@@ -4,6 +4,7 @@
 mod dispatch;
 mod error;
 pub mod limits;
+mod proxy;
 mod request_id;
 pub mod tls;
 
@@ -11,6 +12,19 @@ pub use dispatch::{Dispatcher, ERROR_HEADER, PeerAddr, REQUEST_ID_HEADER, error_
 
 pub use error::RequestError;
 pub use limits::HttpLimits;
+
+/// Errors a streamed response body can end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The data plane's response body: whole for Verge functions, streamed for
+/// `wasi:http/proxy` components.
+pub type DataBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// A whole body as a [`DataBody`].
+pub fn full_body(body: Full<Bytes>) -> DataBody {
+    use http_body_util::BodyExt as _;
+    body.map_err(|never| match never {}).boxed_unsync()
+}
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -84,14 +98,16 @@ pub struct OverTls;
 /// HTTP/2 (by ALPN over TLS), a header-read and TLS-handshake timeout, a
 /// connection cap, `TCP_NODELAY`, and a graceful drain when `shutdown`
 /// resolves. Each request carries its [`PeerAddr`] (and [`OverTls`]).
-pub async fn serve_http<F, Fut>(
+pub async fn serve_http<F, Fut, B>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handler: F,
     shutdown: impl Future<Output = ()>,
 ) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -165,10 +165,24 @@ impl Metrics {
         self.latency
             .get_or_create(&app_labels)
             .observe(elapsed.as_secs_f64());
+        self.record_usage(&app_labels, fuel, peak_memory);
+    }
+
+    /// Records a guest's usage known only after its response was sent
+    /// (proxy-world components finish after streaming their body).
+    pub fn usage(&self, tenant: &str, app: &str, usage: Usage) {
+        let labels = AppLabels {
+            tenant: tenant.to_owned(),
+            app: app.to_owned(),
+        };
+        self.record_usage(&labels, usage.fuel, usage.peak_memory);
+    }
+
+    fn record_usage(&self, labels: &AppLabels, fuel: u64, peak_memory: usize) {
         if fuel > 0 || peak_memory > 0 {
-            self.fuel.get_or_create(&app_labels).inc_by(fuel);
+            self.fuel.get_or_create(labels).inc_by(fuel);
             self.peak_memory
-                .get_or_create(&app_labels)
+                .get_or_create(labels)
                 .observe(peak_memory as f64);
         }
     }

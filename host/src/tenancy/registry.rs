@@ -28,7 +28,7 @@ pub const MAX_COMPONENT_BYTES: usize = 32 << 20;
 pub const MAX_VAR_VALUE_BYTES: usize = 64 << 10;
 
 /// The world every Verge-SDK function exports.
-pub const FUNCTION_WORLD: &str = "verge:edge/function";
+pub const FUNCTION_WORLD: &str = crate::runtime::VERGE_WORLD;
 
 /// Which kind of app variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,7 +424,7 @@ impl Registry {
                 sha256,
                 size: bytes.len() as u64,
                 created_at: now_secs(),
-                world: FUNCTION_WORLD.to_owned(),
+                world: deployment.function.world().to_owned(),
             };
             let updated = r.store.add_version(&record, &version, activate)?;
             if activate {

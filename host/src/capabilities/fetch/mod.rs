@@ -6,6 +6,7 @@
 mod cached;
 mod client;
 pub mod policy;
+mod wasi_http;
 
 pub use cached::{CACHE_STATUS_HEADER, CachePolicy, PASS_TTL, REVALIDATE_TIMEOUT, freshness};
 pub use client::{FetchClient, Inbound, MAX_FETCH_RESPONSE_BYTES, Outbound};
@@ -267,7 +268,7 @@ fn outbound_from_wit(req: WitRequest) -> Result<Outbound, FetchError> {
 }
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()

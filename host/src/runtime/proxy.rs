@@ -1,0 +1,129 @@
+//! Serving a standard `wasi:http/proxy` component: the request streams in,
+//! the response streams out, and the guest keeps running while its body is
+//! written, under the same fuel, memory and wall-clock limits as a Verge
+//! function. Outbound `wasi:http` calls go through the fetch gates (see
+//! `capabilities::fetch::wasi_http`).
+
+use super::error::GuestError;
+use super::instance::{
+    CallError, DEADLINE_SLACK, Function, Pre, RequestContext, Usage, classify, prepare_store,
+};
+use super::state::RequestState;
+use bytes::Bytes;
+use hyper::body::Body;
+use tokio::sync::oneshot;
+use wasmtime::Store;
+use wasmtime_wasi_http::WasiHttpView as _;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// How a proxy-world request went once its guest finished (which may be
+/// after the response head was sent, while the body streamed).
+pub type ProxyDone = oneshot::Receiver<(Result<(), GuestError>, Usage)>;
+
+impl Function {
+    /// Runs one request through a `wasi:http/proxy` component. Returns the
+    /// response head as soon as the guest sets it (its body streams while
+    /// the guest runs), or the error if the guest failed first; `done`
+    /// reports the guest's end and its usage.
+    pub async fn handle_proxy<B>(
+        &self,
+        req: http::Request<B>,
+        https: bool,
+        ctx: RequestContext,
+    ) -> (
+        Result<http::Response<HyperOutgoingBody>, GuestError>,
+        ProxyDone,
+    )
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let (done_tx, done) = oneshot::channel();
+        let Pre::Proxy(pre) = &self.pre else {
+            let _ = done_tx.send((Ok(()), Usage::default()));
+            return (
+                Err(GuestError::Instantiate(
+                    "not a wasi:http/proxy component".into(),
+                )),
+                done,
+            );
+        };
+        let limits = self.limits;
+        let metering = self.metering;
+        let mut store = Store::new(&self.engine, RequestState::new(&limits, ctx));
+        store.limiter_async(|state| &mut state.limiter);
+        if let Err(err) = prepare_store(&mut store, &limits, metering) {
+            let _ = done_tx.send((Ok(()), Usage::default()));
+            return (Err(GuestError::Instantiate(format!("{err:#}"))), done);
+        }
+        let (response_tx, response_rx) = oneshot::channel();
+        let scheme = if https { Scheme::Https } else { Scheme::Http };
+        let resources = {
+            let mut http = store.data_mut().http();
+            http.new_incoming_request(scheme, req)
+                .and_then(|req| Ok((req, http.new_response_outparam(response_tx)?)))
+        };
+        let (request, outparam) = match resources {
+            Ok(pair) => pair,
+            Err(err) => {
+                let _ = done_tx.send((Ok(()), Usage::default()));
+                return (Err(GuestError::Instantiate(format!("{err:#}"))), done);
+            }
+        };
+        let pre = pre.clone();
+        let (finished_tx, finished_rx) = oneshot::channel::<GuestError>();
+        tokio::spawn(async move {
+            let run = async {
+                let proxy = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(CallError::Instantiate)?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, outparam)
+                    .await
+                    .map_err(CallError::Call)
+            };
+            let outcome = tokio::time::timeout(limits.wall_clock + DEADLINE_SLACK, run).await;
+            let usage = Usage {
+                fuel: if metering {
+                    limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
+                } else {
+                    0
+                },
+                peak_memory: store.data().limiter.peak_memory,
+            };
+            let result = match outcome {
+                Err(_elapsed) => Err(GuestError::Timeout),
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(classify(&err, store.data().limiter.memory_denied)),
+            };
+            if let Err(err) = &result {
+                let _ = finished_tx.send(err.clone());
+            }
+            drop(store);
+            let _ = done_tx.send((result, usage));
+        });
+        // The head, or the failure that came first.
+        let no_response =
+            || GuestError::Trap("the component returned without setting a response".into());
+        let mut finished_rx = finished_rx;
+        let head = tokio::select! {
+            biased;
+            response = response_rx => match response {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(code)) => Err(answered_with_error(&code)),
+                // The outparam went with the store: the task has ended, and
+                // its error (if any) is the reason.
+                Err(_dropped) => Err((&mut finished_rx).await.unwrap_or_else(|_| no_response())),
+            },
+            failed = &mut finished_rx => Err(failed.unwrap_or_else(|_| no_response())),
+        };
+        (head, done)
+    }
+}
+
+fn answered_with_error(code: &ErrorCode) -> GuestError {
+    GuestError::Trap(format!("the component answered with error {code:?}"))
+}

@@ -1,0 +1,83 @@
+//! The data-plane path of a `wasi:http/proxy` component: the request body
+//! streams in under the app's cap, the response streams out under its cap
+//! (a body past it is cut and logged), and the instance and admission
+//! slots stay held until the guest has finished writing.
+
+use super::dispatch::{Dispatcher, InFlight};
+use super::error::RequestError;
+use super::{BoxError, DataBody};
+use crate::runtime::RequestContext;
+use crate::tenancy::Deployment;
+use http::header::CONTENT_LENGTH;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+impl Dispatcher {
+    /// Admits and runs one request through a proxy-world component.
+    pub(super) async fn run_proxy(
+        &self,
+        req: Request<Incoming>,
+        uri: String,
+        deployment: &Deployment,
+        ctx: RequestContext,
+    ) -> Result<Response<DataBody>, RequestError> {
+        let limits = deployment.http_limits;
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limits.max_request_body_bytes as u64) {
+            return Err(RequestError::BodyTooLarge);
+        }
+        let https = uri.starts_with("https://");
+        let (mut parts, body) = req.into_parts();
+        parts.uri = uri
+            .parse()
+            .map_err(|_| RequestError::BadRequest("the request URI is not valid".into()))?;
+        let body = Limited::new(body, limits.max_request_body_bytes).map_err(|err| {
+            if err.is::<http_body_util::LengthLimitError>() {
+                wasmtime_wasi_http::Error::HttpRequestBodySize(None)
+            } else {
+                wasmtime_wasi_http::Error::InternalError(Some(err.to_string()))
+            }
+        });
+        let request = Request::from_parts(parts, body);
+        let permits = self.admit(deployment).await?;
+        let in_flight = InFlight::start(self.metrics().clone());
+        let (head, done) = deployment.function.handle_proxy(request, https, ctx).await;
+        let (tenant, app) = (deployment.tenant.clone(), deployment.app.clone());
+        let metrics = self.metrics().clone();
+        // Slots are released, and usage and late failures recorded, when
+        // the guest is done (after the body has streamed).
+        tokio::spawn(async move {
+            if let Ok((result, usage)) = done.await {
+                metrics.usage(&tenant, &app, usage);
+                if let Err(err) = result {
+                    tracing::warn!(tenant = &*tenant, app = &*app, error = %err, "proxy component failed");
+                }
+            }
+            drop(in_flight);
+            drop(permits);
+        });
+        let response = head.map_err(RequestError::from)?;
+        let cap = limits.max_response_body_bytes;
+        let (tenant, app) = (deployment.tenant.clone(), deployment.app.clone());
+        Ok(response.map(move |body| {
+            Limited::new(body, cap)
+                .map_err(move |err| -> BoxError {
+                    if err.is::<http_body_util::LengthLimitError>() {
+                        tracing::warn!(
+                            tenant = &*tenant,
+                            app = &*app,
+                            cap,
+                            "response body over the cap; the response was cut"
+                        );
+                    }
+                    err
+                })
+                .boxed_unsync()
+        }))
+    }
+}
