@@ -167,4 +167,34 @@ async fn cpu_and_memory_limits_map_as_for_verge_functions() {
         "others keep being served"
     );
     assert_eq!(s.get("/proxy-probe/hello").await.status, 200);
+    let short = Setup {
+        limits: verge::runtime::Limits {
+            wall_clock: Duration::from_millis(300),
+            ..verge::runtime::Limits::default()
+        },
+        ..Setup::default()
+    };
+    let s = TestServer::start_with(&["proxy-probe"], short).await;
+    let started = Instant::now();
+    let r = s.get("/proxy-probe/sleep").await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.header("verge-error"), "timeout");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_components_can_use_verges_own_imports() {
+    let setup = Setup {
+        vars: vec![("greeting".into(), "hej".into())],
+        ..Setup::default()
+    };
+    let s = TestServer::start_with(&["proxy-probe"], setup).await;
+    assert_eq!(
+        s.get("/proxy-probe/verge").await.text(),
+        "greeting=hej hits=1"
+    );
+    assert_eq!(
+        s.get("/proxy-probe/verge").await.text(),
+        "greeting=hej hits=2"
+    );
 }

@@ -1,13 +1,16 @@
 //! A standard `wasi:http/proxy` component built with the `wasi` crate, no
-//! Verge SDK: what Spin, componentize-js or TinyGo produce. By the last
+//! Verge handler: what Spin, componentize-js or TinyGo produce. By the last
 //! path segment:
 //! - `/hello`: 200 `hello from wasi:http PATH`
 //! - `/stream`: `first` now, `last` 700 ms later (streaming)
 //! - `/bytes?n=N`: N bytes of `x` in 64 KiB writes
+//! - `/sleep`: waits 10 s in a host call (wall-clock limit)
 //! - `/spin`: loops forever (CPU limit)
 //! - `/bomb`: allocates until memory runs out
 //! - `/fetch?url=http://HOST:PORT/PATH`: an outbound request; answers
 //!   `status N` or `error CODE`
+//! - `/verge`: Verge's own imports from a proxy component: the `greeting`
+//!   config variable and a KV counter in store `data`
 
 use std::io::Write as _;
 use wasi::http::outgoing_handler;
@@ -94,6 +97,10 @@ impl wasi::exports::http::incoming_handler::Guest for Probe {
                     }
                 })
             }
+            "sleep" => {
+                wasi::clocks::monotonic_clock::subscribe_duration(10_000_000_000).block();
+                respond(out, 200, |w| w(b"woke"))
+            }
             "spin" => {
                 let mut x: u64 = 1;
                 loop {
@@ -111,6 +118,16 @@ impl wasi::exports::http::incoming_handler::Guest for Probe {
                 let url = query(&path, "url").unwrap_or_default().to_owned();
                 let answer = fetch(&url);
                 respond(out, 200, |w| w(answer.as_bytes()))
+            }
+            "verge" => {
+                let greeting =
+                    verge_sdk::config::get("greeting").unwrap_or_else(|| "<unset>".into());
+                let count = verge_sdk::kv::Store::open("data")
+                    .and_then(|store| store.increment("hits", 1))
+                    .map_or_else(|err| format!("kv error {err:?}"), |n| n.to_string());
+                respond(out, 200, |w| {
+                    w(format!("greeting={greeting} hits={count}").as_bytes())
+                })
             }
             _ => respond(out, 404, |w| w(b"no such route")),
         }
