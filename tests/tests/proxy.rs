@@ -198,3 +198,25 @@ async fn proxy_components_can_use_verges_own_imports() {
         "greeting=hej hits=2"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_body_over_the_cap_is_refused_before_the_guest_runs() {
+    let setup = Setup {
+        http: verge::server::HttpLimits {
+            max_request_body_bytes: 1000,
+            ..verge::server::HttpLimits::default()
+        },
+        ..Setup::default()
+    };
+    let s = TestServer::start_with(&["proxy-probe"], setup).await;
+    let at = Request::post(s.url("/proxy-probe/hello"))
+        .body(Full::new(bytes::Bytes::from(vec![b'x'; 1000])))
+        .unwrap();
+    assert_eq!(s.send(at).await.status, 200, "exactly at the cap");
+    let past = Request::post(s.url("/proxy-probe/hello"))
+        .body(Full::new(bytes::Bytes::from(vec![b'x'; 1001])))
+        .unwrap();
+    let r = s.send(past).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.header("verge-error"), "body-too-large");
+}

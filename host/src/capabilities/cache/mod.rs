@@ -19,15 +19,29 @@ use std::time::{Duration, Instant};
 use wasmtime::component::HasSelf;
 
 /// One request's cache access.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct CacheCtx {
     store: Option<Arc<CacheStore>>,
     tenant: Arc<str>,
     metrics: Option<Arc<Metrics>>,
     deadline: Option<tokio::time::Instant>,
-    /// Fills and refreshes this request owes; shared by clones, released
-    /// when the last clone (the request's store) is dropped.
-    guards: Arc<std::sync::Mutex<HashMap<String, FillGuard>>>,
+    /// Fills and refreshes this request owes, released when the request's
+    /// store is dropped. Made on the first lookup that needs one, so a
+    /// request that never fills allocates nothing.
+    guards: Option<HashMap<String, FillGuard>>,
+}
+
+impl Clone for CacheCtx {
+    /// The same access for another request: fills are never shared.
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            tenant: self.tenant.clone(),
+            metrics: self.metrics.clone(),
+            deadline: self.deadline,
+            guards: None,
+        }
+    }
 }
 
 impl CacheCtx {
@@ -48,7 +62,7 @@ impl CacheCtx {
 
     /// A fresh per-request copy: no guards, waits end by `wall_clock`.
     pub fn begin(&mut self, wall_clock: Duration) {
-        self.guards = Arc::default();
+        self.guards = None;
         self.deadline = Some(tokio::time::Instant::now() + wall_clock);
     }
 
@@ -58,18 +72,16 @@ impl CacheCtx {
         }
     }
 
-    fn hold(&self, key: &str, guard: FillGuard) {
+    fn hold(&mut self, key: &str, guard: FillGuard) {
         self.guards
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert_with(HashMap::new)
             .insert(key.to_owned(), guard);
     }
 
-    fn release(&self, key: &str) {
-        self.guards
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(key);
+    fn release(&mut self, key: &str) {
+        if let Some(guards) = &mut self.guards {
+            guards.remove(key);
+        }
     }
 }
 
