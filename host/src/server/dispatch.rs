@@ -286,14 +286,7 @@ impl Dispatcher {
         limits: &HttpLimits,
     ) -> Result<GuestRequest, RequestError> {
         let cap = limits.max_request_body_bytes;
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > cap as u64) {
-            return Err(RequestError::BodyTooLarge);
-        }
+        check_declared_length(&req, cap)?;
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, cap).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -367,6 +360,23 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.instance(false);
+    }
+}
+
+/// Refuses a request whose `Content-Length` already says it is over `cap`,
+/// before a byte of the body is read.
+pub(super) fn check_declared_length(
+    req: &Request<Incoming>,
+    cap: usize,
+) -> Result<(), RequestError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > cap as u64 => Err(RequestError::BodyTooLarge),
+        _ => Ok(()),
     }
 }
 

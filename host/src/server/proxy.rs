@@ -3,12 +3,11 @@
 //! (a body past it is cut and logged), and the instance and admission
 //! slots stay held until the guest has finished writing.
 
-use super::dispatch::{Dispatcher, InFlight};
+use super::dispatch::{Dispatcher, InFlight, check_declared_length};
 use super::error::RequestError;
 use super::{BoxError, DataBody};
 use crate::runtime::RequestContext;
 use crate::tenancy::Deployment;
-use http::header::CONTENT_LENGTH;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -23,14 +22,7 @@ impl Dispatcher {
         ctx: RequestContext,
     ) -> Result<Response<DataBody>, RequestError> {
         let limits = deployment.http_limits;
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limits.max_request_body_bytes as u64) {
-            return Err(RequestError::BodyTooLarge);
-        }
+        check_declared_length(&req, limits.max_request_body_bytes)?;
         let https = uri.starts_with("https://");
         let (mut parts, body) = req.into_parts();
         parts.uri = uri
