@@ -208,12 +208,13 @@ impl CachedFetch {
             }
             Lookup::Hit(entry) => Ok(from_entry(&entry, "hit")),
             Lookup::Stale(entry, refresh) => {
+                let stale = from_entry(&entry, "stale");
                 if let Some(guard) = refresh
                     && take_subrequest().is_ok()
                 {
-                    self.revalidate_in_background(key, outbound, entry.clone(), guard);
+                    self.revalidate_in_background(key, outbound, stale.clone(), guard);
                 }
-                Ok(from_entry(&entry, "stale"))
+                Ok(stale)
             }
             Lookup::Fill(guard) => {
                 take_subrequest()?;
@@ -229,10 +230,9 @@ impl CachedFetch {
         self,
         key: String,
         mut outbound: Outbound,
-        entry: Arc<CacheEntry>,
+        stored: Inbound,
         guard: FillGuard,
     ) {
-        let stored = from_entry(&entry, "stale");
         if let Some(etag) = stored.headers.get(ETAG) {
             outbound.headers.insert(IF_NONE_MATCH, etag.clone());
         }

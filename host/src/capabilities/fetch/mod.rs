@@ -163,13 +163,8 @@ impl FetchCtx {
         follow_redirects: bool,
         cache: Option<CachePolicy>,
     ) -> Result<Inbound, FetchError> {
-        let client = self
-            .client
-            .clone()
-            .ok_or_else(|| FetchError::Denied("this host offers no outbound fetch".into()))?;
-        let now = Instant::now();
-        let budget_end = self.deadline.unwrap_or(now + Duration::from_secs(30));
-        let deadline = timeout.map_or(budget_end, |t| budget_end.min(now + t));
+        let client = self.client()?;
+        let deadline = self.deadline_within(timeout);
         let mut outbound = outbound_from_wit(req)?;
         if let (Some(policy), Some((store, tenant)), &Method::GET) =
             (cache, self.cache.clone(), &outbound.method)
@@ -181,24 +176,14 @@ impl FetchCtx {
                 tenant,
                 policy,
             };
-            let (used, max) = (&mut self.used, self.max_subrequests);
             return cached
-                .get(outbound, deadline, || {
-                    if *used >= max {
-                        return Err(FetchError::TooManySubrequests(max));
-                    }
-                    *used += 1;
-                    Ok(())
-                })
+                .get(outbound, deadline, || self.take_subrequest())
                 .await;
         }
         let mut hops = 0;
         loop {
             self.check_allowed(&outbound.uri)?;
-            if self.used >= self.max_subrequests {
-                return Err(FetchError::TooManySubrequests(self.max_subrequests));
-            }
-            self.used += 1;
+            self.take_subrequest()?;
             let inbound = client.send(outbound.clone(), deadline).await?;
             let next = match follow_redirects && hops < MAX_REDIRECTS {
                 true => redirect(&outbound, &inbound)?,
@@ -212,6 +197,32 @@ impl FetchCtx {
                 None => return Ok(strip_inbound(inbound)),
             }
         }
+    }
+
+    /// The shared client, unless this host offers no outbound fetch.
+    fn client(&self) -> Result<Arc<FetchClient>, FetchError> {
+        self.client
+            .clone()
+            .ok_or_else(|| FetchError::Denied("this host offers no outbound fetch".into()))
+    }
+
+    /// Counts one subrequest against the budget, or refuses it.
+    fn take_subrequest(&mut self) -> Result<(), FetchError> {
+        if self.used >= self.max_subrequests {
+            return Err(FetchError::TooManySubrequests(self.max_subrequests));
+        }
+        self.used += 1;
+        Ok(())
+    }
+
+    /// When a call with `timeout` must end: never past the request's
+    /// deadline (the default wall clock from now if none was begun).
+    fn deadline_within(&self, timeout: Option<Duration>) -> Instant {
+        let now = Instant::now();
+        let budget_end = self
+            .deadline
+            .unwrap_or(now + crate::runtime::DEFAULT_WALL_CLOCK);
+        timeout.map_or(budget_end, |t| budget_end.min(now + t))
     }
 
     fn check_allowed(&self, uri: &Uri) -> Result<(), FetchError> {

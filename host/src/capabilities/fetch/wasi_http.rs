@@ -8,7 +8,6 @@ use super::{
 };
 use http_body_util::{BodyExt, Full, Limited};
 use std::future::Future;
-use std::time::Duration;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 fn to_error(err: FetchError) -> Error {
@@ -41,23 +40,12 @@ impl WasiHttpHooks for FetchCtx {
         fut: Done,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, Done), Error>> + Send> {
         drop(fut);
-        let checked = self
-            .client
-            .clone()
-            .ok_or_else(|| FetchError::Denied("this host offers no outbound fetch".into()))
-            .and_then(|client| {
-                self.check_allowed(request.uri())?;
-                if self.used >= self.max_subrequests {
-                    return Err(FetchError::TooManySubrequests(self.max_subrequests));
-                }
-                self.used += 1;
-                Ok(client)
-            });
-        let now = tokio::time::Instant::now();
-        let budget_end = self.deadline.unwrap_or(now + Duration::from_secs(30));
-        let deadline = options
-            .and_then(|o| o.first_byte_timeout)
-            .map_or(budget_end, |t| budget_end.min(now + t));
+        let checked = self.client().and_then(|client| {
+            self.check_allowed(request.uri())?;
+            self.take_subrequest()?;
+            Ok(client)
+        });
+        let deadline = self.deadline_within(options.and_then(|o| o.first_byte_timeout));
         Box::new(async move {
             let client = checked.map_err(to_error)?;
             let (mut parts, body) = request.into_parts();
