@@ -143,21 +143,32 @@ impl Function {
         // epoch trap win when both fire.
         let deadline = limits.wall_clock + DEADLINE_SLACK;
         let outcome = tokio::time::timeout(deadline, call(pre, &mut store, &req)).await;
-        let usage = Usage {
-            fuel: if self.metering {
-                limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
-            } else {
-                0
-            },
-            peak_memory: store.data().limiter.peak_memory,
-        };
-        let result = match outcome {
-            Err(_elapsed) => Err(GuestError::Timeout),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) => Err(classify(&err, store.data().limiter.memory_denied)),
-        };
-        (result, usage)
+        conclude(&store, &limits, self.metering, outcome)
     }
+}
+
+/// What a finished (or timed-out) guest call comes to: the outcome as the
+/// client will see it, and the fuel and peak memory it used.
+pub(super) fn conclude<T>(
+    store: &Store<RequestState>,
+    limits: &Limits,
+    metering: bool,
+    outcome: Result<Result<T, CallError>, tokio::time::error::Elapsed>,
+) -> (Result<T, GuestError>, Usage) {
+    let usage = Usage {
+        fuel: if metering {
+            limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
+        } else {
+            0
+        },
+        peak_memory: store.data().limiter.peak_memory,
+    };
+    let result = match outcome {
+        Err(_elapsed) => Err(GuestError::Timeout),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(classify(&err, store.data().limiter.memory_denied)),
+    };
+    (result, usage)
 }
 
 pub(super) fn prepare_store(
@@ -197,7 +208,7 @@ async fn call(
 
 /// Maps a failed call to what the client is told. A trap after a refused
 /// memory growth is the memory limit (the guest's allocator gives up).
-pub(super) fn classify(err: &CallError, memory_denied: bool) -> GuestError {
+fn classify(err: &CallError, memory_denied: bool) -> GuestError {
     let err = match err {
         CallError::Instantiate(err) => {
             if let Some(trap) = err.downcast_ref::<Trap>() {

@@ -6,7 +6,7 @@
 
 use super::error::GuestError;
 use super::instance::{
-    CallError, DEADLINE_SLACK, Function, Pre, RequestContext, Usage, classify, prepare_store,
+    CallError, DEADLINE_SLACK, Function, Pre, RequestContext, Usage, conclude, prepare_store,
 };
 use super::state::RequestState;
 use bytes::Bytes;
@@ -86,19 +86,7 @@ impl Function {
                     .map_err(CallError::Call)
             };
             let outcome = tokio::time::timeout(limits.wall_clock + DEADLINE_SLACK, run).await;
-            let usage = Usage {
-                fuel: if metering {
-                    limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
-                } else {
-                    0
-                },
-                peak_memory: store.data().limiter.peak_memory,
-            };
-            let result = match outcome {
-                Err(_elapsed) => Err(GuestError::Timeout),
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(classify(&err, store.data().limiter.memory_denied)),
-            };
+            let (result, usage) = conclude(&store, &limits, metering, outcome);
             if let Err(err) = &result {
                 let _ = finished_tx.send(err.clone());
             }
