@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::oneshot;
 use verge::capabilities::config::ConfigCtx;
-use verge::capabilities::fetch::{AllowList, FetchCtx};
-use verge::capabilities::geo::{GeoCtx, TrustedProxies};
-use verge::capabilities::kv::KvCtx;
+use verge::capabilities::fetch::AllowList;
+use verge::capabilities::geo::TrustedProxies;
 use verge::runtime::{EngineSettings, Limits, Runtime};
 use verge::server::{Dispatcher, HttpLimits, Server};
 use verge::storage::kv::redb::RedbKv;
@@ -202,16 +201,10 @@ impl TestServer {
                 .expect("loading guest");
             let deployment = Deployment {
                 http_limits: setup.http,
-                kv: KvCtx::new(
-                    services.kv.clone(),
-                    "local",
-                    None,
-                    DEFAULT_TENANT_QUOTA_BYTES,
-                ),
-                fetch: FetchCtx::new(services.fetch.clone(), allow.clone())
-                    .with_cache(services.cache.clone(), "local"),
-                geo: GeoCtx::new(services.geo.clone()),
-                cache: verge::capabilities::cache::CacheCtx::new(services.cache.clone(), "local"),
+                kv: services.kv_ctx("local", None, DEFAULT_TENANT_QUOTA_BYTES),
+                fetch: services.fetch_ctx("local", allow.clone()),
+                geo: services.geo_ctx(),
+                cache: services.cache_ctx("local"),
                 logs: None,
                 tenant: "local".into(),
                 version: 0,

@@ -29,6 +29,33 @@ pub struct Services {
     pub metrics: Arc<crate::telemetry::metrics::Metrics>,
 }
 
+impl Services {
+    /// Fetch for `tenant` to the origins of `allow`, counted in the metrics
+    /// and able to use the edge cache.
+    pub fn fetch_ctx(&self, tenant: &str, allow: fetch::AllowList) -> fetch::FetchCtx {
+        fetch::FetchCtx::new(self.fetch.clone(), allow)
+            .with_metrics(self.metrics.clone(), tenant)
+            .with_cache(self.cache.clone(), tenant)
+    }
+
+    /// `tenant`'s view of the edge cache, counted in the metrics.
+    pub fn cache_ctx(&self, tenant: &str) -> cache::CacheCtx {
+        cache::CacheCtx::new(self.cache.clone(), tenant).with_metrics(self.metrics.clone())
+    }
+
+    /// KV for `tenant`, limited to `stores` (`None`: any), counted in the
+    /// metrics.
+    pub fn kv_ctx(&self, tenant: &str, stores: Option<Vec<String>>, quota_bytes: u64) -> kv::KvCtx {
+        kv::KvCtx::new(self.kv.clone(), tenant, stores, quota_bytes)
+            .with_metrics(self.metrics.clone())
+    }
+
+    /// Lookups in the geo database.
+    pub fn geo_ctx(&self) -> geo::GeoCtx {
+        geo::GeoCtx::new(self.geo.clone())
+    }
+}
+
 /// Links every capability this host provides.
 pub(crate) fn add_to_linker(linker: &mut RequestStateLinker) -> wasmtime::Result<()> {
     cache::add_to_linker(linker)?;

@@ -5,9 +5,7 @@
 use super::{DaemonConfig, RunningDaemon, serve_data_plane};
 use crate::capabilities::Services;
 use crate::capabilities::config::ConfigCtx;
-use crate::capabilities::fetch::{AllowList, FetchCtx};
-use crate::capabilities::geo::GeoCtx;
-use crate::capabilities::kv::KvCtx;
+use crate::capabilities::fetch::AllowList;
 use crate::runtime::{Limits, Runtime};
 use crate::server::HttpLimits;
 use crate::storage::kv::redb::RedbKv;
@@ -69,20 +67,11 @@ impl LocalHost {
         let allow = AllowList::parse(&app.allowed_hosts)?;
         Ok(Deployment {
             http_limits: http,
-            fetch: FetchCtx::new(services.fetch.clone(), allow)
-                .with_metrics(services.metrics.clone(), "local")
-                .with_cache(services.cache.clone(), "local"),
-            geo: GeoCtx::new(services.geo.clone()),
-            cache: crate::capabilities::cache::CacheCtx::new(services.cache.clone(), "local")
-                .with_metrics(services.metrics.clone()),
+            fetch: services.fetch_ctx("local", allow),
+            geo: services.geo_ctx(),
+            cache: services.cache_ctx("local"),
             logs: None,
-            kv: KvCtx::new(
-                services.kv.clone(),
-                "local",
-                None,
-                DEFAULT_TENANT_QUOTA_BYTES,
-            )
-            .with_metrics(services.metrics.clone()),
+            kv: services.kv_ctx("local", None, DEFAULT_TENANT_QUOTA_BYTES),
             tenant: "local".into(),
             version,
             app: app.name.as_str().into(),

@@ -3,11 +3,8 @@
 
 use super::{Deployment, RegistryError, Slots, effective_http_limits, effective_limits};
 use crate::capabilities::Services;
-use crate::capabilities::cache::CacheCtx;
 use crate::capabilities::config::ConfigCtx;
-use crate::capabilities::fetch::{AllowList, FetchCtx};
-use crate::capabilities::geo::GeoCtx;
-use crate::capabilities::kv::KvCtx;
+use crate::capabilities::fetch::AllowList;
 use crate::runtime::{Limits, Runtime};
 use crate::server::HttpLimits;
 use crate::storage::blobs::BlobStore;
@@ -163,15 +160,11 @@ impl Loader {
             function,
             config: ConfigCtx::new(vars),
             slots,
-            fetch: FetchCtx::new(self.services.fetch.clone(), allow)
-                .with_metrics(self.services.metrics.clone(), &app.tenant)
-                .with_cache(self.services.cache.clone(), &app.tenant),
-            geo: GeoCtx::new(self.services.geo.clone()),
-            cache: CacheCtx::new(self.services.cache.clone(), &app.tenant)
-                .with_metrics(self.services.metrics.clone()),
+            fetch: self.services.fetch_ctx(&app.tenant, allow),
+            geo: self.services.geo_ctx(),
+            cache: self.services.cache_ctx(&app.tenant),
             logs: Some(self.log_ring(&app.tenant, &app.name)),
-            kv: KvCtx::new(
-                self.services.kv.clone(),
+            kv: self.services.kv_ctx(
                 &app.tenant,
                 Some(app.manifest.kv_stores.clone()),
                 tenant_limits
@@ -179,8 +172,7 @@ impl Loader {
                     .map_or(DEFAULT_TENANT_QUOTA_BYTES, |mib| {
                         mib.saturating_mul(1 << 20)
                     }),
-            )
-            .with_metrics(self.services.metrics.clone()),
+            ),
         }))
     }
 
