@@ -127,6 +127,18 @@ pub struct Setup {
     pub capabilities: verge::daemon::CapabilityConfig,
 }
 
+impl Setup {
+    /// Default settings whose apps may fetch any port on 127.0.0.1, where
+    /// tests run their origins.
+    pub fn loopback() -> Self {
+        Self {
+            allowed_hosts: vec!["http://127.0.0.1:*".into()],
+            capabilities: loopback_capabilities(),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for Setup {
     fn default() -> Self {
         Self {

@@ -12,13 +12,11 @@ use verge_tests::{Platform, Reply, Setup, TestServer, loopback_capabilities};
 
 async fn server() -> Arc<TestServer> {
     let setup = Setup {
-        allowed_hosts: vec!["http://127.0.0.1:*".into()],
-        capabilities: loopback_capabilities(),
         engine: EngineSettings {
             pool_instances: 128,
             ..EngineSettings::default()
         },
-        ..Setup::default()
+        ..Setup::loopback()
     };
     Arc::new(TestServer::start_with(&["cache-probe"], setup).await)
 }

@@ -6,21 +6,11 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use verge::runtime::EngineSettings;
 use verge_tests::origin::Origin;
-use verge_tests::{Setup, TestServer, loopback_capabilities};
+use verge_tests::{Setup, TestServer};
 
 async fn server() -> Arc<TestServer> {
-    let setup = Setup {
-        allowed_hosts: vec!["http://127.0.0.1:*".into()],
-        capabilities: loopback_capabilities(),
-        engine: EngineSettings {
-            pool_instances: 64,
-            ..EngineSettings::default()
-        },
-        ..Setup::default()
-    };
-    Arc::new(TestServer::start_with(&["fetch-probe"], setup).await)
+    Arc::new(TestServer::start_with(&["fetch-probe"], Setup::loopback()).await)
 }
 
 /// The first line of the probe's answer: `ok STATUS BYTES CACHE`.

@@ -11,7 +11,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use verge_tests::origin::Origin;
-use verge_tests::{Platform, Setup, TestServer, loopback_capabilities};
+use verge_tests::{Platform, Setup, TestServer};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proxy_component_serves_in_local_mode_and_when_deployed() {
@@ -142,12 +142,7 @@ async fn outbound_requests_follow_the_fetch_policy() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "error ErrorCode::HttpRequestDenied");
     assert_eq!(origin.hits(), 0);
-    let setup = Setup {
-        allowed_hosts: vec!["http://127.0.0.1:*".into()],
-        capabilities: loopback_capabilities(),
-        ..Setup::default()
-    };
-    let allowed = TestServer::start_with(&["proxy-probe"], setup).await;
+    let allowed = TestServer::start_with(&["proxy-probe"], Setup::loopback()).await;
     assert_eq!(allowed.get(&url).await.text(), "status 200");
     assert_eq!(origin.hits(), 1);
 }
