@@ -12,9 +12,7 @@
 )]
 
 use std::time::Duration;
-use verge::daemon::{DaemonConfig, LocalApp};
-use verge::runtime::{EngineSettings, Limits};
-use verge::server::HttpLimits;
+use verge::runtime::EngineSettings;
 use verge_benches::{baseline, load};
 
 fn main() -> anyhow::Result<()> {
@@ -31,24 +29,8 @@ fn main() -> anyhow::Result<()> {
     tracing_sink();
     let guests = verge_benches::build_guests()?;
     let server_rt = verge_benches::pinned_server_runtime()?;
-    let config = DaemonConfig {
-        listen: "127.0.0.1:0".parse()?,
-        engine: EngineSettings::default(),
-        limits: Limits::default(),
-        http: HttpLimits::default(),
-        access_log: Some(verge::telemetry::access_log::AccessLog::start(
-            std::io::sink(),
-        )?),
-        capabilities: Default::default(),
-        tls: None,
-    };
-    let app = LocalApp {
-        name: "hello".into(),
-        wasm: guests["hello"].clone(),
-        vars: Default::default(),
-        data_dir: std::env::temp_dir().join(format!("verge-bench-{}", std::process::id())),
-        allowed_hosts: Vec::new(),
-    };
+    let config = verge_benches::bench_daemon_config(EngineSettings::default(), true)?;
+    let app = verge_benches::bench_local_app(&guests, "hello");
     let (verge_addr, baseline_addr) = server_rt.block_on(async {
         let daemon = verge::daemon::start(&config, &app).await?;
         let addr = daemon.addr;

@@ -13,9 +13,8 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use verge::daemon::{DaemonConfig, PlatformConfig};
-use verge::runtime::{EngineSettings, Limits};
-use verge::server::HttpLimits;
+use verge::daemon::PlatformConfig;
+use verge::runtime::EngineSettings;
 use verge::storage::records::{AppManifest, LimitOverrides};
 use verge_benches::load;
 
@@ -30,20 +29,11 @@ fn main() -> anyhow::Result<()> {
     let guests = verge_benches::build_guests()?;
     let dir = tempfile::tempdir()?;
     let server_rt = verge_benches::pinned_server_runtime()?;
-    let config = DaemonConfig {
-        listen: "127.0.0.1:0".parse()?,
-        engine: EngineSettings {
-            pool_instances: 128,
-            ..EngineSettings::default()
-        },
-        limits: Limits::default(),
-        http: HttpLimits::default(),
-        access_log: Some(verge::telemetry::access_log::AccessLog::start(
-            std::io::sink(),
-        )?),
-        capabilities: Default::default(),
-        tls: None,
+    let engine = EngineSettings {
+        pool_instances: 128,
+        ..EngineSettings::default()
     };
+    let config = verge_benches::bench_daemon_config(engine, true)?;
     let platform = PlatformConfig {
         data_dir: dir.path().to_owned(),
         admin_listen: "127.0.0.1:0".parse()?,

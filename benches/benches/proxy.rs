@@ -11,9 +11,7 @@
 )]
 
 use std::time::Duration;
-use verge::daemon::{DaemonConfig, LocalApp};
-use verge::runtime::{EngineSettings, Limits};
-use verge::server::HttpLimits;
+use verge::runtime::EngineSettings;
 use verge_benches::load;
 
 fn main() -> anyhow::Result<()> {
@@ -26,22 +24,8 @@ fn main() -> anyhow::Result<()> {
     let (secs, rounds) = (env("VERGE_BENCH_SECS", 2), env("VERGE_BENCH_ROUNDS", 5));
     let guests = verge_benches::build_guests()?;
     let server_rt = verge_benches::pinned_server_runtime()?;
-    let config = DaemonConfig {
-        listen: "127.0.0.1:0".parse()?,
-        engine: EngineSettings::default(),
-        limits: Limits::default(),
-        http: HttpLimits::default(),
-        access_log: None,
-        capabilities: Default::default(),
-        tls: None,
-    };
-    let app = |name: &str| LocalApp {
-        name: name.into(),
-        wasm: guests[name].clone(),
-        vars: Default::default(),
-        data_dir: std::env::temp_dir().join(format!("verge-bench-{name}-{}", std::process::id())),
-        allowed_hosts: Vec::new(),
-    };
+    let config = verge_benches::bench_daemon_config(EngineSettings::default(), false)?;
+    let app = |name: &str| verge_benches::bench_local_app(&guests, name);
     let (sdk, proxy) = server_rt.block_on(async {
         let sdk = verge::daemon::start(&config, &app("hello")).await?;
         let proxy = verge::daemon::start(&config, &app("proxy-probe")).await?;
