@@ -1,7 +1,9 @@
-//! Noisy neighbour: tenant B's hello under load, alone and then while tenant
-//! A floods a CPU-spinning and a memory-bombing function, in the same run.
-//! Every B request must succeed; B's p99 under attack is reported against B
-//! alone. Server on core 0, load generator on core 1; bounded by
+//! Noisy neighbour through the shipped binary: tenant B's hello under load,
+//! alone and then while tenant A floods a CPU-spinning, a memory-bombing
+//! and a huge-response function (each alone, then all three), in the same
+//! run against one `verge serve` child process. Every B request must
+//! succeed; B's p99 under attack is reported against B alone. Server on
+//! core 0 (`taskset`), load generator on core 1; bounded by
 //! VERGE_BENCH_SECS (default 5) per phase.
 
 #![allow(
@@ -11,15 +13,22 @@
     reason = "bench"
 )]
 
-use std::sync::Arc;
 use std::time::Duration;
-use verge::daemon::PlatformConfig;
-use verge::runtime::EngineSettings;
-use verge::storage::records::{AppManifest, LimitOverrides};
-use verge_benches::load;
+use verge_benches::binary::{VergeProcess, build_verge};
+use verge_benches::load::{self, LoadResult};
 
 /// Requests tenant A may run at once: its operator-set cap.
 const ATTACKER_MAX_CONCURRENCY: u32 = 2;
+
+/// Connections each attacker opens.
+const ATTACKER_CONNECTIONS: usize = 8;
+
+/// The attackers: app, guest, path.
+const ATTACKERS: [(&str, &str, &str); 3] = [
+    ("spin", "cpu-spin", "/"),
+    ("bomb", "memory-bomb", "/"),
+    ("huge", "huge-response", "/?mib=40"),
+];
 
 fn main() -> anyhow::Result<()> {
     let secs: u64 = std::env::var("VERGE_BENCH_SECS")
@@ -27,58 +36,22 @@ fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let guests = verge_benches::build_guests()?;
-    let dir = tempfile::tempdir()?;
-    let server_rt = verge_benches::pinned_server_runtime()?;
-    let engine = EngineSettings {
-        pool_instances: 128,
-        ..EngineSettings::default()
-    };
-    let config = verge_benches::bench_daemon_config(engine, true)?;
-    let platform = PlatformConfig {
-        data_dir: dir.path().to_owned(),
-        admin_listen: "127.0.0.1:0".parse()?,
-        operator_token: Some("verge_op_bench".into()),
-    };
-    let addr = server_rt.block_on(async {
-        let daemon = verge::daemon::start_platform(&config, &platform).await?;
-        let registry: Arc<_> = daemon.registry.clone().unwrap();
-        let capped = LimitOverrides {
-            max_concurrency: Some(ATTACKER_MAX_CONCURRENCY),
-            ..LimitOverrides::default()
-        };
-        registry.create_tenant("a".into(), capped).await?;
-        registry
-            .create_tenant("b".into(), LimitOverrides::default())
-            .await?;
-        for (tenant, app, guest) in [
-            ("a", "spin", "cpu-spin"),
-            ("a", "bomb", "memory-bomb"),
-            ("b", "hello", "hello"),
-        ] {
-            let manifest = AppManifest {
-                routes: vec![format!("{app}.test")],
-                ..AppManifest::default()
-            };
-            registry
-                .put_app(tenant.into(), app.into(), manifest)
-                .await?;
-            registry
-                .upload(
-                    tenant.into(),
-                    app.into(),
-                    std::fs::read(&guests[guest])?,
-                    true,
-                )
-                .await?;
-        }
-        let addr = daemon.addr;
-        tokio::spawn(daemon.wait());
-        anyhow::Ok(addr)
-    })?;
+    let binary = build_verge()?;
+    let verge = VergeProcess::start(&binary, &["--pool-instances", "128"])?;
+    verge.tenant(
+        "a",
+        &format!(r#"{{"max_concurrency":{ATTACKER_MAX_CONCURRENCY}}}"#),
+    )?;
+    verge.tenant("b", "{}")?;
+    for (app, guest, _) in ATTACKERS {
+        verge.deploy("a", app, &format!("{app}.test"), &guests[guest])?;
+    }
+    verge.deploy("b", "hello", "hello.test", &guests["hello"])?;
     verge_benches::pin(1);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let addr = verge.data;
     let phase = Duration::from_secs(secs);
     rt.block_on(load::run(
         addr,
@@ -88,44 +61,57 @@ fn main() -> anyhow::Result<()> {
         Duration::from_secs(1),
     ))?;
     let alone = rt.block_on(load::run(addr, "hello.test", "/", 8, phase))?;
-    // VERGE_BENCH_ATTACK picks the attackers: spin, bomb or both (default).
-    let attack = std::env::var("VERGE_BENCH_ATTACK").unwrap_or_else(|_| "both".into());
-    let conns = |kind: &str| {
-        if attack == "both" || attack == kind {
-            8
-        } else {
-            0
-        }
-    };
-    let (attacked, spin, bomb) = rt.block_on(async {
-        tokio::join!(
-            load::run(addr, "hello.test", "/", 8, phase),
-            load::run(addr, "spin.test", "/", conns("spin"), phase),
-            load::run(addr, "bomb.test", "/", conns("bomb"), phase),
-        )
-    });
-    let (attacked, spin, bomb) = (attacked?, spin?, bomb?);
     println!(
-        "noisy neighbour: B = hello (8 conns); A = cpu-spin + memory-bomb (8 conns each, A capped at {ATTACKER_MAX_CONCURRENCY} concurrent)"
+        "noisy neighbour through the verge binary: B = hello (8 conns); A = {ATTACKER_CONNECTIONS} conns per attacker, A capped at {ATTACKER_MAX_CONCURRENCY} concurrent"
     );
-    let show = |name: &str, r: &load::LoadResult| {
-        println!(
-            "{name:<22} {:>8.0} ok/s  p50 {:>6} µs  p99 {:>7} µs  ok {:>7}  non-2xx {}",
-            r.rps, r.p50_us, r.p99_us, r.ok, r.failed
-        );
-    };
     show("B alone", &alone);
-    show("B under attack", &attacked);
-    show("A cpu-spin", &spin);
-    show("A memory-bomb", &bomb);
-    println!(
-        "B p99 under attack / alone: {:.2}x; B throughput under attack / alone: {:.2}",
-        attacked.p99_us as f64 / alone.p99_us.max(1) as f64,
-        attacked.rps / alone.rps
-    );
-    anyhow::ensure!(
-        attacked.failed == 0 && alone.failed == 0,
-        "tenant B had failed requests"
-    );
+    let mut worst = 1.0f64;
+    let mut failed = alone.failed;
+    let mut phases: Vec<(&str, Vec<usize>)> = (0..ATTACKERS.len())
+        .map(|i| (ATTACKERS[i].0, vec![i]))
+        .collect();
+    phases.push(("all three", (0..ATTACKERS.len()).collect()));
+    for (name, which) in phases {
+        let (attacked, attackers) = rt.block_on(async {
+            // Each attacker on its own task, all beside B's load.
+            let tasks: Vec<_> = which
+                .iter()
+                .map(|&i| {
+                    let (app, _, path) = ATTACKERS[i];
+                    tokio::spawn(async move {
+                        let host = format!("{app}.test");
+                        load::run(addr, &host, path, ATTACKER_CONNECTIONS, phase).await
+                    })
+                })
+                .collect();
+            let attacked = load::run(addr, "hello.test", "/", 8, phase).await;
+            let mut attackers = Vec::new();
+            for task in tasks {
+                attackers.push(task.await?);
+            }
+            anyhow::Ok((attacked, attackers))
+        })?;
+        let attacked = attacked?;
+        show(&format!("B under {name}"), &attacked);
+        for (i, result) in which.iter().zip(attackers) {
+            show(&format!("  A {}", ATTACKERS[*i].1), &result?);
+        }
+        let ratio = attacked.p99_us as f64 / alone.p99_us.max(1) as f64;
+        println!(
+            "  B p99 under {name} / alone: {ratio:.2}x; B throughput: {:.2}",
+            attacked.rps / alone.rps
+        );
+        worst = worst.max(ratio);
+        failed += attacked.failed;
+    }
+    println!("worst B p99 under attack / alone: {worst:.2}x; failed B requests: {failed}");
+    anyhow::ensure!(failed == 0, "tenant B had failed requests");
     Ok(())
+}
+
+fn show(name: &str, r: &LoadResult) {
+    println!(
+        "{name:<26} {:>8.0} ok/s  p50 {:>6} µs  p99 {:>7} µs  ok {:>7}  non-2xx {}",
+        r.rps, r.p50_us, r.p99_us, r.ok, r.failed
+    );
 }

@@ -2,6 +2,7 @@
 //! and the bounded loopback load generator.
 
 pub mod baseline;
+pub mod binary;
 pub mod load;
 
 use std::collections::HashMap;
@@ -56,6 +57,7 @@ pub fn bench_daemon_config(
         access_log,
         capabilities: Default::default(),
         tls: None,
+        connections: Default::default(),
     })
 }
 

@@ -45,7 +45,11 @@ fn cargo() -> String {
 }
 
 /// Adds the guest target with rustup when the active toolchain lacks it.
+/// One call at a time per process: concurrent `rustup target add` runs
+/// (tests building guests in parallel) race on rustup's download folder.
 pub fn ensure_target() -> Result<(), BuildError> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let sysroot = Command::new("rustc")
         .args(["--print", "sysroot"])
         .output()

@@ -15,10 +15,8 @@ fn main() -> std::process::ExitCode {
         LogFormat::Human => subscriber.init(),
         LogFormat::Json => subscriber.json().init(),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The one serving runtime configuration, the benches' too.
+    let runtime = match verge::daemon::runtime_builder().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("verge: cannot start the async runtime: {err}");

@@ -9,100 +9,13 @@
     reason = "tests"
 )]
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-const TOKEN: &str = "verge_op_process-test-token";
-
-fn guests() -> std::collections::HashMap<String, PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut all = std::collections::HashMap::new();
-    for dir in ["examples", "tests/guests"] {
-        let built =
-            verge::guest_build::build(&root.join(dir), Some(&root.join("target/guests"))).unwrap();
-        all.extend(built.into_iter().map(|a| (a.package, a.path)));
-    }
-    all
-}
-
-struct Daemon {
-    child: Child,
-    data: SocketAddr,
-    admin: SocketAddr,
-    ready_ms: u64,
-}
-
-impl Drop for Daemon {
-    /// A failing test must not leave its daemon running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data_dir: &Path) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--pool-instances",
-            "64",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("VERGE_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let line = common::first_line(&mut child);
-    // "verge: serving N apps on http://A (admin API on http://B), ready in M ms"
-    let addr = |after: &str| -> SocketAddr {
-        let rest = &line[line.find(after).unwrap_or_else(|| panic!("{line}")) + after.len()..];
-        rest.split([' ', ')']).next().unwrap().parse().unwrap()
-    };
-    let ready_ms = line
-        .rsplit("ready in ")
-        .next()
-        .unwrap()
-        .trim_end_matches(|c: char| !c.is_ascii_digit())
-        .parse()
-        .unwrap();
-    Daemon {
-        data: addr("on http://"),
-        admin: addr("admin API on http://"),
-        ready_ms,
-        child,
-    }
-}
-
-/// One request to the daemon, with the operator token.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    host: &str,
-    body: &[u8],
-) -> std::io::Result<(u16, String)> {
-    let auth = format!("authorization: Bearer {TOKEN}\r\n");
-    common::request(addr, method, path, host, &auth, body)
-}
-
-fn admin(d: &Daemon, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    http(d.admin, method, path, "admin", body).unwrap()
-}
-
-fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"))
-}
+use common::{Daemon, TOKEN, admin, guests, http, json, start};
 
 #[test]
 fn sigkill_during_deploys_leaves_the_old_or_the_new_version_active() {

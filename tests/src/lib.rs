@@ -352,6 +352,7 @@ impl Platform {
             access_log: None,
             capabilities,
             tls: None,
+            connections: Default::default(),
         };
         let platform = verge::daemon::PlatformConfig {
             data_dir: data_dir.to_owned(),

@@ -30,6 +30,7 @@ async fn a_proxy_component_serves_in_local_mode_and_when_deployed() {
         access_log: None,
         capabilities: Default::default(),
         tls: None,
+        connections: Default::default(),
     };
     let app = verge::daemon::LocalApp {
         name: "proxy-probe".into(),

@@ -28,6 +28,7 @@ async fn start(tls: TlsListener, data_dir: &std::path::Path) -> anyhow::Result<R
         access_log: None,
         capabilities: CapabilityConfig::default(),
         tls: Some(tls),
+        connections: Default::default(),
     };
     let app = LocalApp {
         name: "echo".into(),

@@ -2,13 +2,15 @@
 //! mapping from control-plane errors to HTTP statuses.
 
 use super::auth::{AuthError, authenticate};
+use crate::server::body::{BodyError, GuardedBody, declared_length, read_all};
+use crate::server::limits::BodyPolicy;
 use crate::storage::records::{AppManifest, AppRecord, LimitOverrides, TenantRecord};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::registry::{MAX_COMPONENT_BYTES, VarKind};
 use crate::tenancy::{Registry, RegistryError};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -27,6 +29,7 @@ pub struct AdminApi {
     registry: Arc<Registry>,
     operator_hash: String,
     metrics: Arc<Metrics>,
+    body_policy: BodyPolicy,
 }
 
 /// An app as the API shows it: secret names only, never their values.
@@ -96,6 +99,7 @@ enum ApiError {
     Auth(AuthError),
     Registry(RegistryError),
     BadRequest(String),
+    Body(BodyError),
     NotFound,
     MethodNotAllowed,
 }
@@ -122,6 +126,15 @@ fn status_of(err: &ApiError) -> (StatusCode, String) {
             (StatusCode::FORBIDDEN, "this token may not do that".into())
         }
         ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
+        ApiError::Body(err) => {
+            let status = match err {
+                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::Stalled(_) | BodyError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+                BodyError::BudgetExhausted => StatusCode::SERVICE_UNAVAILABLE,
+                BodyError::Transport(_) => StatusCode::BAD_REQUEST,
+            };
+            (status, err.to_string())
+        }
         ApiError::NotFound => (StatusCode::NOT_FOUND, "no such endpoint".into()),
         ApiError::MethodNotAllowed => (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -132,8 +145,8 @@ fn status_of(err: &ApiError) -> (StatusCode, String) {
                 RegistryError::InvalidName { .. }
                 | RegistryError::InvalidRoute(_)
                 | RegistryError::Invalid(_)
-                | RegistryError::TooLarge { .. }
                 | RegistryError::BadComponent(_) => StatusCode::BAD_REQUEST,
+                RegistryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 RegistryError::RouteConflict { .. } | RegistryError::AlreadyExists(_) => {
                     StatusCode::CONFLICT
                 }
@@ -178,7 +191,14 @@ impl AdminApi {
             registry,
             operator_hash,
             metrics,
+            body_policy: BodyPolicy::default(),
         }
+    }
+
+    /// Reads request bodies under `policy` (the listener's).
+    pub fn with_body_policy(mut self, policy: BodyPolicy) -> Self {
+        self.body_policy = policy;
+        self
     }
 
     /// Handles one admin request; never fails (errors become JSON).
@@ -233,7 +253,7 @@ impl AdminApi {
             let raw_path = req.uri().path().to_owned();
             let rest = raw_path.get(prefix_len..).unwrap_or("").to_owned();
             let (method, query) = (req.method().clone(), req.uri().query().map(str::to_owned));
-            let body = read_body(req.into_body(), KV_BODY_CAP).await?;
+            let body = read_body(req, KV_BODY_CAP, self.body_policy).await?;
             return super::kv::handle(
                 &self.registry,
                 t,
@@ -276,7 +296,7 @@ impl AdminApi {
         } else {
             MAX_ADMIN_JSON_BYTES
         };
-        let body = read_body(req.into_body(), cap).await?;
+        let body = read_body(req, cap, self.body_policy).await?;
         let r = &self.registry;
         match (segments.as_slice(), &method) {
             (["v1", "tenants"], &Method::GET) => {
@@ -426,15 +446,21 @@ impl AdminApi {
     }
 }
 
-async fn read_body(body: Incoming, cap: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, cap).collect().await {
-        Ok(collected) => {
-            let bytes = collected.to_bytes();
-            Ok(bytes)
-        }
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(ApiError::BadRequest(
-            format!("the body is over the {} byte limit", cap.saturating_sub(1)),
-        )),
-        Err(err) => Err(ApiError::BadRequest(format!("reading the body: {err}"))),
+/// Reads a body of at most `cap` bytes under `policy`: a declared length
+/// over the cap is refused before a byte is read (413), a body that stalls
+/// or trickles gets 408.
+async fn read_body(
+    req: Request<Incoming>,
+    cap: usize,
+    policy: BodyPolicy,
+) -> Result<Bytes, ApiError> {
+    let declared = declared_length(req.headers());
+    if declared.is_some_and(|len| len > cap as u64) {
+        return Err(ApiError::Body(BodyError::TooLarge { cap }));
+    }
+    let body = GuardedBody::new(req.into_body(), cap, policy, None);
+    match read_all(body, declared).await {
+        Ok((bytes, _)) => Ok(Bytes::from(bytes)),
+        Err(err) => Err(ApiError::Body(err)),
     }
 }

@@ -212,6 +212,7 @@ impl Tuning {
                     .saturating_mul(1 << 20),
             },
             tls: self.tls(file)?,
+            connections: file.connections.limits()?,
         })
     }
 

@@ -40,6 +40,58 @@ pub struct DaemonFile {
     /// The edge cache.
     #[serde(default)]
     pub cache: CacheSection,
+    /// Connection caps and timeouts for anonymous clients.
+    #[serde(default)]
+    pub connections: ConnectionsSection,
+}
+
+/// `[connections]`: what a client may hold before any guest runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsSection {
+    /// Open data-plane connections.
+    pub max_connections: Option<usize>,
+    /// Connections per client IP (0: no cap).
+    pub max_per_ip: Option<usize>,
+    /// Close a connection with no request in flight after this long, in ms.
+    pub idle_timeout_ms: Option<u64>,
+    /// Longest gap between two request-body frames, in ms.
+    pub body_idle_timeout_ms: Option<u64>,
+    /// Slowest average request-body rate, in bytes/s (0: none).
+    pub min_body_bytes_per_sec: Option<u64>,
+    /// Request-body bytes buffered across all requests, in MiB.
+    pub buffered_body_mib: Option<usize>,
+}
+
+impl ConnectionsSection {
+    /// The limits this section sets on top of the defaults.
+    pub fn limits(&self) -> anyhow::Result<crate::server::ConnectionLimits> {
+        let mut limits = crate::server::ConnectionLimits::default();
+        let ms = std::time::Duration::from_millis;
+        if let Some(n) = self.max_connections {
+            anyhow::ensure!(n > 0, "[connections] max_connections must be above 0");
+            limits.max_connections = n;
+        }
+        if let Some(n) = self.max_per_ip {
+            limits.max_per_ip = n;
+        }
+        if let Some(t) = self.idle_timeout_ms {
+            anyhow::ensure!(t > 0, "[connections] idle_timeout_ms must be above 0");
+            limits.idle_timeout = ms(t);
+        }
+        if let Some(t) = self.body_idle_timeout_ms {
+            anyhow::ensure!(t > 0, "[connections] body_idle_timeout_ms must be above 0");
+            limits.body.idle_timeout = ms(t);
+        }
+        if let Some(rate) = self.min_body_bytes_per_sec {
+            limits.body.min_bytes_per_sec = rate;
+        }
+        if let Some(mib) = self.buffered_body_mib {
+            anyhow::ensure!(mib > 0, "[connections] buffered_body_mib must be above 0");
+            limits.buffered_body_bytes = mib.saturating_mul(1 << 20);
+        }
+        Ok(limits)
+    }
 }
 
 /// `[cache]`.
@@ -170,11 +222,24 @@ mod tests {
             trusted_proxies = ["10.0.0.0/8"]
             [outbound]
             allow_cidrs = ["10.1.0.0/16"]
+            [connections]
+            max_per_ip = 32
+            idle_timeout_ms = 1500
+            buffered_body_mib = 64
             "#,
         )
         .unwrap();
         assert_eq!(file.pool.instances, Some(200));
         assert_eq!(file.limits.max_subrequests, Some(10));
+        let connections = file.connections.limits().unwrap();
+        assert_eq!(connections.max_per_ip, 32);
+        assert_eq!(connections.idle_timeout.as_millis(), 1500);
+        assert_eq!(connections.buffered_body_bytes, 64 << 20);
+        assert_eq!(
+            connections.body,
+            crate::server::limits::BodyPolicy::default(),
+            "unset keys keep their defaults"
+        );
         assert!(file.data_dir.as_ref().unwrap().ends_with("state"));
         let tls = file.tls.unwrap();
         assert!(tls.certificates[0].cert.is_absolute());

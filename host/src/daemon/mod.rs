@@ -11,8 +11,10 @@ pub use services::CapabilityConfig;
 use crate::admin::AdminApi;
 use crate::capabilities::geo::TrustedProxies;
 use crate::runtime::{EngineSettings, Limits, Runtime};
+use crate::server::connection::ConnectionGate;
+use crate::server::limits::RESERVED_FDS;
 use crate::server::tls::TlsCertificate;
-use crate::server::{Dispatcher, HttpLimits, Server, serve_http};
+use crate::server::{ConnectionLimits, Dispatcher, HttpLimits, Server, serve_http};
 use crate::storage::kv::redb::RedbKv;
 use crate::storage::kv::{KvBackend, SystemClock};
 use crate::telemetry::access_log::AccessLog;
@@ -36,6 +38,7 @@ pub const EVENT_INTERVAL: u32 = 4;
 /// The tokio runtime builder for serving: multi-threaded, IO and timers on,
 /// and the IO driver checked every [`EVENT_INTERVAL`] polls.
 pub fn runtime_builder() -> tokio::runtime::Builder {
+    crate::telemetry::process::record_runtime_event_interval(EVENT_INTERVAL);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all().event_interval(EVENT_INTERVAL);
     builder
@@ -68,6 +71,9 @@ pub struct DaemonConfig {
     pub capabilities: CapabilityConfig,
     /// An HTTPS listener for the data plane, beside the plain one.
     pub tls: Option<TlsListener>,
+    /// Connection caps and timeouts for the listeners (the admin listener
+    /// takes [`ConnectionLimits::admin`] of them).
+    pub connections: ConnectionLimits,
 }
 
 /// The data plane's HTTPS listener.
@@ -166,8 +172,18 @@ pub(crate) async fn serve_data_plane(
         None => None,
     };
     let pool = usize::try_from(config.engine.pool_instances).unwrap_or(usize::MAX);
+    let mut connections = config.connections.clone();
+    connections
+        .exempt
+        .extend(config.capabilities.trusted_proxies.iter().copied());
+    if let Some(open_files) = raise_open_file_limit() {
+        connections.max_connections = connections
+            .max_connections
+            .min(open_files.saturating_sub(RESERVED_FDS).max(1));
+    }
     let dispatcher = Arc::new(
         Dispatcher::new(routes, config.http, pool, metrics)
+            .with_connection_limits(connections)
             .with_access_log(config.access_log.clone())
             .with_trusted_proxies(TrustedProxies::new(
                 config.capabilities.trusted_proxies.clone(),
@@ -228,7 +244,10 @@ pub async fn start_platform(
         .await
         .with_context(|| format!("binding the admin API on {}", platform.admin_listen))?;
     let admin_addr = admin_listener.local_addr()?;
-    let admin = Arc::new(AdminApi::new(registry.clone(), operator_hash, metrics));
+    let admin_limits = config.connections.admin();
+    let admin = Arc::new(
+        AdminApi::new(registry.clone(), operator_hash, metrics).with_body_policy(admin_limits.body),
+    );
     let handler = move |req| {
         let admin = admin.clone();
         async move { admin.handle(req).await }
@@ -236,6 +255,7 @@ pub async fn start_platform(
     let admin_task = tokio::spawn(serve_http(
         admin_listener,
         None,
+        ConnectionGate::new(admin_limits),
         handler,
         stopped(stop.subscribe()),
     ));
@@ -250,6 +270,36 @@ pub async fn start_platform(
         startup: started.elapsed(),
         stop,
         tasks,
+    })
+}
+
+/// Raises the soft open-file limit to the hard limit, once per process, and
+/// logs both; returns the soft limit now in force (`None` where it cannot
+/// be read). The data plane's connection cap stays [`RESERVED_FDS`] below
+/// it, so the admin listener and the data files always have descriptors.
+pub fn raise_open_file_limit() -> Option<usize> {
+    static RAISED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *RAISED.get_or_init(|| {
+        let (soft, hard) = match rlimit::Resource::NOFILE.get() {
+            Ok(limits) => limits,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the open-file limit");
+                return None;
+            }
+        };
+        let now = if soft < hard {
+            match rlimit::Resource::NOFILE.set(hard, hard) {
+                Ok(()) => hard,
+                Err(err) => {
+                    tracing::warn!(error = %err, soft, hard, "cannot raise the open-file limit");
+                    soft
+                }
+            }
+        } else {
+            soft
+        };
+        tracing::info!(soft = now, hard, was = soft, "open-file limit");
+        Some(usize::try_from(now).unwrap_or(usize::MAX))
     })
 }
 

@@ -1,7 +1,9 @@
 //! One request: caps → route → admission → guest → validated response.
 
+use super::body::{BodyBudget, GuardedBody, declared_length, read_all};
+use super::connection::ConnectionGate;
 use super::error::RequestError;
-use super::limits::{ADMISSION_QUEUE_TIMEOUT, HttpLimits};
+use super::limits::{ADMISSION_QUEUE_TIMEOUT, ConnectionLimits, HttpLimits};
 use super::request_id::RequestIds;
 use super::{DataBody, full_body};
 use crate::capabilities::geo::TrustedProxies;
@@ -11,9 +13,9 @@ use crate::telemetry::access_log::{AccessLog, AccessRecord};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::{Deployment, RouteTable};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, RETRY_AFTER};
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, RETRY_AFTER};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +59,8 @@ pub struct Dispatcher {
     admission: Arc<Semaphore>,
     ids: RequestIds,
     trusted_proxies: TrustedProxies,
+    connections: Arc<ConnectionGate>,
+    body_budget: BodyBudget,
 }
 
 /// The TCP peer of a request, put in its extensions by the accept loop.
@@ -80,7 +84,34 @@ impl Dispatcher {
             admission: Arc::new(Semaphore::new(max_in_flight.max(1))),
             ids: RequestIds::default(),
             trusted_proxies: TrustedProxies::default(),
+            connections: ConnectionGate::new(ConnectionLimits::default()),
+            body_budget: BodyBudget::new(ConnectionLimits::default().buffered_body_bytes),
         }
+    }
+
+    /// Applies `limits` to the connections of the listeners serving this
+    /// dispatcher and to the request bodies they carry.
+    pub fn with_connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.body_budget = BodyBudget::new(limits.buffered_body_bytes);
+        self.connections = ConnectionGate::new(limits);
+        self
+    }
+
+    /// The connection slots shared by this dispatcher's listeners.
+    pub fn connection_gate(&self) -> &Arc<ConnectionGate> {
+        &self.connections
+    }
+
+    /// `body` under `cap` and this server's body policy; `budgeted` when
+    /// the host buffers it (counts against the buffered-body budget).
+    pub(super) fn guard_body(
+        &self,
+        body: Incoming,
+        cap: usize,
+        budgeted: bool,
+    ) -> GuardedBody<Incoming> {
+        let budget = budgeted.then(|| self.body_budget.clone());
+        GuardedBody::new(body, cap, self.connections.limits().body, budget)
     }
 
     /// Believes `Forwarded` / `X-Forwarded-For` from these peers when
@@ -161,6 +192,9 @@ impl Dispatcher {
         Option<Arc<Deployment>>,
         Usage,
     ) {
+        if req.method() == Method::OPTIONS && req.uri() == "*" {
+            return (Ok(options_star()), None, Usage::default());
+        }
         let Head {
             host,
             uri,
@@ -190,7 +224,8 @@ impl Dispatcher {
             let response = self.run_proxy(req, uri, &deployment, ctx).await;
             return (response, Some(deployment), Usage::default());
         }
-        let guest_req = match self.read_request(req, uri, &limits).await {
+        // The buffered body's budget bytes are held until the guest is done.
+        let (guest_req, _reservation) = match self.read_request(req, uri, &limits).await {
             Ok(r) => r,
             Err(err) => return (Err(err), Some(deployment), Usage::default()),
         };
@@ -256,15 +291,23 @@ impl Dispatcher {
         if header_bytes > self.limits.max_header_bytes {
             return Err(RequestError::HeadersTooLarge);
         }
-        let authority = match req.uri().authority() {
-            Some(authority) => authority.as_str().to_owned(),
-            None => match req.headers().get(HOST) {
-                Some(host) => host
-                    .to_str()
-                    .map_err(|_| RequestError::BadRequest("Host header is not text".into()))?
-                    .to_owned(),
-                None => local.to_string(),
-            },
+        if req.method() == Method::CONNECT {
+            return Err(RequestError::MethodNotAllowed);
+        }
+        let mut hosts = req.headers().get_all(HOST).iter();
+        let host_header = hosts.next();
+        if hosts.next().is_some() {
+            return Err(RequestError::BadRequest("more than one Host header".into()));
+        }
+        let authority = match (req.uri().authority(), host_header) {
+            (Some(authority), _) if authority.as_str().contains('@') => {
+                return Err(RequestError::BadRequest(
+                    "user info in the request URI".into(),
+                ));
+            }
+            (Some(authority), _) => authority.as_str().to_owned(),
+            (None, Some(host)) => valid_host_header(host)?,
+            (None, None) => local.to_string(),
         };
         let host = strip_port(&authority).to_ascii_lowercase();
         let scheme = match req.extensions().get::<super::OverTls>() {
@@ -284,17 +327,12 @@ impl Dispatcher {
         req: Request<Incoming>,
         uri: String,
         limits: &HttpLimits,
-    ) -> Result<GuestRequest, RequestError> {
+    ) -> Result<(GuestRequest, super::body::Reservation), RequestError> {
         let cap = limits.max_request_body_bytes;
         check_declared_length(&req, cap)?;
+        let declared = declared_length(req.headers());
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, cap).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                return Err(RequestError::BodyTooLarge);
-            }
-            Err(err) => return Err(RequestError::BadRequest(format!("reading the body: {err}"))),
-        };
+        let (body, reservation) = read_all(self.guard_body(body, cap, true), declared).await?;
         let headers = parts
             .headers
             .iter()
@@ -305,12 +343,13 @@ impl Dispatcher {
                 )
             })
             .collect();
-        Ok(GuestRequest {
+        let request = GuestRequest {
             method: parts.method.as_str().to_owned(),
             uri,
             headers,
-            body: body.to_vec(),
-        })
+            body,
+        };
+        Ok((request, reservation))
     }
 }
 
@@ -369,12 +408,7 @@ pub(super) fn check_declared_length(
     req: &Request<Incoming>,
     cap: usize,
 ) -> Result<(), RequestError> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
+    match declared_length(req.headers()) {
         Some(len) if len > cap as u64 => Err(RequestError::BodyTooLarge),
         _ => Ok(()),
     }
@@ -398,6 +432,29 @@ pub(super) fn request_context(
         geo: deployment.geo.for_client(client_ip),
         cache: deployment.cache.clone(),
     }
+}
+
+/// A `Host` header that is a valid authority without user info (RFC 9112
+/// §3.2: anything else is 400).
+fn valid_host_header(value: &HeaderValue) -> Result<String, RequestError> {
+    let bad = || RequestError::BadRequest("the Host header is not a valid authority".into());
+    let text = value.to_str().map_err(|_| bad())?;
+    if text.is_empty() || text.contains('@') {
+        return Err(bad());
+    }
+    let authority: http::uri::Authority = text.parse().map_err(|_| bad())?;
+    Ok(authority.as_str().to_owned())
+}
+
+/// The answer to `OPTIONS *`: the server's own, never a guest's.
+fn options_star() -> Response<DataBody> {
+    let mut response = Response::new(full_body(Full::new(Bytes::new())));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response.headers_mut().insert(
+        http::header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    response
 }
 
 fn strip_port(authority: &str) -> &str {

@@ -1,6 +1,7 @@
 //! Every way a request can fail, and the one exhaustive mapping from each
 //! to an HTTP status and a `verge-error` code.
 
+use super::body::BodyError;
 use crate::runtime::GuestError;
 use http::StatusCode;
 use thiserror::Error;
@@ -23,6 +24,12 @@ pub enum RequestError {
     /// The body is larger than the cap.
     #[error("the request body is too large")]
     BodyTooLarge,
+    /// The body stalled or arrived slower than the minimum rate.
+    #[error("the request body did not arrive in time: {0}")]
+    BodyTimeout(String),
+    /// A method the host answers itself or refuses (`CONNECT`).
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// No instance slot became free within the admission queue timeout.
     #[error("the server is overloaded, retry shortly")]
     Overloaded,
@@ -32,6 +39,17 @@ pub enum RequestError {
     /// The guest returned something that is not a valid HTTP response.
     #[error("the function returned an invalid response: {0}")]
     BadGuestResponse(String),
+}
+
+impl From<BodyError> for RequestError {
+    fn from(err: BodyError) -> Self {
+        match err {
+            BodyError::TooLarge { .. } => Self::BodyTooLarge,
+            BodyError::Stalled(_) | BodyError::TooSlow(_) => Self::BodyTimeout(err.to_string()),
+            BodyError::BudgetExhausted => Self::Overloaded,
+            BodyError::Transport(msg) => Self::BadRequest(format!("reading the body: {msg}")),
+        }
+    }
 }
 
 impl RequestError {
@@ -46,6 +64,8 @@ impl RequestError {
                 "headers-too-large",
             ),
             Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),
+            Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body-timeout"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Guest(GuestError::CpuLimit) => (StatusCode::SERVICE_UNAVAILABLE, "cpu-limit"),
             Self::Guest(GuestError::MemoryLimit) => {
@@ -74,6 +94,8 @@ impl RequestError {
             Self::UriTooLong => "the request URI is too long",
             Self::HeadersTooLarge => "the request headers are too large",
             Self::BodyTooLarge => "the request body is too large",
+            Self::BodyTimeout(_) => "the request body did not arrive in time",
+            Self::MethodNotAllowed => "this method is not allowed",
             Self::Overloaded => "the server is overloaded, retry shortly",
             Self::Guest(GuestError::CpuLimit) => "the function used up its CPU budget",
             Self::Guest(GuestError::MemoryLimit) => "the function exceeded its memory limit",
@@ -95,6 +117,8 @@ mod tests {
             (RequestError::NoRoute, 404, "no-route"),
             (RequestError::BodyTooLarge, 413, "body-too-large"),
             (RequestError::HeadersTooLarge, 431, "headers-too-large"),
+            (RequestError::BodyTimeout("x".into()), 408, "body-timeout"),
+            (RequestError::MethodNotAllowed, 405, "method-not-allowed"),
             (RequestError::Overloaded, 503, "overloaded"),
             (GuestError::CpuLimit.into(), 503, "cpu-limit"),
             (GuestError::MemoryLimit.into(), 503, "memory-limit"),

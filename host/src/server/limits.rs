@@ -17,17 +17,89 @@ pub const DEFAULT_MAX_URI_BYTES: usize = 8 << 10;
 /// Largest response body a guest may return: 32 MiB. Past it → 502.
 pub const DEFAULT_MAX_RESPONSE_BODY_BYTES: usize = 32 << 20;
 
-/// hyper's HTTP/1 read buffer: larger than the header cap so that an
-/// oversized header section reaches our check (and gets a `verge-error`
-/// header) instead of being cut by hyper.
-pub const HTTP1_READ_BUFFER_BYTES: usize = 2 * DEFAULT_MAX_HEADER_BYTES;
+/// hyper's HTTP/1 read buffer: room for hyper's own 64 KiB request-target
+/// limit plus twice the header cap, so an oversized URI gets 414 and an
+/// oversized header section reaches our check (and a `verge-error` header)
+/// instead of hyper cutting either with 431. The buffer grows only as a
+/// head needs it; a head past it still gets hyper's 431.
+pub const HTTP1_READ_BUFFER_BYTES: usize = (64 << 10) + 2 * DEFAULT_MAX_HEADER_BYTES;
 
 /// Time a client has to send its request head: stops slowloris clients from
 /// pinning connections.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Open client connections; past it, accepting pauses until one closes.
+/// Open client connections; past it, accepting pauses until one closes
+/// (the kernel's backlog holds the next ones). Also bounded at start by the
+/// open-file limit less [`RESERVED_FDS`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Open file descriptors kept back from the data plane for everything else:
+/// the admin listener's [`ADMIN_MAX_CONNECTIONS`], the data files, outbound
+/// fetch sockets and compiled artifacts. With `ulimit -n 1024` the data
+/// plane takes at most 768 connections and `/healthz` still answers.
+pub const RESERVED_FDS: usize = 256;
+
+/// Connections the admin listener holds at once: the CLI, health checks
+/// and scrapers need a few; past it, accepting pauses.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Connections one client IP may hold on a listener: enough for a browser
+/// farm behind one NAT, far below [`DEFAULT_MAX_CONNECTIONS`], so one host
+/// cannot take every slot. Trusted proxies (`--trusted-proxy`) are exempt;
+/// 0 turns the cap off. Past it, the new connection is closed at once.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+
+/// A connection with no request in flight is closed this long after its
+/// last request finished, or after it was accepted: covers sockets that
+/// never send a byte, an HTTP/2 preface and then silence, and idle
+/// keep-alive. Same as [`HEADER_READ_TIMEOUT`] so a slow head is not cut
+/// earlier than hyper would.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = HEADER_READ_TIMEOUT;
+
+/// After asking an idle connection to close (GOAWAY), how long it may take
+/// before it is dropped: an HTTP/2 peer that never answers the closing
+/// ping is cut here.
+pub const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Longest gap between two frames of a request body: a client that stops
+/// sending mid-body gets 408 and its buffered bytes are freed.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Slowest average rate a request body may arrive at once
+/// [`BODY_RATE_GRACE`] has passed: 16 KiB/s, below a poor mobile uplink,
+/// so a 16 MiB body may take at most ~17 minutes, never hours. Past it →
+/// 408.
+pub const DEFAULT_MIN_BODY_BYTES_PER_SEC: u64 = 16 << 10;
+
+/// How long a body may arrive at any rate before [`DEFAULT_MIN_BODY_BYTES_PER_SEC`]
+/// applies (TCP slow start, a client's first write).
+pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
+
+/// Request-body bytes buffered across all requests at once, HTTP/1 and
+/// HTTP/2 streams alike: 256 MiB, 16 bodies at the 16 MiB cap. Past it a
+/// request gets 503 `overloaded` and its bytes are freed, so no number of
+/// clients can make the host hold more.
+pub const DEFAULT_BUFFERED_BODY_BYTES: usize = 256 << 20;
+
+/// Streams one HTTP/2 connection may have open at once (hyper's default
+/// is 200); each may buffer a flow-control window.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// HTTP/2 flow-control window per stream: what a peer may send on one
+/// stream before we read it (1 MiB, hyper's default, written down).
+pub const H2_STREAM_WINDOW_BYTES: u32 = 1 << 20;
+
+/// HTTP/2 flow-control window per connection: all streams of a connection
+/// together hold at most this much unread, whatever their number. What has
+/// been read counts against [`DEFAULT_BUFFERED_BODY_BYTES`].
+pub const H2_CONNECTION_WINDOW_BYTES: u32 = 1 << 20;
+
+/// How often an HTTP/2 connection is pinged; a peer that does not answer
+/// within [`H2_KEEP_ALIVE_TIMEOUT`] is dropped (a dead peer behind a NAT).
+pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How long an HTTP/2 ping may go unanswered.
+pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a request waits for a free instance slot before 503 `overloaded`.
 pub const ADMISSION_QUEUE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -57,6 +129,71 @@ impl Default for HttpLimits {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_uri_bytes: DEFAULT_MAX_URI_BYTES,
             max_response_body_bytes: DEFAULT_MAX_RESPONSE_BODY_BYTES,
+        }
+    }
+}
+
+/// How a listener treats its connections: the caps and timeouts an
+/// anonymous client meets before any guest runs. Defaults are the
+/// constants above; `[connections]` in the config file overrides them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections on the listener (shared by its plain and TLS
+    /// sockets).
+    pub max_connections: usize,
+    /// Connections per client IP; 0 for no cap.
+    pub max_per_ip: usize,
+    /// Peers exempt from the per-IP cap (trusted proxies).
+    pub exempt: Vec<ipnet::IpNet>,
+    /// Close a connection with no request in flight after this long.
+    pub idle_timeout: Duration,
+    /// How request bodies must arrive.
+    pub body: BodyPolicy,
+    /// Request-body bytes buffered across all requests.
+    pub buffered_body_bytes: usize,
+}
+
+/// How fast a request body must arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyPolicy {
+    /// Longest gap between two body frames.
+    pub idle_timeout: Duration,
+    /// Slowest average rate once [`BodyPolicy::rate_grace`] has passed.
+    pub min_bytes_per_sec: u64,
+    /// Time before the minimum rate applies.
+    pub rate_grace: Duration,
+}
+
+impl Default for BodyPolicy {
+    fn default() -> Self {
+        Self {
+            idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
+            min_bytes_per_sec: DEFAULT_MIN_BODY_BYTES_PER_SEC,
+            rate_grace: BODY_RATE_GRACE,
+        }
+    }
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            exempt: Vec::new(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body: BodyPolicy::default(),
+            buffered_body_bytes: DEFAULT_BUFFERED_BODY_BYTES,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// The admin listener's: these timeouts, [`ADMIN_MAX_CONNECTIONS`].
+    pub fn admin(&self) -> Self {
+        Self {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            max_per_ip: ADMIN_MAX_CONNECTIONS,
+            ..self.clone()
         }
     }
 }

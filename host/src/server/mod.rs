@@ -1,6 +1,8 @@
 //! The data-plane HTTP server: accept loop, connection limits, graceful
 //! shutdown. One request's path lives in [`dispatch`].
 
+pub mod body;
+pub mod connection;
 mod dispatch;
 mod error;
 pub mod limits;
@@ -11,7 +13,11 @@ pub mod tls;
 pub use dispatch::{Dispatcher, ERROR_HEADER, PeerAddr, REQUEST_ID_HEADER, error_page};
 
 pub use error::RequestError;
-pub use limits::HttpLimits;
+pub use limits::{ConnectionLimits, HttpLimits};
+
+/// How long the accept loop waits after a failed accept (`EMFILE`, say)
+/// before trying again, instead of spinning on the error.
+const ACCEPT_ERROR_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Errors a streamed response body can end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -27,22 +33,23 @@ pub fn full_body(body: Full<Bytes>) -> DataBody {
 }
 
 use bytes::Bytes;
+use connection::{Activity, ConnectionGate};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use limits::{
-    DEFAULT_MAX_CONNECTIONS, DRAIN_TIMEOUT, HEADER_READ_TIMEOUT, HTTP1_READ_BUFFER_BYTES,
+    DRAIN_TIMEOUT, H2_CONNECTION_WINDOW_BYTES, H2_KEEP_ALIVE_INTERVAL, H2_KEEP_ALIVE_TIMEOUT,
+    H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW_BYTES, HEADER_READ_TIMEOUT,
+    HTTP1_READ_BUFFER_BYTES,
 };
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tls::TLS_HANDSHAKE_TIMEOUT;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 /// A bound listener and the dispatcher that serves its requests.
@@ -81,12 +88,13 @@ impl Server {
     /// to [`DRAIN_TIMEOUT`] for in-flight requests to finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let dispatcher = self.dispatcher;
+        let gate = dispatcher.connection_gate().clone();
         let local = self.local_addr;
         let handler = move |req| {
             let dispatcher = dispatcher.clone();
             async move { dispatcher.serve(req, local).await }
         };
-        serve_http(self.listener, self.tls, handler, shutdown).await;
+        serve_http(self.listener, self.tls, gate, handler, shutdown).await;
     }
 }
 
@@ -94,21 +102,10 @@ impl Server {
 #[derive(Debug, Clone, Copy)]
 pub struct OverTls;
 
-/// The accept loop shared by the data plane and the admin API: HTTP/1.1 and
-/// HTTP/2 (by ALPN over TLS), a header-read and TLS-handshake timeout, a
-/// connection cap, `TCP_NODELAY`, and a graceful drain when `shutdown`
-/// resolves. Each request carries its [`PeerAddr`] (and [`OverTls`]).
-pub async fn serve_http<F, Fut, B>(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    handler: F,
-    shutdown: impl Future<Output = ()>,
-) where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<B>> + Send + 'static,
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+/// The hyper connection builder every listener uses: HTTP/1.1 and HTTP/2
+/// with the timeouts, buffer sizes, stream caps, flow-control windows and
+/// keep-alive pings of [`limits`].
+fn connection_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -118,16 +115,41 @@ pub async fn serve_http<F, Fut, B>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(HTTP1_READ_BUFFER_BYTES).unwrap_or(u32::MAX));
-    let builder = Arc::new(builder);
-    let connections = Arc::new(Semaphore::new(DEFAULT_MAX_CONNECTIONS));
-    let graceful = GracefulShutdown::new();
+        .max_header_list_size(u32::try_from(HTTP1_READ_BUFFER_BYTES).unwrap_or(u32::MAX))
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
+    builder
+}
+
+/// The accept loop shared by the data plane and the admin API: HTTP/1.1 and
+/// HTTP/2 (by ALPN over TLS), a TLS-handshake timeout, the connection caps
+/// and idle timeout of `gate`, `TCP_NODELAY`, and a graceful drain when
+/// `shutdown` resolves. Each request carries its [`PeerAddr`] (and
+/// [`OverTls`]).
+pub async fn serve_http<F, Fut, B>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    gate: Arc<ConnectionGate>,
+    handler: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = Arc::new(connection_builder());
+    let (drain, draining) = tokio::sync::watch::channel(false);
+    let idle_timeout = gate.limits().idle_timeout;
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
+            permit = gate.total_permit() => match permit {
+                Some(permit) => permit,
+                None => break,
             },
             () = &mut shutdown => break,
         };
@@ -135,44 +157,74 @@ pub async fn serve_http<F, Fut, B>(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
+                    // EMFILE and friends: back off briefly instead of
+                    // spinning; the fds kept back (RESERVED_FDS) let the
+                    // admin listener answer meanwhile.
                     tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Some(slot) = gate.admit(peer.ip(), permit) else {
+            tracing::debug!(%peer, "closed: this client IP is at its connection cap");
+            continue;
         };
         // Responses are small and written whole: send them without
         // waiting for Nagle's algorithm to coalesce.
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "set_nodelay failed");
         }
-        let over_tls = tls.is_some();
-        let handler = handler.clone();
-        let service = service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(PeerAddr(peer));
-            if over_tls {
-                req.extensions_mut().insert(OverTls);
-            }
-            let response = handler(req);
-            async move { Ok::<_, std::convert::Infallible>(response.await) }
-        });
+        let activity = Activity::new();
+        let service = {
+            let activity = activity.clone();
+            let over_tls = tls.is_some();
+            let handler = handler.clone();
+            service_fn(move |mut req: Request<Incoming>| {
+                let guard = activity.start();
+                req.extensions_mut().insert(PeerAddr(peer));
+                if over_tls {
+                    req.extensions_mut().insert(OverTls);
+                }
+                let response = handler(req);
+                async move {
+                    let response = response.await;
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|body| connection::Tracked::new(body, guard)),
+                    )
+                }
+            })
+        };
         let builder = builder.clone();
-        let watcher = graceful.watcher();
         let tls = tls.clone();
+        let draining = draining.clone();
         tokio::spawn(async move {
-            let result = match tls {
+            let result: Result<(), BoxError> = match tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
+                    connection::drive(
+                        conn,
+                        |c| c.graceful_shutdown(),
+                        &activity,
+                        idle_timeout,
+                        draining,
+                    )
+                    .await
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
                             let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(conn.into_owned()).await
+                            connection::drive(
+                                conn,
+                                |c| c.graceful_shutdown(),
+                                &activity,
+                                idle_timeout,
+                                draining,
+                            )
+                            .await
                         }
                         Ok(Err(err)) => Err(format!("TLS handshake: {err}").into()),
                         Err(_) => Err("TLS handshake timed out".into()),
@@ -182,15 +234,13 @@ pub async fn serve_http<F, Fut, B>(
             if let Err(err) = result {
                 tracing::debug!(error = %err, %peer, "connection ended with an error");
             }
-            drop(permit);
+            drop(slot);
         });
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = drain.send(true);
+    if !gate.drained(DRAIN_TIMEOUT).await {
         tracing::warn!("drain timeout passed; closing remaining connections");
     }
 }

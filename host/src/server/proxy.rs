@@ -3,6 +3,7 @@
 //! (a body past it is cut and logged), and the instance and admission
 //! slots stay held until the guest has finished writing.
 
+use super::body::BodyError;
 use super::dispatch::{Dispatcher, InFlight, check_declared_length};
 use super::error::RequestError;
 use super::{BoxError, DataBody};
@@ -28,13 +29,14 @@ impl Dispatcher {
         parts.uri = uri
             .parse()
             .map_err(|_| RequestError::BadRequest("the request URI is not valid".into()))?;
-        let body = Limited::new(body, limits.max_request_body_bytes).map_err(|err| {
-            if err.is::<http_body_util::LengthLimitError>() {
-                wasmtime_wasi_http::Error::HttpRequestBodySize(None)
-            } else {
-                wasmtime_wasi_http::Error::InternalError(Some(err.to_string()))
-            }
-        });
+        // Streamed to the guest, not buffered by the host: timed, capped,
+        // outside the buffered-body budget.
+        let body = self
+            .guard_body(body, limits.max_request_body_bytes, false)
+            .map_err(|err| match err {
+                BodyError::TooLarge { .. } => wasmtime_wasi_http::Error::HttpRequestBodySize(None),
+                err => wasmtime_wasi_http::Error::InternalError(Some(err.to_string())),
+            });
         let request = Request::from_parts(parts, body);
         let permits = self.admit(deployment).await?;
         let in_flight = InFlight::start(self.metrics().clone());

@@ -4,4 +4,4 @@
 pub mod access_log;
 pub mod log_ring;
 pub mod metrics;
-mod process;
+pub mod process;

@@ -2,6 +2,7 @@
 //! `/proc/self` on Linux at each scrape; nothing elsewhere.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Clock ticks per second for `/proc/self/stat` CPU times; 100 on every
 /// Linux platform Verge runs on.
@@ -10,9 +11,55 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// Page size for the resident set in `/proc/self/stat`.
 const PAGE_BYTES: u64 = 4096;
 
+/// The event interval of the serving runtime, once one was built with
+/// `daemon::runtime_builder()` (0 until then).
+static RUNTIME_EVENT_INTERVAL: AtomicU32 = AtomicU32::new(0);
+
+/// Records the serving runtime's event interval for `/metrics`.
+pub fn record_runtime_event_interval(interval: u32) {
+    RUNTIME_EVENT_INTERVAL.store(interval, Ordering::Relaxed);
+}
+
+/// The serving runtime's shape: workers (read from the runtime itself) and
+/// event interval, so a test can tell that the binary serves with the
+/// configuration the benches measured.
+fn encode_runtime(out: &mut String) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        let _ = writeln!(
+            out,
+            "# HELP verge_runtime_workers Worker threads of the serving runtime."
+        );
+        let _ = writeln!(out, "# TYPE verge_runtime_workers gauge");
+        let _ = writeln!(
+            out,
+            "verge_runtime_workers {}",
+            handle.metrics().num_workers()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP verge_runtime_event_interval Task polls between IO-driver checks (0: not the serving runtime)."
+    );
+    let _ = writeln!(out, "# TYPE verge_runtime_event_interval gauge");
+    let _ = writeln!(
+        out,
+        "verge_runtime_event_interval {}",
+        RUNTIME_EVENT_INTERVAL.load(Ordering::Relaxed)
+    );
+    if let Ok((soft, _)) = rlimit::Resource::NOFILE.get() {
+        let _ = writeln!(
+            out,
+            "# HELP process_max_fds Maximum number of open file descriptors."
+        );
+        let _ = writeln!(out, "# TYPE process_max_fds gauge");
+        let _ = writeln!(out, "process_max_fds {soft}");
+    }
+}
+
 /// The text lines, or nothing when `/proc` is not there.
 pub(super) fn encode() -> String {
     let mut out = String::new();
+    encode_runtime(&mut out);
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return out;
     };

@@ -3,8 +3,9 @@
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::Child;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The first line the child prints on stdout (its ready line).
@@ -43,4 +44,129 @@ pub fn request(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+pub const TOKEN: &str = "verge_op_process-test-token";
+
+/// Every example and test guest by package name, built once per process.
+pub fn guests() -> std::collections::HashMap<String, PathBuf> {
+    static BUILT: std::sync::OnceLock<std::collections::HashMap<String, PathBuf>> =
+        std::sync::OnceLock::new();
+    BUILT.get_or_init(build_guests).clone()
+}
+
+fn build_guests() -> std::collections::HashMap<String, PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut all = std::collections::HashMap::new();
+    for dir in ["examples", "tests/guests"] {
+        let built =
+            verge::guest_build::build(&root.join(dir), Some(&root.join("target/guests"))).unwrap();
+        all.extend(built.into_iter().map(|a| (a.package, a.path)));
+    }
+    all
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub data: SocketAddr,
+    pub admin: SocketAddr,
+    pub ready_ms: u64,
+}
+
+impl Drop for Daemon {
+    /// A failing test must not leave its daemon running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start(data_dir: &Path) -> Daemon {
+    start_with(data_dir, &Options::default())
+}
+
+/// How a test daemon is started beyond the defaults.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// A config file's text (written into the data dir).
+    pub config: Option<&'a str>,
+    /// Soft and hard open-file limit for the child (`ulimit -n`).
+    pub nofile: Option<u64>,
+    /// Extra `verge serve` flags.
+    pub args: &'a [&'a str],
+}
+
+pub fn start_with(data_dir: &Path, options: &Options) -> Daemon {
+    let mut command = match options.nofile {
+        // The shell sets both limits, then becomes the daemon.
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_verge"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_verge")),
+    };
+    command.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--pool-instances",
+        "64",
+    ]);
+    command.arg("--data-dir").arg(data_dir).args(options.args);
+    if let Some(text) = options.config {
+        let file = data_dir.join("verge-test.toml");
+        std::fs::write(&file, text).unwrap();
+        command.arg("--config").arg(file);
+    }
+    let mut child = command
+        .env("VERGE_ADMIN_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = first_line(&mut child);
+    // "verge: serving N apps on http://A (admin API on http://B), ready in M ms"
+    let addr = |after: &str| -> SocketAddr {
+        let rest = &line[line.find(after).unwrap_or_else(|| panic!("{line}")) + after.len()..];
+        rest.split([' ', ')']).next().unwrap().parse().unwrap()
+    };
+    let ready_ms = line
+        .rsplit("ready in ")
+        .next()
+        .unwrap()
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap();
+    Daemon {
+        data: addr("on http://"),
+        admin: addr("admin API on http://"),
+        ready_ms,
+        child,
+    }
+}
+
+/// One request to the daemon, with the operator token.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let auth = format!("authorization: Bearer {TOKEN}\r\n");
+    request(addr, method, path, host, &auth, body)
+}
+
+pub fn admin(d: &Daemon, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    http(d.admin, method, path, "admin", body).unwrap()
+}
+
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"))
 }
