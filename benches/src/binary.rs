@@ -1,5 +1,5 @@
-//! The shipped `verge` binary as the benches' server: built with
-//! `cargo build --release` (a no-op when up to date), started as a child
+//! The shipped `verge` binary as the benches' server: built with the bench
+//! profile (release settings; a no-op when up to date), started as a child
 //! process pinned to core 0 with `taskset`, driven over its admin API.
 
 use anyhow::Context as _;
@@ -11,12 +11,21 @@ use std::process::{Child, Command, Stdio};
 /// The operator token the benches' daemons use.
 pub const BENCH_TOKEN: &str = "verge_op_bench-token";
 
-/// Builds the release `verge` binary and returns its path.
+/// Builds the `verge` binary with the bench profile (release settings; the
+/// artifacts `cargo bench` already built are reused) and returns its path.
 pub fn build_verge() -> anyhow::Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "verge", "--bin", "verge"])
+        .args([
+            "build",
+            "--profile",
+            "bench",
+            "-p",
+            "verge",
+            "--bin",
+            "verge",
+        ])
         .current_dir(&root)
         .status()
         .context("running cargo build for the verge binary")?;
@@ -61,6 +70,7 @@ impl VergeProcess {
             .args(args)
             .env("VERGE_ADMIN_TOKEN", BENCH_TOKEN)
             .env("RUST_LOG", "error")
+            .envs(std::env::var("VERGE_BENCH_WORKERS").map(|w| ("TOKIO_WORKER_THREADS", w)))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -10,12 +10,11 @@
 )]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Daemon, TOKEN, admin, guests, http, json, start};
+use common::{TOKEN, admin, cli, guests, http, json, start};
 
 #[test]
 fn sigkill_during_deploys_leaves_the_old_or_the_new_version_active() {
@@ -159,20 +158,6 @@ fn restart_with_fifty_apps_is_ready_without_recompiling() {
     );
     d.child.kill().unwrap();
     d.child.wait().unwrap();
-}
-
-/// Runs the `verge` CLI against daemon `d`; returns (success, stdout, stderr).
-fn cli(d: &Daemon, token: &str, args: &[&str]) -> (bool, String, String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new(env!("CARGO_BIN_EXE_verge"))
-        .args(args)
-        .env("VERGE_URL", format!("http://{}", d.admin))
-        .env("VERGE_TOKEN", token)
-        .env("CARGO_TARGET_DIR", root.join("target/guests"))
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
 #[test]

@@ -344,6 +344,16 @@ impl Platform {
         engine: EngineSettings,
         capabilities: verge::daemon::CapabilityConfig,
     ) -> Self {
+        Self::start_capped(data_dir, engine, capabilities, Default::default()).await
+    }
+
+    /// Starts a platform whose registry applies `caps`.
+    pub async fn start_capped(
+        data_dir: &Path,
+        engine: EngineSettings,
+        capabilities: verge::daemon::CapabilityConfig,
+        caps: verge::tenancy::RegistryCaps,
+    ) -> Self {
         let config = verge::daemon::DaemonConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             engine,
@@ -358,6 +368,7 @@ impl Platform {
             data_dir: data_dir.to_owned(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             operator_token: Some(TEST_OPERATOR_TOKEN.to_owned()),
+            caps,
         };
         let daemon = verge::daemon::start_platform(&config, &platform)
             .await
@@ -396,7 +407,18 @@ impl Platform {
 
     /// Creates a tenant with `limits` (JSON) and returns its token.
     pub async fn tenant_with_limits(&self, name: &str, limits: serde_json::Value) -> String {
-        let body = serde_json::json!({ "name": name, "limits": limits })
+        self.tenant_with(name, limits, &[]).await
+    }
+
+    /// Creates a tenant with `limits` and the operator's wildcard route
+    /// `grants`; returns its token.
+    pub async fn tenant_with(
+        &self,
+        name: &str,
+        limits: serde_json::Value,
+        grants: &[&str],
+    ) -> String {
+        let body = serde_json::json!({ "name": name, "limits": limits, "route_grants": grants })
             .to_string()
             .into_bytes();
         let reply = self

@@ -43,7 +43,18 @@ struct AppView<'a> {
     config: &'a BTreeMap<String, String>,
     secrets: Vec<&'a str>,
     limits: &'a LimitOverrides,
+    /// What the app runs under: its limits within the tenant's ceiling
+    /// and the host's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effective_limits: Option<&'a LimitOverrides>,
     active_version: Option<u32>,
+}
+
+impl<'a> AppView<'a> {
+    fn with_effective(mut self, effective: &'a LimitOverrides) -> Self {
+        self.effective_limits = Some(effective);
+        self
+    }
 }
 
 impl<'a> From<&'a AppRecord> for AppView<'a> {
@@ -57,6 +68,7 @@ impl<'a> From<&'a AppRecord> for AppView<'a> {
             config: &app.manifest.config,
             secrets: app.secrets.keys().map(String::as_str).collect(),
             limits: &app.manifest.limits,
+            effective_limits: None,
             active_version: app.active_version,
         }
     }
@@ -75,7 +87,12 @@ struct CachePurge {
 }
 
 fn tenant_view(t: &TenantRecord) -> serde_json::Value {
-    json!({ "name": t.name, "limits": t.limits, "created_at": t.created_at })
+    json!({
+        "name": t.name,
+        "limits": t.limits,
+        "route_grants": t.route_grants,
+        "created_at": t.created_at,
+    })
 }
 
 #[derive(Deserialize)]
@@ -84,6 +101,16 @@ struct NewTenant {
     name: String,
     #[serde(default)]
     limits: LimitOverrides,
+    /// Wildcard and catch-all route hosts the tenant may use.
+    #[serde(default)]
+    route_grants: Vec<String>,
+}
+
+/// The body of `PUT /v1/tenants/{t}/route-grants`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteGrants {
+    route_grants: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -147,9 +174,13 @@ fn status_of(err: &ApiError) -> (StatusCode, String) {
                 | RegistryError::Invalid(_)
                 | RegistryError::BadComponent(_) => StatusCode::BAD_REQUEST,
                 RegistryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                RegistryError::RouteConflict { .. } | RegistryError::AlreadyExists(_) => {
-                    StatusCode::CONFLICT
+                RegistryError::RouteConflict { .. }
+                | RegistryError::HostClaimed(_)
+                | RegistryError::AlreadyExists(_) => StatusCode::CONFLICT,
+                RegistryError::NotGranted(_) | RegistryError::Reserved { .. } => {
+                    StatusCode::FORBIDDEN
                 }
+                RegistryError::TooMany { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
                 RegistryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
@@ -307,7 +338,9 @@ impl AdminApi {
             (["v1", "tenants"], &Method::POST) => {
                 who.must_be_operator()?;
                 let new: NewTenant = parse_json(&body)?;
-                let (tenant, token) = r.create_tenant(new.name, new.limits).await?;
+                let (tenant, token) = r
+                    .create_tenant(new.name, new.limits, new.route_grants)
+                    .await?;
                 let mut view = tenant_view(&tenant);
                 view["token"] = json!(token);
                 Ok(json_response(StatusCode::CREATED, &view))
@@ -319,13 +352,21 @@ impl AdminApi {
             }
             (["v1", "tenants", t, "cache", "purge"], &Method::POST) => {
                 who.may_act_on(t)?;
-                r.tenant((*t).to_owned()).await?;
+                let tenant = r.tenant((*t).to_owned()).await?;
                 let purge: CachePurge = parse_json(&body)?;
-                ok(&self.purge_cache(Some(t), purge)?)
+                ok(&self.purge_cache(Some(&tenant.data_key()), purge)?)
             }
             (["v1", "tenants", t], &Method::GET) => {
                 who.may_act_on(t)?;
                 ok(&tenant_view(&r.tenant((*t).to_owned()).await?))
+            }
+            (["v1", "tenants", t, "route-grants"], &Method::PUT) => {
+                who.must_be_operator()?;
+                let grants: RouteGrants = parse_json(&body)?;
+                let tenant = r
+                    .set_route_grants((*t).to_owned(), grants.route_grants)
+                    .await?;
+                ok(&tenant_view(&tenant))
             }
             (["v1", "tenants", t], &Method::DELETE) => {
                 who.must_be_operator()?;
@@ -395,10 +436,16 @@ impl AdminApi {
     ) -> Reply {
         let r = &self.registry;
         match (rest, method) {
-            ([], &Method::GET) => ok(&AppView::from(&r.app(t, a).await?)),
+            ([], &Method::GET) => {
+                let app = r.app(t.clone(), a).await?;
+                let effective = r.effective_limits(t, app.clone()).await?;
+                ok(&AppView::from(&app).with_effective(&effective))
+            }
             ([], &Method::PUT) => {
                 let manifest: AppManifest = parse_json(&body)?;
-                ok(&AppView::from(&r.put_app(t, a, manifest).await?))
+                let app = r.put_app(t.clone(), a, manifest).await?;
+                let effective = r.effective_limits(t, app.clone()).await?;
+                ok(&AppView::from(&app).with_effective(&effective))
             }
             ([], &Method::DELETE) => {
                 r.delete_app(t, a.clone()).await?;
@@ -406,10 +453,15 @@ impl AdminApi {
             }
             (["versions"], &Method::GET) => ok(&r.versions(t, a).await?),
             (["versions"], &Method::POST) => {
-                let (version, app) = r.upload(t, a, body.to_vec(), activate).await?;
+                let (version, app) = r.upload(t.clone(), a, body.to_vec(), activate).await?;
+                let effective = r.effective_limits(t, app.clone()).await?;
                 Ok(json_response(
                     StatusCode::CREATED,
-                    &json!({ "version": version, "active_version": app.active_version }),
+                    &json!({
+                        "version": version,
+                        "active_version": app.active_version,
+                        "effective_limits": effective,
+                    }),
                 ))
             }
             (["activate"], &Method::POST) => {

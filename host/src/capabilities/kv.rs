@@ -5,6 +5,7 @@
 
 use crate::runtime::{RequestState, RequestStateLinker, bindings::verge::edge::kv as wit};
 use crate::storage::kv::{KvBackend, KvError, Namespace, Outcome, WriteOp};
+use crate::storage::records::tenant_label;
 use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Resource, ResourceTable};
@@ -68,7 +69,7 @@ impl KvCtx {
                 Ok(_) => "ok",
                 Err(err) => error_kind(err),
             };
-            metrics.kv_op(&self.tenant, op, outcome);
+            metrics.kv_op(tenant_label(&self.tenant), op, outcome);
         }
     }
 }

@@ -59,6 +59,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         admin_listen: args.admin_listen,
         operator_token: None,
+        caps: Default::default(),
     };
     let running = daemon::start_platform(&config, &platform).await?;
     let registry = running
@@ -66,7 +67,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .clone()
         .context("the platform has a registry")?;
     registry
-        .create_tenant("demo".into(), LimitOverrides::default())
+        .create_tenant("demo".into(), LimitOverrides::default(), Vec::new())
         .await?;
     let port = running.addr.port();
     // Examples that take an admin token (redirect's link API) get this one.

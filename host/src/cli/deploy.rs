@@ -98,8 +98,9 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
         .unwrap_or(built_name);
     let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let app_path = format!("/v1/tenants/{tenant}/apps/{app}");
-    let exists = api.call(Method::GET, &app_path, None).await.is_ok();
-    if file.is_some() || !args.routes.is_empty() || !exists {
+    let before = api.call(Method::GET, &app_path, None).await.ok();
+    let wrote_manifest = file.is_some() || !args.routes.is_empty() || before.is_none();
+    if wrote_manifest {
         let mut manifest = file.map(ManifestFile::into_manifest).unwrap_or_default();
         manifest.routes.extend(args.routes.iter().cloned());
         api.call(Method::PUT, &app_path, Some(serde_json::to_vec(&manifest)?))
@@ -110,13 +111,24 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
     } else {
         ""
     };
-    let answer = api
+    let uploaded = api
         .call(
             Method::POST,
             &format!("{app_path}/versions{query}"),
             Some(bytes),
         )
-        .await?;
+        .await;
+    let answer = match uploaded {
+        Ok(answer) => answer,
+        Err(err) => {
+            // A refused deploy changes nothing: the app it created goes,
+            // the manifest it replaced comes back.
+            if wrote_manifest {
+                undo_manifest(api, &app_path, before.as_ref()).await;
+            }
+            return Err(err);
+        }
+    };
     if api.json {
         api.print(&answer, &[]);
         return Ok(());
@@ -140,4 +152,29 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
             .unwrap_or("?")
     );
     Ok(())
+}
+
+/// Puts the app back as it was before a refused upload: deleted if the
+/// deploy created it, else its previous manifest restored. Failures are
+/// reported, not fatal: the upload's error is the one the user needs.
+async fn undo_manifest(api: &Api, app_path: &str, before: Option<&serde_json::Value>) {
+    let undone = match before {
+        None => api.call(Method::DELETE, app_path, None).await.map(drop),
+        Some(app) => match serde_json::to_vec(&serde_json::json!({
+            "routes": app["routes"],
+            "kv_stores": app["kv_stores"],
+            "allowed_hosts": app["allowed_hosts"],
+            "config": app["config"],
+            "limits": app["limits"],
+        })) {
+            Ok(manifest) => api
+                .call(Method::PUT, app_path, Some(manifest))
+                .await
+                .map(drop),
+            Err(err) => Err(err.into()),
+        },
+    };
+    if let Err(err) = undone {
+        eprintln!("verge: could not undo the app change after the refused upload: {err:#}");
+    }
 }

@@ -309,6 +309,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .admin_token
                 .clone()
                 .or_else(|| file.admin_token.clone()),
+            caps: file.tenancy.caps(),
         };
         let running = daemon::start_platform(&config, &platform).await?;
         let apps = running.registry.as_ref().map_or(0, |r| r.live_apps());

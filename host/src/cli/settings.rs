@@ -43,6 +43,37 @@ pub struct DaemonFile {
     /// Connection caps and timeouts for anonymous clients.
     #[serde(default)]
     pub connections: ConnectionsSection,
+    /// Count caps on what tenants create.
+    #[serde(default)]
+    pub tenancy: TenancySection,
+}
+
+/// `[tenancy]`: how many tenants, apps and routes a node takes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenancySection {
+    /// Tenants on the node.
+    pub max_tenants: Option<usize>,
+    /// Apps per tenant.
+    pub max_apps_per_tenant: Option<usize>,
+    /// Routes per app.
+    pub max_routes_per_app: Option<usize>,
+}
+
+impl TenancySection {
+    /// The caps this section sets on top of the defaults.
+    pub fn caps(&self) -> crate::tenancy::RegistryCaps {
+        let defaults = crate::tenancy::RegistryCaps::default();
+        crate::tenancy::RegistryCaps {
+            max_tenants: self.max_tenants.unwrap_or(defaults.max_tenants),
+            max_apps_per_tenant: self
+                .max_apps_per_tenant
+                .unwrap_or(defaults.max_apps_per_tenant),
+            max_routes_per_app: self
+                .max_routes_per_app
+                .unwrap_or(defaults.max_routes_per_app),
+        }
+    }
 }
 
 /// `[connections]`: what a client may hold before any guest runs.

@@ -19,7 +19,7 @@ use crate::storage::kv::redb::RedbKv;
 use crate::storage::kv::{KvBackend, SystemClock};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
-use crate::tenancy::{Registry, RouteTable, tokens};
+use crate::tenancy::{Registry, RegistryCaps, RouteTable, tokens};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -96,6 +96,8 @@ pub struct PlatformConfig {
     /// The operator token; when `None`, read from (or generated into)
     /// `data_dir/admin-token`.
     pub operator_token: Option<String>,
+    /// Count caps on tenants, apps and routes.
+    pub caps: RegistryCaps,
 }
 
 /// A started daemon.
@@ -230,10 +232,11 @@ pub async fn start_platform(
         Arc::new(SystemClock),
     )?);
     let http = config.http;
+    let caps = platform.caps;
     let services = config.capabilities.services(kv)?;
     let metrics = services.metrics.clone();
     let registry = tokio::task::spawn_blocking(move || {
-        Registry::open(runtime, &data_dir, limits, http, services)
+        Registry::open(runtime, &data_dir, limits, http, services).map(|r| r.with_caps(caps))
     })
     .await
     .context("restoring apps")??;

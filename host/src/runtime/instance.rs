@@ -28,6 +28,8 @@ pub struct RequestContext {
     pub geo: GeoCtx,
     /// The tenant's view of the edge cache.
     pub cache: CacheCtx,
+    /// Fired when the call turns heavy (see [`super::lane`]).
+    pub heavy: super::lane::HeavySignal,
 }
 
 impl RequestContext {
@@ -40,6 +42,7 @@ impl RequestContext {
             fetch: FetchCtx::default(),
             geo: GeoCtx::default(),
             cache: CacheCtx::default(),
+            heavy: Default::default(),
         }
     }
 }

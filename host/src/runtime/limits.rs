@@ -87,6 +87,7 @@ pub struct GuestLimiter {
     /// The largest linear memory size this store reached, in bytes.
     pub peak_memory: usize,
     grown_since_yield: usize,
+    heavy: super::lane::HeavySignal,
 }
 
 /// Memory growth between two cooperative yields. Touching 1 MiB of fresh
@@ -95,8 +96,9 @@ pub struct GuestLimiter {
 pub const GROWTH_PER_YIELD: usize = 1 << 20;
 
 impl GuestLimiter {
-    /// A limiter for `limits`.
-    pub fn new(limits: &Limits) -> Self {
+    /// A limiter for `limits` that fires `heavy` when linear memory grows
+    /// past [`super::lane::HEAVY_MEMORY_BYTES`].
+    pub fn new(limits: &Limits, heavy: super::lane::HeavySignal) -> Self {
         let inner = StoreLimitsBuilder::new()
             .memory_size(limits.memory_bytes)
             .table_elements(limits.table_elements)
@@ -110,6 +112,7 @@ impl GuestLimiter {
             memory_denied: false,
             peak_memory: 0,
             grown_since_yield: 0,
+            heavy,
         }
     }
 }
@@ -127,7 +130,13 @@ impl ResourceLimiterAsync for GuestLimiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         self.grown_since_yield += desired.saturating_sub(current);
-        if self.grown_since_yield >= GROWTH_PER_YIELD {
+        if desired >= super::lane::HEAVY_MEMORY_BYTES && !self.heavy.fired() {
+            // Yield at once, so the call moves to the background lane
+            // before it touches that memory.
+            self.heavy.fire();
+            self.grown_since_yield = 0;
+            tokio::task::yield_now().await;
+        } else if self.grown_since_yield >= GROWTH_PER_YIELD {
             self.grown_since_yield = 0;
             tokio::task::yield_now().await;
         }
@@ -177,7 +186,7 @@ mod tests {
             memory_bytes: 1 << 20,
             ..Limits::default()
         };
-        let mut limiter = GuestLimiter::new(&limits);
+        let mut limiter = GuestLimiter::new(&limits, Default::default());
         assert!(limiter.memory_growing(0, 1 << 20, None).await?);
         assert!(!limiter.memory_denied);
         assert_eq!(limiter.peak_memory, 1 << 20);

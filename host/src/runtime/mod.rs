@@ -8,6 +8,7 @@ pub mod bindings;
 mod engine;
 mod error;
 mod instance;
+pub mod lane;
 mod limits;
 mod proxy;
 mod state;

@@ -39,6 +39,7 @@ impl RequestState {
             mut fetch,
             geo,
             mut cache,
+            heavy,
         } = ctx;
         fetch.begin(limits.max_subrequests, limits.wall_clock);
         cache.begin(limits.wall_clock);
@@ -53,7 +54,7 @@ impl RequestState {
         Self {
             wasi: wasi.build(),
             table,
-            limiter: GuestLimiter::new(limits),
+            limiter: GuestLimiter::new(limits, heavy),
             config,
             log,
             kv,

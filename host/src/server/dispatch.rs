@@ -235,7 +235,7 @@ impl Dispatcher {
         };
         let in_flight = InFlight::start(self.metrics.clone());
         let ctx = request_context(&deployment, request_id, client_ip);
-        let (result, usage) = deployment.function.handle(guest_req, ctx).await;
+        let (result, usage) = call_guest(deployment.clone(), guest_req, ctx).await;
         drop(in_flight);
         drop(permits);
         let response = result
@@ -353,6 +353,25 @@ impl Dispatcher {
     }
 }
 
+/// Runs one guest call, on the serving runtime or, once it turns heavy, on
+/// the background lane (`runtime::lane`).
+async fn call_guest(
+    deployment: Arc<Deployment>,
+    req: GuestRequest,
+    ctx: RequestContext,
+) -> (Result<GuestResponse, crate::runtime::GuestError>, Usage) {
+    let signal = ctx.heavy.clone();
+    let mark = deployment.slots.heavy.clone();
+    let lost = (
+        Err(crate::runtime::GuestError::Trap(
+            "the call was lost on the background lane".into(),
+        )),
+        Usage::default(),
+    );
+    let call = async move { deployment.function.handle(req, ctx).await };
+    crate::runtime::lane::run(call, &mark, &signal, lost).await
+}
+
 /// Validates the guest's response against `limits` and turns it into an
 /// HTTP response.
 fn to_http(res: GuestResponse, limits: &HttpLimits) -> Result<Response<Full<Bytes>>, RequestError> {
@@ -431,6 +450,7 @@ pub(super) fn request_context(
         fetch: deployment.fetch.clone(),
         geo: deployment.geo.for_client(client_ip),
         cache: deployment.cache.clone(),
+        heavy: Default::default(),
     }
 }
 

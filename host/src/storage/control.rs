@@ -232,6 +232,8 @@ mod tests {
             name: "acme".into(),
             token_sha256: "00".into(),
             limits: LimitOverrides::default(),
+            route_grants: vec!["*.acme.test".into()],
+            generation: "0123456789abcdef".into(),
             created_at: 1,
         };
         store.put_tenant(&tenant)?;

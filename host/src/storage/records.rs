@@ -53,8 +53,35 @@ pub struct TenantRecord {
     /// The tenant's limits (ceilings for its apps).
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// Wildcard and catch-all route hosts (`*.example.com`, `*`) the
+    /// operator granted this tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_grants: Vec<String>,
+    /// Random per creation: a tenant deleted and created again under the
+    /// same name never reaches the old one's KV data or cache entries.
+    /// Empty for tenants created before generations existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub generation: String,
     /// Unix seconds.
     pub created_at: u64,
+}
+
+/// The tenant name of a data key (`name~generation`), for metric labels.
+pub fn tenant_label(data_key: &str) -> &str {
+    data_key.split('~').next().unwrap_or(data_key)
+}
+
+impl TenantRecord {
+    /// The key its KV data and cache entries live under: the name, plus
+    /// `~generation` (a character no name may hold, so no two tenants'
+    /// keys can meet).
+    pub fn data_key(&self) -> String {
+        if self.generation.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}~{}", self.name, self.generation)
+        }
+    }
 }
 
 /// What a deployer says about an app: its routes and what it may use.

@@ -30,6 +30,31 @@ pub enum RegistryError {
         /// `tenant/app` owning it.
         owner: String,
     },
+    /// A host (or a wildcard covering one) claimed by another tenant. The
+    /// message names neither that tenant nor its app.
+    #[error("the host {0} belongs to another tenant")]
+    HostClaimed(String),
+    /// A wildcard or catch-all route without the operator's grant.
+    #[error(
+        "the route {0} needs an operator grant: wildcard and catch-all hosts are granted per tenant (`route_grants`)"
+    )]
+    NotGranted(String),
+    /// A count cap (apps, routes, tenants) was reached.
+    #[error("{what}: at most {max}")]
+    TooMany {
+        /// What was counted.
+        what: &'static str,
+        /// The cap.
+        max: usize,
+    },
+    /// A name reserved by the platform.
+    #[error("the {what} name {name:?} is reserved")]
+    Reserved {
+        /// tenant, ...
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
     /// Unknown tenant, app or version.
     #[error("{0} not found")]
     NotFound(String),

@@ -82,6 +82,33 @@ pub fn effective_http_limits(
     }
 }
 
+/// Every limit an app runs under, written out in the units a manifest
+/// uses: what the deploy answer and `apps show` report, so a manifest
+/// asking for more than the tenant's ceiling sees what it got.
+pub fn effective_overrides(
+    host: &Limits,
+    host_http: &HttpLimits,
+    tenant: &LimitOverrides,
+    app: &LimitOverrides,
+) -> LimitOverrides {
+    let limits = effective_limits(host, tenant, app);
+    let http = effective_http_limits(host_http, tenant, app);
+    let as_u64 = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    LimitOverrides {
+        cpu_ms: Some(limits.fuel / FUEL_PER_CPU_MS.max(1)),
+        wall_clock_ms: Some(u64::try_from(limits.wall_clock.as_millis()).unwrap_or(u64::MAX)),
+        memory_mib: Some(as_u64(limits.memory_bytes >> 20)),
+        max_concurrency: app.max_concurrency.or(tenant.max_concurrency),
+        max_request_body_bytes: Some(as_u64(http.max_request_body_bytes)),
+        max_response_body_bytes: Some(as_u64(http.max_response_body_bytes)),
+        max_header_bytes: Some(as_u64(http.max_header_bytes)),
+        table_elements: Some(as_u64(limits.table_elements)),
+        instances: Some(as_u64(limits.instances)),
+        max_subrequests: Some(limits.max_subrequests),
+        kv_quota_mib: tenant.kv_quota_mib,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

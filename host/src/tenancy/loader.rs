@@ -9,7 +9,7 @@ use crate::runtime::{Limits, Runtime};
 use crate::server::HttpLimits;
 use crate::storage::blobs::BlobStore;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend};
-use crate::storage::records::{AppRecord, LimitOverrides};
+use crate::storage::records::{AppRecord, TenantRecord};
 use crate::telemetry::log_ring::LogRing;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +28,12 @@ pub(super) struct Loader {
     compiles: AtomicU64,
     semaphores: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
     logs: Mutex<HashMap<String, Arc<LogRing>>>,
-    services: Services,
+    /// Components loaded, by content hash, while an active version uses
+    /// them (300 apps of one component used to hold 300 fds and mappings).
+    loaded: Mutex<HashMap<String, Component>>,
+    /// Each tenant's heavy mark (`runtime::lane`).
+    heavy: Mutex<HashMap<String, Arc<crate::runtime::lane::HeavyMark>>>,
+    pub(super) services: Services,
 }
 
 /// Requests one tenant may run at once unless its limits say otherwise: a
@@ -54,6 +59,8 @@ impl Loader {
             compiles: AtomicU64::new(0),
             semaphores: Mutex::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(HashMap::new()),
+            heavy: Mutex::new(HashMap::new()),
             services,
         }
     }
@@ -87,14 +94,46 @@ impl Loader {
         Ok(())
     }
 
+    /// The loaded component of `sha256`, if some deployment uses it: one
+    /// mapping of the compiled artifact however many apps deploy it.
+    fn loaded(&self, sha256: &str) -> Option<Component> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(sha256)
+            .cloned()
+    }
+
+    /// Remembers `component` as the one loaded for `sha256`.
+    pub(super) fn remember(&self, sha256: &str, component: &Component) {
+        self.loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(sha256.to_owned(), component.clone());
+    }
+
+    /// Forgets loaded components no active version uses any more.
+    pub(super) fn retain_loaded(&self, active: &std::collections::HashSet<String>) {
+        self.loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|sha256, _| active.contains(sha256));
+    }
+
     /// The compiled component from the AOT cache, if this engine has one.
     pub(super) fn cached(&self, sha256: &str) -> Option<Component> {
+        if let Some(component) = self.loaded(sha256) {
+            return Some(component);
+        }
         let cached = self.blobs.compiled_path(sha256, &self.engine_key);
         if !cached.exists() {
             return None;
         }
         match self.runtime.deserialize(&cached) {
-            Ok(component) => Some(component),
+            Ok(component) => {
+                self.remember(sha256, &component);
+                Some(component)
+            }
             Err(err) => {
                 tracing::warn!(error = %err, sha256, "stale compiled artifact; recompiling");
                 None
@@ -105,18 +144,13 @@ impl Loader {
     /// The compiled component for a stored hash: from the AOT cache when an
     /// artifact for this engine exists and loads, otherwise compiled again.
     pub(super) fn component(&self, sha256: &str) -> Result<Component, RegistryError> {
-        let cached = self.blobs.compiled_path(sha256, &self.engine_key);
-        if cached.exists() {
-            match self.runtime.deserialize(&cached) {
-                Ok(component) => return Ok(component),
-                Err(err) => {
-                    tracing::warn!(error = %err, sha256, "stale compiled artifact; recompiling")
-                }
-            }
+        if let Some(component) = self.cached(sha256) {
+            return Ok(component);
         }
         let bytes = self.blobs.component(sha256)?;
         let component = self.runtime.compile(&bytes)?;
         self.cache(sha256, &component)?;
+        self.remember(sha256, &component);
         Ok(component)
     }
 
@@ -124,10 +158,12 @@ impl Loader {
     pub(super) fn deployment(
         &self,
         app: &AppRecord,
-        tenant_limits: &LimitOverrides,
+        tenant: &TenantRecord,
         version: u32,
         component: Component,
     ) -> Result<Arc<Deployment>, RegistryError> {
+        let tenant_limits = &tenant.limits;
+        let data_key = tenant.data_key();
         let limits = effective_limits(&self.host_limits, tenant_limits, &app.manifest.limits);
         let name = format!("{}/{}", app.tenant, app.name);
         let function = self.runtime.prepare(&name, component, limits)?;
@@ -147,6 +183,7 @@ impl Loader {
                 .limits
                 .max_concurrency
                 .map(|cap| self.semaphore(&format!("{}/{}", app.tenant, app.name), cap)),
+            heavy: self.heavy_mark(&app.tenant),
         };
         let http_limits =
             effective_http_limits(&self.host_http, tenant_limits, &app.manifest.limits);
@@ -162,10 +199,10 @@ impl Loader {
             slots,
             fetch: self.services.fetch_ctx(&app.tenant, allow),
             geo: self.services.geo_ctx(),
-            cache: self.services.cache_ctx(&app.tenant),
+            cache: self.services.cache_ctx(&data_key),
             logs: Some(self.log_ring(&app.tenant, &app.name)),
             kv: self.services.kv_ctx(
-                &app.tenant,
+                &data_key,
                 Some(app.manifest.kv_stores.clone()),
                 tenant_limits
                     .kv_quota_mib
@@ -174,6 +211,25 @@ impl Loader {
                     }),
             ),
         }))
+    }
+
+    /// The heavy mark of `tenant`, shared by all its deployments.
+    fn heavy_mark(&self, tenant: &str) -> Arc<crate::runtime::lane::HeavyMark> {
+        self.heavy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(tenant.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Drops the log rings of every app of `tenant` (deleted).
+    pub(super) fn forget_logs(&self, tenant: &str) {
+        let prefix = format!("{tenant}/");
+        self.logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|key, _| !key.starts_with(&prefix));
     }
 
     /// The log ring of app `tenant/app`, shared by all its versions.

@@ -1,15 +1,19 @@
 //! Who serves a request: deployments, the router and the registry that
 //! deploys, activates and rolls back versions.
 
+mod caps;
 mod error;
 mod limits;
 mod loader;
+mod ownership;
 pub mod registry;
 pub mod router;
+mod tenants;
 pub mod tokens;
 
+pub use caps::{RESERVED_TENANT_NAMES, RegistryCaps};
 pub use error::RegistryError;
-pub use limits::{effective_http_limits, effective_limits};
+pub use limits::{effective_http_limits, effective_limits, effective_overrides};
 pub use loader::DEFAULT_TENANT_MAX_CONCURRENCY;
 pub use registry::Registry;
 
@@ -58,6 +62,9 @@ pub struct Slots {
     pub tenant: Option<Arc<tokio::sync::Semaphore>>,
     /// Shared by every version of the app.
     pub app: Option<Arc<tokio::sync::Semaphore>>,
+    /// Whether the tenant's calls start on the background lane; shared by
+    /// every app of the tenant.
+    pub heavy: Arc<crate::runtime::lane::HeavyMark>,
 }
 
 /// Maps a request's host and path to the deployment that serves it.

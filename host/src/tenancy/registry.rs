@@ -3,9 +3,10 @@
 //! and swaps the routing table atomically after every change: requests
 //! already running keep the `Arc<Deployment>` they started with.
 
+use super::caps::{self, RegistryCaps};
 use super::loader::Loader;
+use super::ownership::{self, Claim};
 use super::router::{Route, Router};
-use super::tokens;
 use super::{Deployment, RegistryError, RouteTable};
 use crate::runtime::{Limits, Runtime};
 use crate::server::HttpLimits;
@@ -13,7 +14,7 @@ use crate::storage::blobs::{BlobStore, sha256_hex};
 use crate::storage::control::ControlStore;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, Namespace};
 use crate::storage::records::{
-    AppManifest, AppRecord, LimitOverrides, TenantRecord, VersionRecord, is_valid_name, now_secs,
+    AppManifest, AppRecord, TenantRecord, VersionRecord, is_valid_name, now_secs,
 };
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashSet};
@@ -41,11 +42,12 @@ pub enum VarKind {
 
 /// The control plane's state and its single writer.
 pub struct Registry {
-    store: ControlStore,
-    loader: Loader,
+    pub(super) store: ControlStore,
+    pub(super) loader: Loader,
     router: ArcSwap<Router<Deployment>>,
     live: Mutex<BTreeMap<String, Arc<Deployment>>>,
     writes: tokio::sync::Mutex<()>,
+    pub(super) caps: RegistryCaps,
 }
 
 impl RouteTable for Registry {
@@ -58,7 +60,7 @@ fn key(tenant: &str, app: &str) -> String {
     format!("{tenant}/{app}")
 }
 
-fn check_name(what: &'static str, name: &str) -> Result<(), RegistryError> {
+pub(super) fn check_name(what: &'static str, name: &str) -> Result<(), RegistryError> {
     if is_valid_name(name) {
         Ok(())
     } else {
@@ -88,6 +90,7 @@ impl Registry {
             router: ArcSwap::from_pointee(Router::default()),
             live: Mutex::new(BTreeMap::new()),
             writes: tokio::sync::Mutex::new(()),
+            caps: RegistryCaps::default(),
         };
         let tenants: BTreeMap<String, TenantRecord> = registry
             .store
@@ -100,7 +103,7 @@ impl Registry {
             else {
                 continue;
             };
-            match registry.bring_up(&app, &tenant.limits, version) {
+            match registry.bring_up(&app, tenant, version) {
                 Ok(deployment) => {
                     registry
                         .lock_live()
@@ -116,14 +119,20 @@ impl Registry {
         Ok(registry)
     }
 
-    fn lock_live(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Deployment>>> {
+    /// Applies `caps` to what tenants may create from now on.
+    pub fn with_caps(mut self, caps: RegistryCaps) -> Self {
+        self.caps = caps;
+        self
+    }
+
+    pub(super) fn lock_live(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Deployment>>> {
         self.live
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs a mutation: one at a time, off the async runtime.
-    async fn write<T: Send + 'static>(
+    pub(super) async fn write<T: Send + 'static>(
         self: &Arc<Self>,
         op: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, RegistryError> {
@@ -132,7 +141,7 @@ impl Registry {
     }
 
     /// Runs a read off the async runtime.
-    async fn read<T: Send + 'static>(
+    pub(super) async fn read<T: Send + 'static>(
         self: &Arc<Self>,
         op: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, RegistryError> {
@@ -160,7 +169,7 @@ impl Registry {
                 mib.saturating_mul(1 << 20)
             });
         Ok(Namespace {
-            tenant: record.name,
+            tenant: record.data_key(),
             store,
             quota_bytes,
         })
@@ -191,10 +200,10 @@ impl Registry {
         self.lock_live().len()
     }
 
-    fn bring_up(
+    pub(super) fn bring_up(
         &self,
         app: &AppRecord,
-        limits: &LimitOverrides,
+        tenant: &TenantRecord,
         version: u32,
     ) -> Result<Arc<Deployment>, RegistryError> {
         let record = self
@@ -202,13 +211,14 @@ impl Registry {
             .version(&app.tenant, &app.name, version)?
             .ok_or_else(|| RegistryError::NotFound(format!("version {version} of {}", app.name)))?;
         let component = self.loader.component(&record.sha256)?;
-        self.loader.deployment(app, limits, version, component)
+        self.loader.deployment(app, tenant, version, component)
     }
 
     /// Builds and swaps in a routing table from the live deployments.
-    fn rebuild_router(&self) -> Result<(), RegistryError> {
+    pub(super) fn rebuild_router(&self) -> Result<(), RegistryError> {
         let live = self.lock_live().clone();
         let mut entries = Vec::new();
+        let mut active = HashSet::new();
         for (app_key, deployment) in live {
             let Some((tenant, app)) = app_key.split_once('/') else {
                 continue;
@@ -216,21 +226,24 @@ impl Registry {
             let Some(record) = self.store.app(tenant, app)? else {
                 continue;
             };
+            let version = self.store.version(tenant, app, deployment.version)?;
+            active.extend(version.map(|v| v.sha256));
             for route in &record.manifest.routes {
                 entries.push((Route::parse(route)?, deployment.clone()));
             }
         }
         self.router.store(Arc::new(Router::new(entries)));
+        self.loader.retain_loaded(&active);
         Ok(())
     }
 
-    fn tenant_record(&self, tenant: &str) -> Result<TenantRecord, RegistryError> {
+    pub(super) fn tenant_record(&self, tenant: &str) -> Result<TenantRecord, RegistryError> {
         self.store
             .tenant(tenant)?
             .ok_or_else(|| RegistryError::NotFound(format!("tenant {tenant}")))
     }
 
-    fn app_record(&self, tenant: &str, app: &str) -> Result<AppRecord, RegistryError> {
+    pub(super) fn app_record(&self, tenant: &str, app: &str) -> Result<AppRecord, RegistryError> {
         self.store
             .app(tenant, app)?
             .ok_or_else(|| RegistryError::NotFound(format!("app {app}")))
@@ -238,12 +251,12 @@ impl Registry {
 
     /// Replaces the live deployment of `app` (if it has an active version)
     /// after its record changed, then swaps the router.
-    fn refresh(&self, app: &AppRecord) -> Result<(), RegistryError> {
+    pub(super) fn refresh(&self, app: &AppRecord) -> Result<(), RegistryError> {
         let k = key(&app.tenant, &app.name);
         match app.active_version {
             Some(version) => {
                 let tenant = self.tenant_record(&app.tenant)?;
-                let deployment = self.bring_up(app, &tenant.limits, version)?;
+                let deployment = self.bring_up(app, &tenant, version)?;
                 self.lock_live().insert(k, deployment);
             }
             None => {
@@ -251,54 +264,6 @@ impl Registry {
             }
         }
         self.rebuild_router()
-    }
-
-    /// Creates a tenant; returns its record and its token (shown once).
-    pub async fn create_tenant(
-        self: &Arc<Self>,
-        name: String,
-        limits: LimitOverrides,
-    ) -> Result<(TenantRecord, String), RegistryError> {
-        self.write(move |r| {
-            check_name("tenant", &name)?;
-            if r.store.tenant(&name)?.is_some() {
-                return Err(RegistryError::AlreadyExists(format!("tenant {name}")));
-            }
-            let token = tokens::new_tenant_token(&name)
-                .map_err(|e| RegistryError::Invalid(format!("no randomness for a token: {e}")))?;
-            let record = TenantRecord {
-                name,
-                token_sha256: tokens::token_hash(&token),
-                limits,
-                created_at: now_secs(),
-            };
-            r.store.put_tenant(&record)?;
-            Ok((record, token))
-        })
-        .await
-    }
-
-    /// Every tenant.
-    pub async fn tenants(self: &Arc<Self>) -> Result<Vec<TenantRecord>, RegistryError> {
-        self.read(|r| Ok(r.store.tenants()?)).await
-    }
-
-    /// One tenant.
-    pub async fn tenant(self: &Arc<Self>, name: String) -> Result<TenantRecord, RegistryError> {
-        self.read(move |r| r.tenant_record(&name)).await
-    }
-
-    /// Deletes a tenant, its apps and their versions; its routes stop serving.
-    pub async fn delete_tenant(self: &Arc<Self>, name: String) -> Result<(), RegistryError> {
-        self.write(move |r| {
-            if !r.store.delete_tenant(&name)? {
-                return Err(RegistryError::NotFound(format!("tenant {name}")));
-            }
-            r.lock_live()
-                .retain(|k, _| !k.starts_with(&format!("{name}/")));
-            r.rebuild_router()
-        })
-        .await
     }
 
     /// Creates or updates an app's manifest. Routes owned by any other app
@@ -311,21 +276,35 @@ impl Registry {
     ) -> Result<AppRecord, RegistryError> {
         self.write(move |r| {
             check_name("app", &app)?;
-            r.tenant_record(&tenant)?;
+            let tenant_record = r.tenant_record(&tenant)?;
+            if manifest.routes.len() > r.caps.max_routes_per_app {
+                return Err(RegistryError::TooMany {
+                    what: "routes per app",
+                    max: r.caps.max_routes_per_app,
+                });
+            }
             let manifest = normalise(manifest)?;
-            let claimed: HashSet<&String> = manifest.routes.iter().collect();
-            for other in r.store.apps(None)? {
-                if other.tenant == tenant && other.name == app {
-                    continue;
-                }
+            let routes = manifest
+                .routes
+                .iter()
+                .map(|route| Route::parse(route))
+                .collect::<Result<Vec<_>, _>>()?;
+            let apps = r.store.apps(None)?;
+            let mut claims = Vec::new();
+            for other in &apps {
                 for route in &other.manifest.routes {
-                    if claimed.contains(route) {
-                        return Err(RegistryError::RouteConflict {
-                            route: route.clone(),
-                            owner: key(&other.tenant, &other.name),
-                        });
-                    }
+                    claims.push(Claim {
+                        tenant: &other.tenant,
+                        app: &other.name,
+                        route: Route::parse(route)?,
+                    });
                 }
+            }
+            ownership::check(&tenant, &app, &tenant_record.route_grants, &routes, claims)?;
+            let exists = apps.iter().any(|a| a.tenant == tenant && a.name == app);
+            if !exists {
+                let owned = apps.iter().filter(|a| a.tenant == tenant).count();
+                caps::room_for_one("apps per tenant", owned, r.caps.max_apps_per_tenant)?;
             }
             let record = match r.store.app(&tenant, &app)? {
                 Some(existing) => AppRecord {
@@ -414,10 +393,11 @@ impl Registry {
             let number = record.next_version;
             let deployment =
                 r.loader
-                    .deployment(&record, &tenant_record.limits, number, component.clone())?;
+                    .deployment(&record, &tenant_record, number, component.clone())?;
             r.loader.blobs.put_component(&sha256, &bytes)?;
             if fresh {
                 r.loader.cache(&sha256, &component)?;
+                r.loader.remember(&sha256, &component);
             }
             let version = VersionRecord {
                 number,
@@ -483,7 +463,7 @@ impl Registry {
             }
             record.active_version = Some(number);
             let tenant_record = r.tenant_record(&tenant)?;
-            let deployment = r.bring_up(&record, &tenant_record.limits, number)?;
+            let deployment = r.bring_up(&record, &tenant_record, number)?;
             r.store.put_app(&record)?;
             r.lock_live().insert(key(&tenant, &app), deployment);
             r.rebuild_router()?;
@@ -546,9 +526,10 @@ impl Registry {
 /// Parses and normalises the routes and checks the names in a manifest.
 fn normalise(mut manifest: AppManifest) -> Result<AppManifest, RegistryError> {
     let mut routes = Vec::new();
+    let mut seen = HashSet::new();
     for route in &manifest.routes {
         let normal = Route::parse(route)?.to_string();
-        if !routes.contains(&normal) {
+        if seen.insert(normal.clone()) {
             routes.push(normal);
         }
     }

@@ -79,6 +79,28 @@ impl Route {
         Ok(Self { host, prefix })
     }
 
+    /// The exact host name, for a route on one host.
+    pub fn exact_host(&self) -> Option<&str> {
+        match &self.host {
+            HostPattern::Exact(host) => Some(host),
+            _ => None,
+        }
+    }
+
+    /// The wildcard suffix with its leading dot (`.example.com`), for a
+    /// `*.example.com` route.
+    pub fn wildcard_suffix(&self) -> Option<&str> {
+        match &self.host {
+            HostPattern::Wildcard(suffix) => Some(suffix),
+            _ => None,
+        }
+    }
+
+    /// Whether the route is the catch-all `*`.
+    pub fn is_catch_all(&self) -> bool {
+        matches!(self.host, HostPattern::Any)
+    }
+
     /// Whether `path` is under this route's prefix at a segment boundary.
     fn matches_path(&self, path: &str) -> bool {
         self.prefix == "/"

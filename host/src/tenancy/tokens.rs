@@ -13,6 +13,13 @@ pub fn new_tenant_token(tenant: &str) -> Result<String, getrandom::Error> {
     Ok(format!("verge_{tenant}_{}", random_hex()?))
 }
 
+/// A fresh tenant generation: 16 hex digits.
+pub fn new_generation() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
 /// A fresh operator token: `verge_op_<64 hex>`.
 pub fn new_operator_token() -> Result<String, getrandom::Error> {
     Ok(format!("verge_op_{}", random_hex()?))

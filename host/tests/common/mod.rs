@@ -170,3 +170,17 @@ pub fn admin(d: &Daemon, method: &str, path: &str, body: &[u8]) -> (u16, String)
 pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"))
 }
+
+/// Runs the `verge` CLI against daemon `d`; returns (success, stdout, stderr).
+pub fn cli(d: &Daemon, token: &str, args: &[&str]) -> (bool, String, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO_BIN_EXE_verge"))
+        .args(args)
+        .env("VERGE_URL", format!("http://{}", d.admin))
+        .env("VERGE_TOKEN", token)
+        .env("CARGO_TARGET_DIR", root.join("target/guests"))
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}

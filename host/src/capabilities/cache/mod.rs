@@ -68,7 +68,7 @@ impl CacheCtx {
 
     fn count(&self, result: &'static str) {
         if let Some(metrics) = &self.metrics {
-            metrics.cache_lookup(&self.tenant, result);
+            metrics.cache_lookup(crate::storage::records::tenant_label(&self.tenant), result);
         }
     }
 

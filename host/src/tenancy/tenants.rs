@@ -1,0 +1,121 @@
+//! The registry's tenant operations: create (with a fresh token and
+//! generation), grants, effective limits, listing and delete.
+
+use super::RegistryError;
+use super::caps;
+use super::registry::{Registry, check_name};
+use super::router::Route;
+use super::tokens;
+use crate::storage::records::{AppRecord, LimitOverrides, TenantRecord, now_secs};
+use std::sync::Arc;
+
+impl Registry {
+    /// Creates a tenant; returns its record and its token (shown once).
+    pub async fn create_tenant(
+        self: &Arc<Self>,
+        name: String,
+        limits: LimitOverrides,
+        route_grants: Vec<String>,
+    ) -> Result<(TenantRecord, String), RegistryError> {
+        self.write(move |r| {
+            check_name("tenant", &name)?;
+            caps::check_tenant_name(&name)?;
+            let route_grants = check_grants(route_grants)?;
+            if r.store.tenant(&name)?.is_some() {
+                return Err(RegistryError::AlreadyExists(format!("tenant {name}")));
+            }
+            caps::room_for_one("tenants", r.store.tenants()?.len(), r.caps.max_tenants)?;
+            let token = tokens::new_tenant_token(&name)
+                .map_err(|e| RegistryError::Invalid(format!("no randomness for a token: {e}")))?;
+            let record = TenantRecord {
+                name,
+                token_sha256: tokens::token_hash(&token),
+                limits,
+                route_grants,
+                generation: tokens::new_generation()
+                    .map_err(|e| RegistryError::Invalid(format!("no randomness: {e}")))?,
+                created_at: now_secs(),
+            };
+            r.store.put_tenant(&record)?;
+            Ok((record, token))
+        })
+        .await
+    }
+
+    /// Replaces the wildcard and catch-all route hosts `name` may use
+    /// (operator only). Routes already deployed are not re-checked.
+    pub async fn set_route_grants(
+        self: &Arc<Self>,
+        name: String,
+        grants: Vec<String>,
+    ) -> Result<TenantRecord, RegistryError> {
+        self.write(move |r| {
+            let mut record = r.tenant_record(&name)?;
+            record.route_grants = check_grants(grants)?;
+            r.store.put_tenant(&record)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    /// The limits `app` of `tenant` runs under, written out in full.
+    pub async fn effective_limits(
+        self: &Arc<Self>,
+        tenant: String,
+        app: AppRecord,
+    ) -> Result<LimitOverrides, RegistryError> {
+        self.read(move |r| {
+            let record = r.tenant_record(&tenant)?;
+            Ok(super::effective_overrides(
+                &r.loader.host_limits,
+                &r.loader.host_http,
+                &record.limits,
+                &app.manifest.limits,
+            ))
+        })
+        .await
+    }
+
+    /// Every tenant.
+    pub async fn tenants(self: &Arc<Self>) -> Result<Vec<TenantRecord>, RegistryError> {
+        self.read(|r| Ok(r.store.tenants()?)).await
+    }
+
+    /// One tenant.
+    pub async fn tenant(self: &Arc<Self>, name: String) -> Result<TenantRecord, RegistryError> {
+        self.read(move |r| r.tenant_record(&name)).await
+    }
+
+    /// Deletes a tenant, its apps and their versions; its routes stop serving.
+    /// Its KV data, cache entries and log lines become unreachable for
+    /// good: a tenant created again under the name has a new generation,
+    /// and so a new data key; the cache entries and log rings go now.
+    pub async fn delete_tenant(self: &Arc<Self>, name: String) -> Result<(), RegistryError> {
+        self.write(move |r| {
+            let record = r.tenant_record(&name)?;
+            if !r.store.delete_tenant(&name)? {
+                return Err(RegistryError::NotFound(format!("tenant {name}")));
+            }
+            r.loader.services.cache.purge_all(Some(&record.data_key()));
+            r.loader.forget_logs(&name);
+            r.lock_live()
+                .retain(|k, _| !k.starts_with(&format!("{name}/")));
+            r.rebuild_router()
+        })
+        .await
+    }
+}
+
+/// Checks the operator's route grants: each a `*.suffix` or `*` host
+/// pattern.
+fn check_grants(grants: Vec<String>) -> Result<Vec<String>, RegistryError> {
+    for grant in &grants {
+        let route = Route::parse(grant)?;
+        if route.exact_host().is_some() || route.to_string() != *grant {
+            return Err(RegistryError::Invalid(format!(
+                "route grant {grant:?}: use a `*.suffix` or `*` host, without a path"
+            )));
+        }
+    }
+    Ok(grants)
+}
