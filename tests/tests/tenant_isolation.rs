@@ -368,3 +368,74 @@ async fn limits_above_the_tenant_ceiling_are_reported_as_what_the_app_gets() {
     );
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compile_bomb_holds_no_other_tenants_admin_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = std::sync::Arc::new(Platform::start(dir.path()).await);
+    let bomber = p.tenant("bomber").await;
+    let other = p.tenant("other").await;
+    for (token, tenant) in [(&bomber, "bomber"), (&other, "other")] {
+        let put = p
+            .admin(
+                "PUT",
+                &format!("/v1/tenants/{tenant}/apps/site"),
+                Some(token),
+                manifest(&[&format!("{tenant}.test")]),
+            )
+            .await;
+        assert_eq!(put.status, 200);
+    }
+    // ~150 KB that takes seconds to compile (nested blocks).
+    let bomb = verge_tests::nested_blocks_component(50_000);
+    let upload = {
+        let (p, bomber, bomb) = (p.clone(), bomber.clone(), bomb.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let reply = p
+                .admin(
+                    "POST",
+                    "/v1/tenants/bomber/apps/site/versions",
+                    Some(&bomber),
+                    bomb,
+                )
+                .await;
+            (reply.status.as_u16(), started.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The bomber's second compile is refused at once, not queued.
+    let second = p
+        .admin(
+            "POST",
+            "/v1/tenants/bomber/apps/site/versions",
+            Some(&bomber),
+            bomb,
+        )
+        .await;
+    assert_eq!(second.status, 429, "{}", second.text());
+    // Another tenant's writes go through while the bomb compiles.
+    for i in 0..5 {
+        let started = std::time::Instant::now();
+        let write = p
+            .admin(
+                "PUT",
+                "/v1/tenants/other/apps/site/config/greeting",
+                Some(&other),
+                format!("hello {i}").into_bytes(),
+            )
+            .await;
+        let took = started.elapsed();
+        assert!(write.status.is_success(), "{}", write.text());
+        assert!(
+            took < std::time::Duration::from_millis(200),
+            "a config write waited {took:?} behind another tenant's compile"
+        );
+    }
+    let (status, took) = upload.await.unwrap();
+    assert_eq!(status, 400, "the bomb exports no handler");
+    assert!(
+        took > std::time::Duration::from_millis(500),
+        "the bomb did compile for a while ({took:?}), so the writes overlapped it"
+    );
+}

@@ -181,6 +181,7 @@ fn status_of(err: &ApiError) -> (StatusCode, String) {
                     StatusCode::FORBIDDEN
                 }
                 RegistryError::TooMany { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                RegistryError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
                 RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
                 RegistryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };

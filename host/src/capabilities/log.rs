@@ -79,6 +79,17 @@ impl LogCtx {
         let (app, id) = (&*self.inner.app, &*self.inner.request_id);
         if let Some(ring) = &self.inner.ring {
             ring.push(level_name(level), id, message);
+            // The app's ring keeps every line; the host's own log takes at
+            // most a few a second per app (tenants' lines are theirs to
+            // flood with, not the operator's disk).
+            static MIRRORED: std::sync::LazyLock<crate::telemetry::log_limit::LogLimit> =
+                std::sync::LazyLock::new(Default::default);
+            if MIRRORED
+                .allow(&format!("{:p}", Arc::as_ptr(ring)))
+                .is_none()
+            {
+                return;
+            }
         }
         match level {
             Level::Trace => {

@@ -60,6 +60,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         admin_listen: args.admin_listen,
         operator_token: None,
         caps: Default::default(),
+        start_empty: false,
     };
     let running = daemon::start_platform(&config, &platform).await?;
     let registry = running

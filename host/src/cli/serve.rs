@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// (or generated into) DATA_DIR/admin-token with mode 0600.
     #[arg(long, env = "VERGE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Start even if the data dir was initialised and has lost
+    /// control.redb or kv.redb (they are created empty). Without it such a
+    /// start is refused, naming the file.
+    #[arg(long)]
+    pub start_empty: bool,
     #[command(flatten)]
     pub local: LocalAppArgs,
     #[command(flatten)]
@@ -310,6 +315,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .clone()
                 .or_else(|| file.admin_token.clone()),
             caps: file.tenancy.caps(),
+            start_empty: args.start_empty,
         };
         let running = daemon::start_platform(&config, &platform).await?;
         let apps = running.registry.as_ref().map_or(0, |r| r.live_apps());

@@ -98,6 +98,9 @@ pub struct PlatformConfig {
     pub operator_token: Option<String>,
     /// Count caps on tenants, apps and routes.
     pub caps: RegistryCaps,
+    /// Start even though the data dir was initialised and has lost its
+    /// stores (they are created empty); without it such a start is refused.
+    pub start_empty: bool,
 }
 
 /// A started daemon.
@@ -220,6 +223,7 @@ pub async fn start_platform(
 ) -> anyhow::Result<RunningDaemon> {
     let started = Instant::now();
     create_private_dir(&platform.data_dir)?;
+    check_data_files(&platform.data_dir, platform.start_empty)?;
     let operator_hash = match &platform.operator_token {
         Some(token) => tokens::token_hash(token),
         None => tokens::token_hash(&operator_token_file(&platform.data_dir)?),
@@ -241,6 +245,10 @@ pub async fn start_platform(
     .await
     .context("restoring apps")??;
     let registry = Arc::new(registry);
+    crate::storage::blobs::write_atomically(
+        &platform.data_dir.join(DATA_DIR_MARKER),
+        b"this data dir holds control.redb and kv.redb; verge refuses to start if they go missing\n",
+    )?;
     let (stop, _) = watch::channel(false);
     let plane = serve_data_plane(config, registry.clone(), metrics.clone(), &stop).await?;
     let admin_listener = tokio::net::TcpListener::bind(platform.admin_listen)
@@ -304,6 +312,40 @@ pub fn raise_open_file_limit() -> Option<usize> {
         tracing::info!(soft = now, hard, was = soft, "open-file limit");
         Some(usize::try_from(now).unwrap_or(usize::MAX))
     })
+}
+
+/// Written into a data dir once its stores exist: with it there, a missing
+/// or empty store means its data was lost, not that the dir is new.
+pub const DATA_DIR_MARKER: &str = "verge-data-dir";
+
+/// The stores an initialised data dir must hold.
+const DATA_FILES: [&str; 2] = ["control.redb", "kv.redb"];
+
+/// Refuses to start on a data dir that was initialised and has lost a
+/// store (deleted, or truncated to nothing), naming the file, unless the
+/// operator asked to start empty.
+fn check_data_files(dir: &Path, start_empty: bool) -> anyhow::Result<()> {
+    if !dir.join(DATA_DIR_MARKER).exists() {
+        return Ok(());
+    }
+    for name in DATA_FILES {
+        let path = dir.join(name);
+        let problem = match std::fs::metadata(&path) {
+            Ok(meta) if meta.len() > 0 => continue,
+            Ok(_) => "is empty",
+            Err(_) => "is missing",
+        };
+        if start_empty {
+            tracing::warn!(file = %path.display(), problem, "starting with an empty store (--start-empty)");
+            continue;
+        }
+        anyhow::bail!(
+            "{} {problem}, but {} was initialised and held it: its data would be lost. Restore the file from a backup, or start with --start-empty to begin with an empty store",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

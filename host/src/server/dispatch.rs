@@ -61,6 +61,7 @@ pub struct Dispatcher {
     trusted_proxies: TrustedProxies,
     connections: Arc<ConnectionGate>,
     body_budget: BodyBudget,
+    failure_logs: Arc<crate::telemetry::log_limit::LogLimit>,
 }
 
 /// The TCP peer of a request, put in its extensions by the accept loop.
@@ -86,6 +87,7 @@ impl Dispatcher {
             trusted_proxies: TrustedProxies::default(),
             connections: ConnectionGate::new(ConnectionLimits::default()),
             body_budget: BodyBudget::new(ConnectionLimits::default().buffered_body_bytes),
+            failure_logs: Default::default(),
         }
     }
 
@@ -141,7 +143,7 @@ impl Dispatcher {
         let mut response = match outcome {
             Ok(response) => response,
             Err(err) => {
-                log_failure(&err, deployment.as_deref(), &request_id);
+                self.log_failure(&err, deployment.as_deref(), &request_id);
                 error_page(&err, &request_id).map(full_body)
             }
         };
@@ -242,6 +244,11 @@ impl Dispatcher {
             .map_err(RequestError::from)
             .and_then(|res| to_http(res, &limits));
         (response.map(|r| r.map(full_body)), Some(deployment), usage)
+    }
+
+    /// The per-app limit on failure log lines.
+    pub(super) fn failure_logs(&self) -> &Arc<crate::telemetry::log_limit::LogLimit> {
+        &self.failure_logs
     }
 
     /// The metrics this dispatcher records into.
@@ -487,16 +494,51 @@ fn strip_port(authority: &str) -> &str {
         .map_or(authority, |(host, _)| host)
 }
 
-/// One log line per failed request, naming tenant, app, version and the
-/// `verge-error` code; server errors at warn, client errors at debug.
-fn log_failure(err: &RequestError, deployment: Option<&Deployment>, request_id: &str) {
-    let (status, code) = err.status_and_code();
-    let (tenant, app, version) =
-        deployment.map_or(("-", "-", 0), |d| (&*d.tenant, &*d.app, d.version));
-    if status.is_server_error() {
-        tracing::warn!(request_id, tenant, app, version, code, detail = %err, "request failed");
-    } else {
-        tracing::debug!(request_id, tenant, app, version, code, detail = %err, "request refused");
+impl Dispatcher {
+    /// One log line per failed request, naming tenant, app, version and
+    /// the `verge-error` code. Server errors at warn with the first line of
+    /// the detail, at most [`LINES_PER_WINDOW`](crate::telemetry::log_limit::LINES_PER_WINDOW)
+    /// a second per app (the next line says how many were dropped); the
+    /// whole detail (a trap's backtrace) and client errors at debug.
+    fn log_failure(&self, err: &RequestError, deployment: Option<&Deployment>, request_id: &str) {
+        let (status, code) = err.status_and_code();
+        let (tenant, app, version) =
+            deployment.map_or(("-", "-", 0), |d| (&*d.tenant, &*d.app, d.version));
+        let detail = err.to_string();
+        if status.is_server_error() {
+            if let Some(dropped) = self.failure_logs.allow(&format!("{tenant}/{app}")) {
+                let summary = crate::telemetry::log_limit::one_line(&detail);
+                tracing::warn!(
+                    request_id,
+                    tenant,
+                    app,
+                    version,
+                    code,
+                    detail = summary,
+                    dropped,
+                    "request failed"
+                );
+            }
+            tracing::debug!(
+                request_id,
+                tenant,
+                app,
+                version,
+                code,
+                detail,
+                "request failed"
+            );
+        } else {
+            tracing::debug!(
+                request_id,
+                tenant,
+                app,
+                version,
+                code,
+                detail,
+                "request refused"
+            );
+        }
     }
 }
 

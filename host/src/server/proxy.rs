@@ -43,13 +43,30 @@ impl Dispatcher {
         let (head, done) = deployment.function.handle_proxy(request, https, ctx).await;
         let (tenant, app) = (deployment.tenant.clone(), deployment.app.clone());
         let metrics = self.metrics().clone();
+        let failure_logs = self.failure_logs().clone();
         // Slots are released, and usage and late failures recorded, when
         // the guest is done (after the body has streamed).
         tokio::spawn(async move {
             if let Ok((result, usage)) = done.await {
                 metrics.usage(&tenant, &app, usage);
                 if let Err(err) = result {
-                    tracing::warn!(tenant = &*tenant, app = &*app, error = %err, "proxy component failed");
+                    let detail = err.to_string();
+                    if let Some(dropped) = failure_logs.allow(&format!("{tenant}/{app}")) {
+                        let summary = crate::telemetry::log_limit::one_line(&detail);
+                        tracing::warn!(
+                            tenant = &*tenant,
+                            app = &*app,
+                            error = summary,
+                            dropped,
+                            "proxy component failed"
+                        );
+                    }
+                    tracing::debug!(
+                        tenant = &*tenant,
+                        app = &*app,
+                        error = detail,
+                        "proxy component failed"
+                    );
                 }
             }
             drop(in_flight);

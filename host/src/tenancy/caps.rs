@@ -22,6 +22,78 @@ pub const DEFAULT_MAX_ROUTES_PER_APP: usize = 100;
 /// others would read as the platform's own in logs and URLs.
 pub const RESERVED_TENANT_NAMES: [&str; 4] = ["op", "operator", "admin", "verge"];
 
+/// Compiles running at once on the node: one per core of this machine
+/// kind (2), so deploys never take every core from serving.
+pub const MAX_COMPILES_IN_FLIGHT: usize = 2;
+
+/// Compiles one tenant may run at once: one, so a tenant's compile bomb
+/// queues behind nothing but its own.
+pub const MAX_COMPILES_PER_TENANT: usize = 1;
+
+/// Compile slots: the node's and each tenant's. Past either, an upload is
+/// refused with 429 at once instead of queueing behind a slow compile.
+#[derive(Debug)]
+pub(super) struct CompileSlots {
+    global: std::sync::Arc<tokio::sync::Semaphore>,
+    per_tenant: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl Default for CompileSlots {
+    fn default() -> Self {
+        Self {
+            global: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_COMPILES_IN_FLIGHT)),
+            per_tenant: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+/// Held compile slots; given back on drop.
+pub(super) struct CompilePermit<'a> {
+    slots: &'a CompileSlots,
+    tenant: String,
+    _global: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl CompileSlots {
+    /// Takes a slot of the node's and one of `tenant`'s, or says which is full.
+    pub(super) fn take(&self, tenant: &str) -> Result<CompilePermit<'_>, RegistryError> {
+        let mut per_tenant = self.per_tenant.lock().unwrap_or_else(|p| p.into_inner());
+        let count = per_tenant.entry(tenant.to_owned()).or_insert(0);
+        if *count >= MAX_COMPILES_PER_TENANT {
+            return Err(RegistryError::Busy(
+                "this tenant already has a deploy compiling",
+            ));
+        }
+        let global = self
+            .global
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| RegistryError::Busy("the node is compiling other deploys"))?;
+        *count += 1;
+        Ok(CompilePermit {
+            slots: self,
+            tenant: tenant.to_owned(),
+            _global: global,
+        })
+    }
+}
+
+impl Drop for CompilePermit<'_> {
+    fn drop(&mut self) {
+        let mut per_tenant = self
+            .slots
+            .per_tenant
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = per_tenant.get_mut(&self.tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_tenant.remove(&self.tenant);
+            }
+        }
+    }
+}
+
 /// The caps one registry applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegistryCaps {

@@ -47,6 +47,9 @@ pub enum RegistryError {
         /// The cap.
         max: usize,
     },
+    /// A slot (compiles, uploads in flight) is taken; retry shortly.
+    #[error("busy: {0}; retry shortly")]
+    Busy(&'static str),
     /// A name reserved by the platform.
     #[error("the {what} name {name:?} is reserved")]
     Reserved {

@@ -48,6 +48,7 @@ pub struct Registry {
     live: Mutex<BTreeMap<String, Arc<Deployment>>>,
     writes: tokio::sync::Mutex<()>,
     pub(super) caps: RegistryCaps,
+    compiles: super::caps::CompileSlots,
 }
 
 impl RouteTable for Registry {
@@ -91,6 +92,7 @@ impl Registry {
             live: Mutex::new(BTreeMap::new()),
             writes: tokio::sync::Mutex::new(()),
             caps: RegistryCaps::default(),
+            compiles: super::caps::CompileSlots::default(),
         };
         let tenants: BTreeMap<String, TenantRecord> = registry
             .store
@@ -375,21 +377,35 @@ impl Registry {
         bytes: Vec<u8>,
         activate: bool,
     ) -> Result<(VersionRecord, AppRecord), RegistryError> {
+        if bytes.len() > MAX_COMPONENT_BYTES {
+            return Err(RegistryError::TooLarge {
+                size: bytes.len(),
+                max: MAX_COMPONENT_BYTES,
+            });
+        }
+        // Compile outside the write lock, under the compile slots: a slow
+        // compile holds no other tenant's admin writes.
+        let permits = self.compiles.take(&tenant)?;
+        self.read({
+            let (tenant, app) = (tenant.clone(), app.clone());
+            move |r| r.app_record(&tenant, &app).map(drop)
+        })
+        .await?;
+        let (bytes, sha256, component, fresh) = self
+            .read(move |r| {
+                let sha256 = sha256_hex(&bytes);
+                // The same bytes deployed before (by any app) reuse their artifact.
+                let (component, fresh) = match r.loader.cached(&sha256) {
+                    Some(component) => (component, false),
+                    None => (r.loader.runtime.compile(&bytes)?, true),
+                };
+                Ok((bytes, sha256, component, fresh))
+            })
+            .await?;
+        drop(permits);
         self.write(move |r| {
-            if bytes.len() > MAX_COMPONENT_BYTES {
-                return Err(RegistryError::TooLarge {
-                    size: bytes.len(),
-                    max: MAX_COMPONENT_BYTES,
-                });
-            }
             let tenant_record = r.tenant_record(&tenant)?;
             let record = r.app_record(&tenant, &app)?;
-            let sha256 = sha256_hex(&bytes);
-            // The same bytes deployed before (by any app) reuse their artifact.
-            let (component, fresh) = match r.loader.cached(&sha256) {
-                Some(component) => (component, false),
-                None => (r.loader.runtime.compile(&bytes)?, true),
-            };
             let number = record.next_version;
             let deployment =
                 r.loader
@@ -411,6 +427,14 @@ impl Registry {
                 r.lock_live().insert(key(&tenant, &app), deployment);
                 r.rebuild_router()?;
             }
+            tracing::info!(
+                tenant,
+                app,
+                version = version.number,
+                sha256 = version.sha256,
+                active = activate,
+                "deployed"
+            );
             Ok((version, updated))
         })
         .await
@@ -467,6 +491,12 @@ impl Registry {
             r.store.put_app(&record)?;
             r.lock_live().insert(key(&tenant, &app), deployment);
             r.rebuild_router()?;
+            let how = if version.is_some() {
+                "activated"
+            } else {
+                "rolled back"
+            };
+            tracing::info!(tenant, app, version = number, "{how}");
             Ok(record)
         })
         .await

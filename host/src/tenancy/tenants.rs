@@ -37,6 +37,7 @@ impl Registry {
                 created_at: now_secs(),
             };
             r.store.put_tenant(&record)?;
+            tracing::info!(tenant = record.name, "tenant created");
             Ok((record, token))
         })
         .await
@@ -100,6 +101,7 @@ impl Registry {
             r.loader.forget_logs(&name);
             r.lock_live()
                 .retain(|k, _| !k.starts_with(&format!("{name}/")));
+            tracing::info!(tenant = name, "tenant deleted with its apps and data");
             r.rebuild_router()
         })
         .await

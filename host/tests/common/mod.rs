@@ -94,6 +94,11 @@ pub struct Options<'a> {
     pub nofile: Option<u64>,
     /// Extra `verge serve` flags.
     pub args: &'a [&'a str],
+    /// Where the daemon's stderr goes (with `RUST_LOG=info`); discarded
+    /// when `None`.
+    pub stderr: Option<&'a Path>,
+    /// Logs as JSON lines (`--log-format json`).
+    pub json_logs: bool,
 }
 
 pub fn start_with(data_dir: &Path, options: &Options) -> Daemon {
@@ -108,6 +113,9 @@ pub fn start_with(data_dir: &Path, options: &Options) -> Daemon {
         }
         None => Command::new(env!("CARGO_BIN_EXE_verge")),
     };
+    if options.json_logs {
+        command.args(["--log-format", "json"]);
+    }
     command.args([
         "serve",
         "--listen",
@@ -123,11 +131,20 @@ pub fn start_with(data_dir: &Path, options: &Options) -> Daemon {
         std::fs::write(&file, text).unwrap();
         command.arg("--config").arg(file);
     }
+    let stderr = match options.stderr {
+        Some(path) => {
+            command.env("RUST_LOG", "info");
+            Stdio::from(std::fs::File::create(path).unwrap())
+        }
+        None => {
+            command.env("RUST_LOG", "warn");
+            Stdio::null()
+        }
+    };
     let mut child = command
         .env("VERGE_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let line = first_line(&mut child);
