@@ -515,3 +515,45 @@ fn thirty_stalled_h2_streams_of_10_mib_on_one_connection_stay_under_the_budget()
         grown >> 20
     );
 }
+
+#[test]
+fn twenty_concurrent_32_mib_uploads_stay_under_the_upload_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_with(dir.path(), &Options::default());
+    for t in 0..5 {
+        let body = format!(r#"{{"name":"u{t}"}}"#);
+        assert_eq!(admin(&d, "POST", "/v1/tenants", body.as_bytes()).0, 201);
+        let manifest = format!(r#"{{"routes":["u{t}.test"]}}"#);
+        let path = format!("/v1/tenants/u{t}/apps/site");
+        assert_eq!(admin(&d, "PUT", &path, manifest.as_bytes()).0, 200);
+    }
+    let before = peak_rss(&d);
+    let upload = vec![0u8; 32 << 20];
+    let uploads: Vec<_> = (0..20)
+        .map(|i| {
+            let (addr, upload) = (d.admin, upload.clone());
+            std::thread::spawn(move || {
+                let path = format!("/v1/tenants/u{}/apps/site/versions", i % 5);
+                let auth = format!("authorization: Bearer {}\r\n", common::TOKEN);
+                common::request(addr, "POST", &path, "a", &auth, &upload)
+                    .map(|(s, _)| s)
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = uploads.into_iter().map(|t| t.join().unwrap()).collect();
+    let grown = peak_rss(&d).saturating_sub(before);
+    // Each is refused: not a component (400), or no upload slot (429).
+    assert!(
+        statuses.iter().all(|s| *s == 400 || *s == 429 || *s == 0),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // Four bodies of 32 MiB at most at once, plus room for the allocator.
+    let budget = (verge::tenancy::MAX_UPLOADS_IN_FLIGHT as u64 * 32 + 64) << 20;
+    assert!(
+        grown < budget,
+        "peak RSS grew {} MiB for 20 concurrent uploads",
+        grown >> 20
+    );
+}

@@ -411,6 +411,13 @@ impl Platform {
         self.tenant_with(name, limits, &[]).await
     }
 
+    /// Creates a tenant whose fetches may reach the private ranges
+    /// `grants` (`CIDR` or `CIDR:PORT`); returns its token.
+    pub async fn tenant_with_outbound(&self, name: &str, grants: &[&str]) -> String {
+        self.create_tenant(serde_json::json!({ "name": name, "outbound_grants": grants }))
+            .await
+    }
+
     /// Creates a tenant with `limits` and the operator's wildcard route
     /// `grants`; returns its token.
     pub async fn tenant_with(
@@ -419,11 +426,21 @@ impl Platform {
         limits: serde_json::Value,
         grants: &[&str],
     ) -> String {
-        let body = serde_json::json!({ "name": name, "limits": limits, "route_grants": grants })
-            .to_string()
-            .into_bytes();
+        self.create_tenant(
+            serde_json::json!({ "name": name, "limits": limits, "route_grants": grants }),
+        )
+        .await
+    }
+
+    /// `POST /v1/tenants` with `body` as the operator; returns the token.
+    async fn create_tenant(&self, body: serde_json::Value) -> String {
         let reply = self
-            .admin("POST", "/v1/tenants", Some(&self.operator), body)
+            .admin(
+                "POST",
+                "/v1/tenants",
+                Some(&self.operator),
+                body.to_string().into_bytes(),
+            )
             .await;
         assert_eq!(reply.status, 201, "{}", reply.text());
         let value: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();

@@ -439,3 +439,90 @@ async fn a_compile_bomb_holds_no_other_tenants_admin_writes() {
         "the bomb did compile for a while ({took:?}), so the writes overlapped it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_grants_are_per_tenant_and_port_and_never_reach_the_daemon() {
+    let origin = verge_tests::origin::Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Platform::start(dir.path()).await;
+    let origin_url = origin.url("/hello");
+    let port = origin_url
+        .rsplit(':')
+        .next()
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let granted = p
+        .tenant_with_outbound("granted", &[&format!("127.0.0.1/32:{port}")])
+        .await;
+    let other = p.tenant("other").await;
+    for (token, tenant) in [(&granted, "granted"), (&other, "other")] {
+        let manifest = json!({
+            "routes": [format!("{tenant}.test")],
+            "allowed_hosts": ["http://127.0.0.1:*"],
+        });
+        let deployed = p
+            .deploy_manifest(token, tenant, "probe", manifest, "fetch-probe")
+            .await;
+        assert_eq!(deployed.status, 201, "{}", deployed.text());
+    }
+    let fetch = |host: &'static str, url: String| {
+        let p = &p;
+        async move {
+            p.get(host, &format!("/fetch-probe?url={url}&echo=0"))
+                .await
+                .text()
+        }
+    };
+    let ok = fetch("granted.test", origin_url.clone()).await;
+    assert!(ok.starts_with("ok 200"), "the granted tenant: {ok}");
+    let refused = fetch("other.test", origin_url.clone()).await;
+    assert!(
+        refused.starts_with("error denied"),
+        "another tenant: {refused}"
+    );
+    let admin = format!("http://{}/metrics", p.daemon.admin_addr.unwrap());
+    let refused = fetch("granted.test", admin.clone()).await;
+    assert!(
+        refused.starts_with("error denied"),
+        "another port: {refused}"
+    );
+
+    // Granted all of 127.0.0.1: still never the daemon's own listeners.
+    let wide = p
+        .admin(
+            "PUT",
+            "/v1/tenants/granted/outbound-grants",
+            Some(&p.operator),
+            br#"{"outbound_grants":["127.0.0.1/32"]}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(wide.status, 200, "{}", wide.text());
+    let refused = fetch("granted.test", admin).await;
+    assert!(
+        refused.starts_with("error denied"),
+        "the admin API: {refused}"
+    );
+    let data = format!("http://{}/", p.daemon.addr);
+    let refused = fetch("granted.test", data).await;
+    assert!(
+        refused.starts_with("error denied"),
+        "the data plane: {refused}"
+    );
+    assert!(
+        fetch("granted.test", origin_url)
+            .await
+            .starts_with("ok 200")
+    );
+    // A tenant may not grant itself a range.
+    let self_grant = p
+        .admin(
+            "PUT",
+            "/v1/tenants/other/outbound-grants",
+            Some(&other),
+            br#"{"outbound_grants":["0.0.0.0/0"]}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(self_grant.status, 403);
+    p.shutdown().await;
+}

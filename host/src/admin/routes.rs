@@ -6,6 +6,7 @@ use crate::server::body::{BodyError, GuardedBody, declared_length, read_all};
 use crate::server::limits::BodyPolicy;
 use crate::storage::records::{AppManifest, AppRecord, LimitOverrides, TenantRecord};
 use crate::telemetry::metrics::Metrics;
+use crate::tenancy::TenantSlots;
 use crate::tenancy::registry::{MAX_COMPONENT_BYTES, VarKind};
 use crate::tenancy::{Registry, RegistryError};
 use bytes::Bytes;
@@ -30,6 +31,7 @@ pub struct AdminApi {
     operator_hash: String,
     metrics: Arc<Metrics>,
     body_policy: BodyPolicy,
+    uploads: TenantSlots,
 }
 
 /// An app as the API shows it: secret names only, never their values.
@@ -91,6 +93,7 @@ fn tenant_view(t: &TenantRecord) -> serde_json::Value {
         "name": t.name,
         "limits": t.limits,
         "route_grants": t.route_grants,
+        "outbound_grants": t.outbound_grants,
         "created_at": t.created_at,
     })
 }
@@ -104,6 +107,16 @@ struct NewTenant {
     /// Wildcard and catch-all route hosts the tenant may use.
     #[serde(default)]
     route_grants: Vec<String>,
+    /// Private ranges (`CIDR` or `CIDR:PORT`) its fetches may reach.
+    #[serde(default)]
+    outbound_grants: Vec<String>,
+}
+
+/// The body of `PUT /v1/tenants/{t}/outbound-grants`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboundGrants {
+    outbound_grants: Vec<String>,
 }
 
 /// The body of `PUT /v1/tenants/{t}/route-grants`.
@@ -181,7 +194,7 @@ fn status_of(err: &ApiError) -> (StatusCode, String) {
                     StatusCode::FORBIDDEN
                 }
                 RegistryError::TooMany { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                RegistryError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+                RegistryError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
                 RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
                 RegistryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
@@ -224,6 +237,7 @@ impl AdminApi {
             operator_hash,
             metrics,
             body_policy: BodyPolicy::default(),
+            uploads: TenantSlots::uploads(),
         }
     }
 
@@ -323,10 +337,17 @@ impl AdminApi {
             .uri()
             .query()
             .is_none_or(|q| !q.split('&').any(|p| p == "activate=false"));
-        let cap = if segments.last() == Some(&"versions") {
+        let upload = segments.last() == Some(&"versions") && method == Method::POST;
+        let cap = if upload {
             MAX_COMPONENT_BYTES + 1
         } else {
             MAX_ADMIN_JSON_BYTES
+        };
+        // An upload's body is read under an upload slot (429 when none is
+        // free), so uploads buffer at most MAX_UPLOADS_IN_FLIGHT bodies.
+        let _upload_slot = match (upload, segments.get(2)) {
+            (true, Some(tenant)) => Some(self.uploads.take(tenant)?),
+            _ => None,
         };
         let body = read_body(req, cap, self.body_policy).await?;
         let r = &self.registry;
@@ -340,7 +361,7 @@ impl AdminApi {
                 who.must_be_operator()?;
                 let new: NewTenant = parse_json(&body)?;
                 let (tenant, token) = r
-                    .create_tenant(new.name, new.limits, new.route_grants)
+                    .create_tenant(new.name, new.limits, new.route_grants, new.outbound_grants)
                     .await?;
                 let mut view = tenant_view(&tenant);
                 view["token"] = json!(token);
@@ -366,6 +387,14 @@ impl AdminApi {
                 let grants: RouteGrants = parse_json(&body)?;
                 let tenant = r
                     .set_route_grants((*t).to_owned(), grants.route_grants)
+                    .await?;
+                ok(&tenant_view(&tenant))
+            }
+            (["v1", "tenants", t, "outbound-grants"], &Method::PUT) => {
+                who.must_be_operator()?;
+                let grants: OutboundGrants = parse_json(&body)?;
+                let tenant = r
+                    .set_outbound_grants((*t).to_owned(), grants.outbound_grants)
                     .await?;
                 ok(&tenant_view(&tenant))
             }
@@ -454,7 +483,7 @@ impl AdminApi {
             }
             (["versions"], &Method::GET) => ok(&r.versions(t, a).await?),
             (["versions"], &Method::POST) => {
-                let (version, app) = r.upload(t.clone(), a, body.to_vec(), activate).await?;
+                let (version, app) = r.upload(t.clone(), a, Vec::from(body), activate).await?;
                 let effective = r.effective_limits(t, app.clone()).await?;
                 Ok(json_response(
                     StatusCode::CREATED,

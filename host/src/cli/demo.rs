@@ -68,7 +68,12 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .clone()
         .context("the platform has a registry")?;
     registry
-        .create_tenant("demo".into(), LimitOverrides::default(), Vec::new())
+        .create_tenant(
+            "demo".into(),
+            LimitOverrides::default(),
+            Vec::new(),
+            Vec::new(),
+        )
         .await?;
     let port = running.addr.port();
     // Examples that take an admin token (redirect's link API) get this one.

@@ -126,6 +126,12 @@ pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<Runn
     let (stop, _) = watch::channel(false);
     let metrics = host.services.metrics.clone();
     let plane = serve_data_plane(config, host.clone(), metrics, &stop).await?;
+    host.services.fetch.set_own_listeners(
+        [Some(plane.addr), plane.tls_addr]
+            .into_iter()
+            .flatten()
+            .collect(),
+    );
     Ok(RunningDaemon {
         addr: plane.addr,
         tls_addr: plane.tls_addr,

@@ -239,6 +239,7 @@ pub async fn start_platform(
     let caps = platform.caps;
     let services = config.capabilities.services(kv)?;
     let metrics = services.metrics.clone();
+    let fetch = services.fetch.clone();
     let registry = tokio::task::spawn_blocking(move || {
         Registry::open(runtime, &data_dir, limits, http, services).map(|r| r.with_caps(caps))
     })
@@ -255,6 +256,13 @@ pub async fn start_platform(
         .await
         .with_context(|| format!("binding the admin API on {}", platform.admin_listen))?;
     let admin_addr = admin_listener.local_addr()?;
+    // No fetch may reach the daemon's own listeners, whatever is granted.
+    fetch.set_own_listeners(
+        [Some(plane.addr), plane.tls_addr, Some(admin_addr)]
+            .into_iter()
+            .flatten()
+            .collect(),
+    );
     let admin_limits = config.connections.admin();
     let admin = Arc::new(
         AdminApi::new(registry.clone(), operator_hash, metrics).with_body_policy(admin_limits.body),

@@ -68,6 +68,7 @@ impl CapabilityConfig {
             geo,
             cache: crate::capabilities::cache::CacheStore::new(self.cache_capacity_bytes),
             metrics: Arc::default(),
+            granted_fetch: Arc::default(),
         })
     }
 }

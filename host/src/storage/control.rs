@@ -233,6 +233,7 @@ mod tests {
             token_sha256: "00".into(),
             limits: LimitOverrides::default(),
             route_grants: vec!["*.acme.test".into()],
+            outbound_grants: vec!["10.0.0.0/8".into()],
             generation: "0123456789abcdef".into(),
             created_at: 1,
         };

@@ -57,6 +57,10 @@ pub struct TenantRecord {
     /// operator granted this tenant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route_grants: Vec<String>,
+    /// Private ranges (`CIDR` or `CIDR:PORT`) the operator granted this
+    /// tenant's fetches; never the daemon's own listeners.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound_grants: Vec<String>,
     /// Random per creation: a tenant deleted and created again under the
     /// same name never reaches the old one's KV data or cache entries.
     /// Empty for tenants created before generations existed.

@@ -30,47 +30,67 @@ pub const MAX_COMPILES_IN_FLIGHT: usize = 2;
 /// queues behind nothing but its own.
 pub const MAX_COMPILES_PER_TENANT: usize = 1;
 
-/// Compile slots: the node's and each tenant's. Past either, an upload is
-/// refused with 429 at once instead of queueing behind a slow compile.
+/// Uploads whose bodies are read at once on the node: 4 × the 32 MiB
+/// component cap bounds what uploads buffer to 128 MiB (20 concurrent
+/// 32 MiB uploads used to take RSS to 2.18 GB).
+pub const MAX_UPLOADS_IN_FLIGHT: usize = 4;
+
+/// Uploads one tenant may have in flight at once.
+pub const MAX_UPLOADS_PER_TENANT: usize = 1;
+
+/// Slots of some work (compiles, uploads): the node's and each tenant's.
+/// Past either, the work is refused with 429 at once rather than queued
+/// behind a slow one.
 #[derive(Debug)]
-pub(super) struct CompileSlots {
+pub struct TenantSlots {
+    what: &'static str,
     global: std::sync::Arc<tokio::sync::Semaphore>,
+    per_tenant_max: usize,
     per_tenant: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
-impl Default for CompileSlots {
-    fn default() -> Self {
+impl TenantSlots {
+    /// `global` slots on the node, `per_tenant` of them for one tenant;
+    /// `what` names the work in refusals.
+    pub fn new(what: &'static str, global: usize, per_tenant: usize) -> Self {
         Self {
-            global: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_COMPILES_IN_FLIGHT)),
+            what,
+            global: std::sync::Arc::new(tokio::sync::Semaphore::new(global)),
+            per_tenant_max: per_tenant,
             per_tenant: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
-}
 
-/// Held compile slots; given back on drop.
-pub(super) struct CompilePermit<'a> {
-    slots: &'a CompileSlots,
-    tenant: String,
-    _global: tokio::sync::OwnedSemaphorePermit,
-}
+    /// The compile slots: [`MAX_COMPILES_IN_FLIGHT`], [`MAX_COMPILES_PER_TENANT`].
+    pub fn compiles() -> Self {
+        Self::new("compile", MAX_COMPILES_IN_FLIGHT, MAX_COMPILES_PER_TENANT)
+    }
 
-impl CompileSlots {
+    /// The upload slots: [`MAX_UPLOADS_IN_FLIGHT`], [`MAX_UPLOADS_PER_TENANT`].
+    pub fn uploads() -> Self {
+        Self::new("upload", MAX_UPLOADS_IN_FLIGHT, MAX_UPLOADS_PER_TENANT)
+    }
+
     /// Takes a slot of the node's and one of `tenant`'s, or says which is full.
-    pub(super) fn take(&self, tenant: &str) -> Result<CompilePermit<'_>, RegistryError> {
+    pub fn take(&self, tenant: &str) -> Result<TenantPermit<'_>, RegistryError> {
         let mut per_tenant = self.per_tenant.lock().unwrap_or_else(|p| p.into_inner());
         let count = per_tenant.entry(tenant.to_owned()).or_insert(0);
-        if *count >= MAX_COMPILES_PER_TENANT {
-            return Err(RegistryError::Busy(
-                "this tenant already has a deploy compiling",
-            ));
+        if *count >= self.per_tenant_max {
+            return Err(RegistryError::Busy {
+                what: self.what,
+                whose: "this tenant's",
+            });
         }
         let global = self
             .global
             .clone()
             .try_acquire_owned()
-            .map_err(|_| RegistryError::Busy("the node is compiling other deploys"))?;
+            .map_err(|_| RegistryError::Busy {
+                what: self.what,
+                whose: "the node's",
+            })?;
         *count += 1;
-        Ok(CompilePermit {
+        Ok(TenantPermit {
             slots: self,
             tenant: tenant.to_owned(),
             _global: global,
@@ -78,7 +98,14 @@ impl CompileSlots {
     }
 }
 
-impl Drop for CompilePermit<'_> {
+/// Held slots; given back on drop.
+pub struct TenantPermit<'a> {
+    slots: &'a TenantSlots,
+    tenant: String,
+    _global: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for TenantPermit<'_> {
     fn drop(&mut self) {
         let mut per_tenant = self
             .slots

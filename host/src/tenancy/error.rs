@@ -47,9 +47,15 @@ pub enum RegistryError {
         /// The cap.
         max: usize,
     },
-    /// A slot (compiles, uploads in flight) is taken; retry shortly.
-    #[error("busy: {0}; retry shortly")]
-    Busy(&'static str),
+    /// Every slot of some work (compiles, uploads in flight) is taken;
+    /// retry shortly.
+    #[error("busy: all of {whose} {what} slots are in use; retry shortly")]
+    Busy {
+        /// compile, upload
+        what: &'static str,
+        /// "this tenant's" or "the node's"
+        whose: &'static str,
+    },
     /// A name reserved by the platform.
     #[error("the {what} name {name:?} is reserved")]
     Reserved {

@@ -197,7 +197,12 @@ impl Loader {
             function,
             config: ConfigCtx::new(vars),
             slots,
-            fetch: self.services.fetch_ctx(&app.tenant, allow),
+            fetch: self.services.tenant_fetch_ctx(
+                &app.tenant,
+                &data_key,
+                &super::tenants::outbound_grants(&tenant.outbound_grants)?,
+                allow,
+            ),
             geo: self.services.geo_ctx(),
             cache: self.services.cache_ctx(&data_key),
             logs: Some(self.log_ring(&app.tenant, &app.name)),

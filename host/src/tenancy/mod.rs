@@ -11,7 +11,7 @@ pub mod router;
 mod tenants;
 pub mod tokens;
 
-pub use caps::{RESERVED_TENANT_NAMES, RegistryCaps};
+pub use caps::{MAX_UPLOADS_IN_FLIGHT, RESERVED_TENANT_NAMES, RegistryCaps, TenantSlots};
 pub use error::RegistryError;
 pub use limits::{effective_http_limits, effective_limits, effective_overrides};
 pub use loader::DEFAULT_TENANT_MAX_CONCURRENCY;

@@ -48,7 +48,7 @@ pub struct Registry {
     live: Mutex<BTreeMap<String, Arc<Deployment>>>,
     writes: tokio::sync::Mutex<()>,
     pub(super) caps: RegistryCaps,
-    compiles: super::caps::CompileSlots,
+    compiles: super::caps::TenantSlots,
 }
 
 impl RouteTable for Registry {
@@ -92,7 +92,7 @@ impl Registry {
             live: Mutex::new(BTreeMap::new()),
             writes: tokio::sync::Mutex::new(()),
             caps: RegistryCaps::default(),
-            compiles: super::caps::CompileSlots::default(),
+            compiles: super::caps::TenantSlots::compiles(),
         };
         let tenants: BTreeMap<String, TenantRecord> = registry
             .store

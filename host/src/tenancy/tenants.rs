@@ -6,6 +6,7 @@ use super::caps;
 use super::registry::{Registry, check_name};
 use super::router::Route;
 use super::tokens;
+use crate::capabilities::fetch::OutboundGrant;
 use crate::storage::records::{AppRecord, LimitOverrides, TenantRecord, now_secs};
 use std::sync::Arc;
 
@@ -16,11 +17,13 @@ impl Registry {
         name: String,
         limits: LimitOverrides,
         route_grants: Vec<String>,
+        outbound: Vec<String>,
     ) -> Result<(TenantRecord, String), RegistryError> {
         self.write(move |r| {
             check_name("tenant", &name)?;
             caps::check_tenant_name(&name)?;
             let route_grants = check_grants(route_grants)?;
+            outbound_grants(&outbound)?;
             if r.store.tenant(&name)?.is_some() {
                 return Err(RegistryError::AlreadyExists(format!("tenant {name}")));
             }
@@ -32,6 +35,7 @@ impl Registry {
                 token_sha256: tokens::token_hash(&token),
                 limits,
                 route_grants,
+                outbound_grants: outbound,
                 generation: tokens::new_generation()
                     .map_err(|e| RegistryError::Invalid(format!("no randomness: {e}")))?,
                 created_at: now_secs(),
@@ -54,6 +58,26 @@ impl Registry {
             let mut record = r.tenant_record(&name)?;
             record.route_grants = check_grants(grants)?;
             r.store.put_tenant(&record)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    /// Replaces the private ranges `name`'s fetches may reach (operator
+    /// only); its live apps pick them up at once.
+    pub async fn set_outbound_grants(
+        self: &Arc<Self>,
+        name: String,
+        grants: Vec<String>,
+    ) -> Result<TenantRecord, RegistryError> {
+        self.write(move |r| {
+            let mut record = r.tenant_record(&name)?;
+            outbound_grants(&grants)?;
+            record.outbound_grants = grants;
+            r.store.put_tenant(&record)?;
+            for app in r.store.apps(Some(&name))? {
+                r.refresh(&app)?;
+            }
             Ok(record)
         })
         .await
@@ -120,4 +144,12 @@ fn check_grants(grants: Vec<String>) -> Result<Vec<String>, RegistryError> {
         }
     }
     Ok(grants)
+}
+
+/// Parses a tenant's outbound grants (`CIDR` or `CIDR:PORT`).
+pub(super) fn outbound_grants(grants: &[String]) -> Result<Vec<OutboundGrant>, RegistryError> {
+    grants
+        .iter()
+        .map(|grant| grant.parse().map_err(RegistryError::Invalid))
+        .collect()
 }

@@ -3,7 +3,7 @@
 //! resolver that drops refused addresses before connecting.
 
 use super::FetchError;
-use super::policy::AddressPolicy;
+use super::policy::{AddressPolicy, OutboundGrant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
@@ -11,7 +11,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -60,12 +60,16 @@ pub struct Inbound {
     pub body: Bytes,
 }
 
-type Connector = HttpsConnector<HttpConnector<PolicyResolver>>;
+type Connector = HttpsConnector<PeerChecked>;
 
-/// One per daemon, shared by every app: connections are pooled by origin.
+/// One per daemon, shared by every app without outbound grants, and one
+/// per tenant with grants (so a pooled connection to a granted private
+/// origin is never reused by another tenant): connections are pooled by
+/// origin.
 pub struct FetchClient {
     client: Client<Connector, Full<Bytes>>,
     policy: Arc<AddressPolicy>,
+    tls: rustls::ClientConfig,
 }
 
 impl std::fmt::Debug for FetchClient {
@@ -94,24 +98,48 @@ impl FetchClient {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        Ok(Self::build(policy, tls))
+    }
+
+    /// The same client for a tenant with `grants`: its own policy and
+    /// connection pool, the same TLS roots and the same refused listeners.
+    pub fn for_grants(&self, grants: &[OutboundGrant]) -> Self {
+        Self::build(Arc::new(self.policy.with_grants(grants)), self.tls.clone())
+    }
+
+    /// Refuses every fetch to the daemon's own `listeners`, in this client
+    /// and every one made from it.
+    pub fn set_own_listeners(&self, listeners: Vec<SocketAddr>) {
+        self.policy.set_own_listeners(listeners);
+    }
+
+    fn build(policy: Arc<AddressPolicy>, tls: rustls::ClientConfig) -> Self {
         let mut http = HttpConnector::new_with_resolver(PolicyResolver {
             policy: policy.clone(),
         });
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.set_nodelay(true);
+        let checked = PeerChecked {
+            inner: http,
+            policy: policy.clone(),
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(checked);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
             .build(connector);
-        Ok(Self { client, policy })
+        Self {
+            client,
+            policy,
+            tls,
+        }
     }
 
     /// Whether the host's address policy lets `ip` be reached.
@@ -205,6 +233,40 @@ struct Refused {
 struct DnsFailure {
     name: String,
     reason: String,
+}
+
+/// The TCP connector, with the policy checked once more on the peer it
+/// actually reached (address and port): the port of a per-port grant, and
+/// the daemon's own listeners, are only known here.
+#[derive(Clone)]
+struct PeerChecked {
+    inner: HttpConnector<PolicyResolver>,
+    policy: Arc<AddressPolicy>,
+}
+
+impl tower_service::Service<http::Uri> for PeerChecked {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let io = connecting.await?;
+            let peer = io.inner().peer_addr()?;
+            if !policy.permits_socket(peer) {
+                return Err(Box::new(std::io::Error::other(Refused {
+                    name: peer.to_string(),
+                })) as Self::Error);
+            }
+            Ok(io)
+        })
+    }
 }
 
 /// Resolves with the system resolver, then keeps only permitted addresses,

@@ -10,7 +10,7 @@ mod wasi_http;
 
 pub use cached::{CACHE_STATUS_HEADER, CachePolicy, PASS_TTL, REVALIDATE_TIMEOUT, freshness};
 pub use client::{FetchClient, Inbound, MAX_FETCH_RESPONSE_BYTES, Outbound};
-pub use policy::{AddressPolicy, AllowList, AllowListError};
+pub use policy::{AddressPolicy, AllowList, AllowListError, OutboundGrant};
 
 use crate::runtime::bindings::http_types::{Request as WitRequest, Response as WitResponse};
 use crate::runtime::{RequestState, RequestStateLinker, bindings::verge::edge::fetch as wit};

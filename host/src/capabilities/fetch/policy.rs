@@ -1,8 +1,11 @@
 //! Who a function may reach: the app's allow-list of origins, and the
 //! host's refusal of addresses that lead into the operator's own network.
 
+use arc_swap::ArcSwap;
 use ipnet::IpNet;
+use std::net::SocketAddr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 /// Why an allow-list entry was refused at deploy time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,23 +139,107 @@ pub(super) fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), &
     })
 }
 
-/// The host-wide rule for destination addresses: public unicast only,
-/// except ranges the operator allows (tests allow `127.0.0.1/32`).
+/// An operator's grant of a private range, on every port or one:
+/// `10.0.0.0/8`, `127.0.0.1/32:8080`, `[fd00::/8]:443`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundGrant {
+    /// The range.
+    pub net: IpNet,
+    /// The one port, or every port.
+    pub port: Option<u16>,
+}
+
+impl std::str::FromStr for OutboundGrant {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("outbound grant {s:?}: use CIDR or CIDR:PORT ([v6/len]:PORT)");
+        if let Ok(net) = s.parse::<IpNet>() {
+            return Ok(Self { net, port: None });
+        }
+        let (net, port) = match s.strip_prefix('[') {
+            Some(rest) => rest.split_once("]:").ok_or_else(bad)?,
+            None => s.rsplit_once(':').ok_or_else(bad)?,
+        };
+        Ok(Self {
+            net: net.parse().map_err(|_| bad())?,
+            port: Some(port.parse().map_err(|_| bad())?),
+        })
+    }
+}
+
+impl std::fmt::Display for OutboundGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.port, self.net) {
+            (None, net) => write!(f, "{net}"),
+            (Some(port), IpNet::V6(net)) => write!(f, "[{net}]:{port}"),
+            (Some(port), net) => write!(f, "{net}:{port}"),
+        }
+    }
+}
+
+/// The rule for destination addresses: public unicast only, except ranges
+/// the operator grants (node-wide, or to one tenant), and never the
+/// daemon's own listeners, whatever is granted.
 #[derive(Debug, Clone, Default)]
 pub struct AddressPolicy {
-    allowed: Vec<IpNet>,
+    allowed: Vec<OutboundGrant>,
+    own: Arc<ArcSwap<Vec<SocketAddr>>>,
 }
 
 impl AddressPolicy {
-    /// Public addresses plus `allowed`.
+    /// Public addresses plus `allowed` on every port (node-wide).
     pub fn new(allowed: Vec<IpNet>) -> Self {
-        Self { allowed }
+        Self {
+            allowed: allowed
+                .into_iter()
+                .map(|net| OutboundGrant { net, port: None })
+                .collect(),
+            own: Arc::default(),
+        }
     }
 
-    /// Whether a connection to `ip` is permitted.
+    /// This policy plus one tenant's `grants`; the daemon's own listeners
+    /// stay shared (and refused).
+    pub fn with_grants(&self, grants: &[OutboundGrant]) -> Self {
+        let mut allowed = self.allowed.clone();
+        allowed.extend_from_slice(grants);
+        Self {
+            allowed,
+            own: self.own.clone(),
+        }
+    }
+
+    /// The daemon's own listeners, refused to every fetch.
+    pub fn set_own_listeners(&self, listeners: Vec<SocketAddr>) {
+        self.own.store(Arc::new(listeners));
+    }
+
+    /// Whether `ip` may be connected to on some port (the resolver's
+    /// filter; [`AddressPolicy::permits_socket`] decides on the peer).
     pub fn permits(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.allowed.iter().any(|net| net.contains(&ip)) || is_public(ip)
+        is_public(ip) || self.allowed.iter().any(|grant| grant.net.contains(&ip))
+    }
+
+    /// Whether a connection to `addr` is permitted: never one of the
+    /// daemon's own listeners; a public address; or a granted range on a
+    /// granted port.
+    pub fn permits_socket(&self, addr: SocketAddr) -> bool {
+        let ip = addr.ip().to_canonical();
+        let own = self.own.load();
+        let is_own = own.iter().any(|listener| {
+            listener.port() == addr.port()
+                && (listener.ip().to_canonical() == ip
+                    || (listener.ip().is_unspecified() && !is_public(ip)))
+        });
+        if is_own {
+            return false;
+        }
+        is_public(ip)
+            || self.allowed.iter().any(|grant| {
+                grant.net.contains(&ip) && grant.port.is_none_or(|port| port == addr.port())
+            })
     }
 }
 
@@ -292,6 +379,41 @@ mod tests {
             let ip: IpAddr = public.parse().unwrap();
             assert!(policy.permits(ip), "{public} was refused");
         }
+    }
+
+    #[test]
+    fn grants_are_per_port_and_the_daemons_own_listeners_are_never_reachable() {
+        let node = AddressPolicy::default();
+        let grant: OutboundGrant = "127.0.0.1/32:8443".parse().unwrap();
+        assert_eq!(grant.to_string(), "127.0.0.1/32:8443");
+        assert_eq!(
+            "[fd00::/8]:443".parse::<OutboundGrant>().unwrap().port,
+            Some(443)
+        );
+        assert!("10.0.0.0/8:port".parse::<OutboundGrant>().is_err());
+        let tenant = node.with_grants(&[grant]);
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(
+            tenant.permits_socket(at("127.0.0.1:8443")),
+            "the granted port"
+        );
+        assert!(!tenant.permits_socket(at("127.0.0.1:8444")), "another port");
+        assert!(!node.permits_socket(at("127.0.0.1:8443")), "another tenant");
+        let wide = node.with_grants(&["127.0.0.0/8".parse().unwrap()]);
+        node.set_own_listeners(vec![at("127.0.0.1:9900"), at("0.0.0.0:8080")]);
+        assert!(
+            !wide.permits_socket(at("127.0.0.1:9900")),
+            "the admin listener"
+        );
+        assert!(
+            !wide.permits_socket(at("127.0.0.2:8080")),
+            "a wildcard listener"
+        );
+        assert!(wide.permits_socket(at("127.0.0.1:7000")));
+        assert!(
+            wide.permits_socket(at("93.184.216.34:8080")),
+            "public is public"
+        );
     }
 
     #[test]
