@@ -55,11 +55,62 @@ impl KvApiError {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Import {
-    Map(std::collections::BTreeMap<String, String>),
-    List(Vec<ImportEntry>),
+/// An import body, `{"key": "value", ...}` or `[{"key", "value", "ttl"?}]`,
+/// parsed entry by entry: past [`MAX_IMPORT_ENTRIES`] the parse stops
+/// there, so a huge body costs no more than the entries it may hold.
+struct Import(Vec<ImportEntry>);
+
+impl<'de> Deserialize<'de> for Import {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = Import;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of keys to values or a list of {key, value, ttl}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Import, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, String>()? {
+                    push_capped(
+                        &mut entries,
+                        ImportEntry {
+                            key,
+                            value,
+                            ttl: None,
+                        },
+                    )?;
+                }
+                Ok(Import(entries))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Import, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = seq.next_element::<ImportEntry>()? {
+                    push_capped(&mut entries, entry)?;
+                }
+                Ok(Import(entries))
+            }
+        }
+        de.deserialize_any(Entries)
+    }
+}
+
+fn push_capped<E: serde::de::Error>(
+    entries: &mut Vec<ImportEntry>,
+    entry: ImportEntry,
+) -> Result<(), E> {
+    if entries.len() == MAX_IMPORT_ENTRIES {
+        return Err(E::custom(format!(
+            "at most {MAX_IMPORT_ENTRIES} entries per import"
+        )));
+    }
+    entries.push(entry);
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -140,33 +191,19 @@ pub async fn handle(
             ))
         }
         ("/import", &Method::POST) => {
-            let import: Import = serde_json::from_slice(&body)
-                .map_err(|e| KvApiError::Bad(format!("malformed JSON: {e}")))?;
-            let entries: Vec<ImportEntry> = match import {
-                Import::Map(map) => map
-                    .into_iter()
-                    .map(|(key, value)| ImportEntry {
-                        key,
-                        value,
-                        ttl: None,
-                    })
-                    .collect(),
-                Import::List(list) => list,
-            };
-            if entries.len() > MAX_IMPORT_ENTRIES {
-                return Err(KvApiError::Bad(format!(
-                    "at most {MAX_IMPORT_ENTRIES} entries per import"
-                )));
-            }
-            let count = entries.len();
-            for e in entries {
-                let op = WriteOp::Set {
+            let Import(entries) = serde_json::from_slice(&body)
+                .map_err(|e| KvApiError::Bad(format!("import refused: {e}")))?;
+            drop(body);
+            let ops: Vec<WriteOp> = entries
+                .into_iter()
+                .map(|e| WriteOp::Set {
                     key: e.key,
                     value: e.value.into_bytes(),
                     ttl: e.ttl,
-                };
-                kv.write(&ns, op).await.map_err(KvApiError::Kv)?;
-            }
+                })
+                .collect();
+            // One commit: every entry is stored, or none.
+            let count = kv.write_all(&ns, ops).await.map_err(KvApiError::Kv)?;
             Ok(json_ok(&json!({ "imported": count })))
         }
         (path, method) => {

@@ -6,7 +6,7 @@ use super::{Clock, KeyPage, KvBackend, KvError, check_key, clamp_limit};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct State {
     values: BTreeMap<Vec<u8>, Vec<u8>>,
     expiry: BTreeSet<(u64, Vec<u8>)>,
@@ -106,6 +106,18 @@ impl KvBackend for MemoryKv {
     async fn write(&self, ns: &Namespace, op: WriteOp) -> Result<Outcome, KvError> {
         let now = self.clock.now_ms();
         apply(&mut *self.state(), ns, &op, now)
+    }
+
+    async fn write_all(&self, ns: &Namespace, ops: Vec<WriteOp>) -> Result<usize, KvError> {
+        let now = self.clock.now_ms();
+        let mut state = self.state();
+        // Applied to a copy, kept only if every write applies.
+        let mut next = state.clone();
+        for op in &ops {
+            apply(&mut next, ns, op, now)?;
+        }
+        *state = next;
+        Ok(ops.len())
     }
 
     async fn list(

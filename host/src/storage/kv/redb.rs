@@ -40,6 +40,12 @@ enum Job {
     Sweep {
         reply: Option<oneshot::Sender<Result<Outcome, KvError>>>,
     },
+    /// All or nothing, in a transaction of its own.
+    Batch {
+        ns: Namespace,
+        ops: Vec<WriteOp>,
+        reply: oneshot::Sender<Result<usize, KvError>>,
+    },
 }
 
 /// The redb backend.
@@ -187,10 +193,20 @@ impl RedbKv {
 }
 
 fn writer(db: &Database, clock: &dyn Clock, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(first) = jobs.blocking_recv() {
+    let mut held: Option<Job> = None;
+    while let Some(first) = held.take().or_else(|| jobs.blocking_recv()) {
+        if let Job::Batch { ns, ops, reply } = first {
+            let _ = reply.send(commit_batch(db, &ns, &ops, clock.now_ms()));
+            continue;
+        }
         let mut group = vec![first];
         while group.len() < MAX_GROUP_OPS {
             match jobs.try_recv() {
+                // A batch commits alone, after this group.
+                Ok(job @ Job::Batch { .. }) => {
+                    held = Some(job);
+                    break;
+                }
                 Ok(job) => group.push(job),
                 Err(_) => break,
             }
@@ -203,7 +219,7 @@ fn writer(db: &Database, clock: &dyn Clock, mut jobs: mpsc::Receiver<Job>) {
                         Job::Write { reply, .. } | Job::Sweep { reply: Some(reply) } => {
                             let _ = reply.send(outcome);
                         }
-                        Job::Sweep { reply: None } => {}
+                        Job::Sweep { reply: None } | Job::Batch { .. } => {}
                     }
                 }
             }
@@ -214,7 +230,7 @@ fn writer(db: &Database, clock: &dyn Clock, mut jobs: mpsc::Receiver<Job>) {
                         Job::Write { reply, .. } | Job::Sweep { reply: Some(reply) } => {
                             let _ = reply.send(Err(err.clone()));
                         }
-                        Job::Sweep { reply: None } => {}
+                        Job::Sweep { reply: None } | Job::Batch { .. } => {}
                     }
                 }
             }
@@ -241,6 +257,7 @@ fn commit_group(
             let outcome = match job {
                 Job::Write { ns, op, .. } => apply(&mut tables, ns, op, now),
                 Job::Sweep { .. } => sweep(&mut tables, now).map(|_| Outcome::Done),
+                Job::Batch { .. } => Err(KvError::Storage("a batch in a group".into())),
             };
             if let Err(err @ KvError::Storage(_)) = &outcome {
                 return Err(err.clone());
@@ -250,6 +267,29 @@ fn commit_group(
     }
     tx.commit().map_err(storage)?;
     Ok(outcomes)
+}
+
+/// Applies `ops` in one transaction of their own: the first refusal
+/// aborts it (nothing is written), else one commit for all.
+fn commit_batch(
+    db: &Database,
+    ns: &Namespace,
+    ops: &[WriteOp],
+    now: u64,
+) -> Result<usize, KvError> {
+    let tx = db.begin_write().map_err(storage)?;
+    {
+        let mut tables = WriteTables {
+            values: tx.open_table(VALUES).map_err(storage)?,
+            expiry: tx.open_table(EXPIRY).map_err(storage)?,
+            usage: tx.open_table(USAGE).map_err(storage)?,
+        };
+        for op in ops {
+            apply(&mut tables, ns, op, now)?;
+        }
+    }
+    tx.commit().map_err(storage)?;
+    Ok(ops.len())
 }
 
 fn sweep(tables: &mut WriteTables<'_>, now: u64) -> Result<usize, KvError> {
@@ -305,6 +345,19 @@ impl KvBackend for RedbKv {
         answer
             .await
             .map_err(|_| KvError::Storage("the kv writer stopped".into()))?
+    }
+
+    async fn write_all(&self, ns: &Namespace, ops: Vec<WriteOp>) -> Result<usize, KvError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Batch {
+            ns: ns.clone(),
+            ops,
+            reply,
+        };
+        let stopped = || KvError::Storage("the kv writer stopped".into());
+        let queue = self.queue.as_ref().ok_or_else(stopped)?;
+        queue.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn list(
