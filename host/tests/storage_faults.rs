@@ -74,3 +74,78 @@ fn a_lost_or_emptied_store_is_refused_with_the_file_named() {
         "{err}"
     );
 }
+
+/// Whether `needle` appears anywhere in the file's bytes.
+fn file_contains(path: &Path, needle: &[u8]) -> bool {
+    let bytes = std::fs::read(path).unwrap();
+    bytes.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn secrets_are_sealed_at_rest_and_a_key_rotation_reseals_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let secret = b"correct-horse-battery-staple";
+    let d = start(&data);
+    assert_eq!(
+        admin(&d, "POST", "/v1/tenants", br#"{"name":"acme"}"#).0,
+        201
+    );
+    let path = "/v1/tenants/acme/apps/echo";
+    assert_eq!(
+        admin(&d, "PUT", path, br#"{"routes":["echo.test"]}"#).0,
+        200
+    );
+    let wasm = std::fs::read(&common::guests()["echo"]).unwrap();
+    assert_eq!(admin(&d, "POST", &format!("{path}/versions"), &wasm).0, 201);
+    let (status, _) = admin(&d, "PUT", &format!("{path}/secrets/greeting"), secret);
+    assert_eq!(status, 200);
+    let (_, body) = common::http(d.data, "GET", "/", "echo.test", b"").unwrap();
+    assert!(body.contains("greeting=correct-horse"), "{body}");
+    drop(d);
+    let control = data.join("control.redb");
+    assert!(
+        !file_contains(&control, secret),
+        "the secret is in clear in control.redb"
+    );
+    let generated = data.join("secrets.key");
+    assert!(generated.exists(), "a key was generated into the data dir");
+
+    // Rotation: a new key, with the old one to open what it sealed.
+    let new_key = dir.path().join("new.key");
+    std::fs::write(&new_key, format!("{}\n", "ab".repeat(32))).unwrap();
+    let (new, old) = (new_key.to_str().unwrap(), generated.to_str().unwrap());
+    let d = start_with(
+        &data,
+        &Options {
+            args: &[
+                "--secrets-key-file",
+                new,
+                "--previous-secrets-key-file",
+                old,
+            ],
+            ..Options::default()
+        },
+    );
+    let (_, body) = common::http(d.data, "GET", "/", "echo.test", b"").unwrap();
+    assert!(
+        body.contains("greeting=correct-horse"),
+        "after rotation: {body}"
+    );
+    drop(d);
+    // Resealed: the new key alone opens it now.
+    std::fs::remove_file(&generated).unwrap();
+    let d = start_with(
+        &data,
+        &Options {
+            args: &["--secrets-key-file", new],
+            ..Options::default()
+        },
+    );
+    let (_, body) = common::http(d.data, "GET", "/", "echo.test", b"").unwrap();
+    assert!(
+        body.contains("greeting=correct-horse"),
+        "new key only: {body}"
+    );
+    assert!(!file_contains(&control, secret));
+}

@@ -370,6 +370,8 @@ impl Platform {
             operator_token: Some(TEST_OPERATOR_TOKEN.to_owned()),
             caps,
             start_empty: false,
+            secrets_key_file: None,
+            previous_secrets_key_file: None,
         };
         let daemon = verge::daemon::start_platform(&config, &platform)
             .await

@@ -61,6 +61,8 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         operator_token: None,
         caps: Default::default(),
         start_empty: false,
+        secrets_key_file: None,
+        previous_secrets_key_file: None,
     };
     let running = daemon::start_platform(&config, &platform).await?;
     let registry = running

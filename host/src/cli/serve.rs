@@ -44,6 +44,14 @@ pub struct ServeArgs {
     /// (or generated into) DATA_DIR/admin-token with mode 0600.
     #[arg(long, env = "VERGE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// The key app secrets are sealed with at rest (64 hex digits; keep it
+    /// apart from the data dir) [default: DATA_DIR/secrets.key, generated].
+    #[arg(long, env = "VERGE_SECRETS_KEY_FILE", value_name = "FILE")]
+    pub secrets_key_file: Option<PathBuf>,
+    /// Rotation: the key secrets were sealed with before; every secret is
+    /// sealed again under --secrets-key-file at start.
+    #[arg(long, value_name = "FILE")]
+    pub previous_secrets_key_file: Option<PathBuf>,
     /// Start even if the data dir was initialised and has lost
     /// control.redb or kv.redb (they are created empty). Without it such a
     /// start is refused, naming the file.
@@ -316,6 +324,11 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .or_else(|| file.admin_token.clone()),
             caps: file.tenancy.caps(),
             start_empty: args.start_empty,
+            secrets_key_file: args
+                .secrets_key_file
+                .clone()
+                .or_else(|| file.secrets.key_file.clone()),
+            previous_secrets_key_file: args.previous_secrets_key_file.clone(),
         };
         let running = daemon::start_platform(&config, &platform).await?;
         let apps = running.registry.as_ref().map_or(0, |r| r.live_apps());

@@ -46,6 +46,17 @@ pub struct DaemonFile {
     /// Count caps on what tenants create.
     #[serde(default)]
     pub tenancy: TenancySection,
+    /// How app secrets are sealed at rest.
+    #[serde(default)]
+    pub secrets: SecretsSection,
+}
+
+/// `[secrets]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSection {
+    /// The sealing key's file.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[tenancy]`: how many tenants, apps and routes a node takes.
@@ -212,6 +223,9 @@ impl DaemonFile {
         }
         if let Some(ca) = &mut file.outbound.ca_file {
             rebase(ca);
+        }
+        if let Some(key) = &mut file.secrets.key_file {
+            rebase(key);
         }
         if let Some(tls) = &mut file.tls {
             for pair in &mut tls.certificates {

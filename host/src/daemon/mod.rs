@@ -17,6 +17,7 @@ use crate::server::tls::TlsCertificate;
 use crate::server::{ConnectionLimits, Dispatcher, HttpLimits, Server, serve_http};
 use crate::storage::kv::redb::RedbKv;
 use crate::storage::kv::{KvBackend, SystemClock};
+use crate::storage::secrets::{self, SecretBox};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::{Registry, RegistryCaps, RouteTable, tokens};
@@ -101,6 +102,11 @@ pub struct PlatformConfig {
     /// Start even though the data dir was initialised and has lost its
     /// stores (they are created empty); without it such a start is refused.
     pub start_empty: bool,
+    /// The key app secrets are sealed with; `None`: `DATA_DIR/secrets.key`,
+    /// generated on first start.
+    pub secrets_key_file: Option<PathBuf>,
+    /// A previous key, to open secrets sealed before a rotation.
+    pub previous_secrets_key_file: Option<PathBuf>,
 }
 
 /// A started daemon.
@@ -237,11 +243,13 @@ pub async fn start_platform(
     )?);
     let http = config.http;
     let caps = platform.caps;
+    let secrets = secret_box(platform)?;
     let services = config.capabilities.services(kv)?;
     let metrics = services.metrics.clone();
     let fetch = services.fetch.clone();
     let registry = tokio::task::spawn_blocking(move || {
-        Registry::open(runtime, &data_dir, limits, http, services).map(|r| r.with_caps(caps))
+        Registry::open(runtime, &data_dir, limits, http, services, secrets)
+            .map(|r| r.with_caps(caps))
     })
     .await
     .context("restoring apps")??;
@@ -320,6 +328,20 @@ pub fn raise_open_file_limit() -> Option<usize> {
         tracing::info!(soft = now, hard, was = soft, "open-file limit");
         Some(usize::try_from(now).unwrap_or(usize::MAX))
     })
+}
+
+/// The operator's secrets key (or one generated into the data dir), with
+/// the previous key for a rotation.
+fn secret_box(platform: &PlatformConfig) -> anyhow::Result<SecretBox> {
+    let (path, generate) = match &platform.secrets_key_file {
+        Some(path) => (path.clone(), false),
+        None => (platform.data_dir.join(secrets::DEFAULT_KEY_FILE), true),
+    };
+    let mut secrets = SecretBox::open_key_file(&path, generate)?;
+    if let Some(previous) = &platform.previous_secrets_key_file {
+        secrets = secrets.with_previous_key_file(previous)?;
+    }
+    Ok(secrets)
 }
 
 /// Written into a data dir once its stores exist: with it there, a missing

@@ -5,6 +5,7 @@ pub mod blobs;
 pub mod control;
 pub mod kv;
 pub mod records;
+pub mod secrets;
 
 use thiserror::Error;
 

@@ -10,6 +10,7 @@ use crate::server::HttpLimits;
 use crate::storage::blobs::BlobStore;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend};
 use crate::storage::records::{AppRecord, TenantRecord};
+use crate::storage::secrets::SecretBox;
 use crate::telemetry::log_ring::LogRing;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub(super) struct Loader {
     /// Components loaded, by content hash, while an active version uses
     /// them (300 apps of one component used to hold 300 fds and mappings).
     loaded: Mutex<HashMap<String, Component>>,
+    /// Seals app secrets at rest.
+    pub(super) secrets: SecretBox,
     /// Each tenant's heavy mark (`runtime::lane`).
     heavy: Mutex<HashMap<String, Arc<crate::runtime::lane::HeavyMark>>>,
     pub(super) services: Services,
@@ -48,6 +51,7 @@ impl Loader {
         host_limits: Limits,
         host_http: HttpLimits,
         services: Services,
+        secrets: SecretBox,
     ) -> Self {
         let engine_key = runtime.engine_key();
         Self {
@@ -62,6 +66,7 @@ impl Loader {
             loaded: Mutex::new(HashMap::new()),
             heavy: Mutex::new(HashMap::new()),
             services,
+            secrets,
         }
     }
 
@@ -168,7 +173,10 @@ impl Loader {
         let name = format!("{}/{}", app.tenant, app.name);
         let function = self.runtime.prepare(&name, component, limits)?;
         let mut vars = app.manifest.config.clone();
-        vars.extend(app.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (name, sealed) in &app.secrets {
+            let place = secret_place(&app.tenant, &app.name, name);
+            vars.insert(name.clone(), self.secrets.open(&place, sealed)?);
+        }
         let slots = Slots {
             tenant: Some(
                 self.semaphore(
@@ -263,4 +271,9 @@ impl Loader {
             }
         }
     }
+}
+
+/// Where a secret lives, bound into its sealed value: `tenant/app/name`.
+pub(super) fn secret_place(tenant: &str, app: &str, name: &str) -> String {
+    format!("{tenant}/{app}/{name}")
 }

@@ -82,12 +82,13 @@ impl Registry {
         host_limits: Limits,
         host_http: HttpLimits,
         services: crate::capabilities::Services,
+        secrets: crate::storage::secrets::SecretBox,
     ) -> Result<Self, RegistryError> {
         let store = ControlStore::open(&data_dir.join("control.redb"))?;
         let blobs = BlobStore::open(data_dir)?;
         let registry = Self {
             store,
-            loader: Loader::new(runtime, blobs, host_limits, host_http, services),
+            loader: Loader::new(runtime, blobs, host_limits, host_http, services, secrets),
             router: ArcSwap::from_pointee(Router::default()),
             live: Mutex::new(BTreeMap::new()),
             writes: tokio::sync::Mutex::new(()),
@@ -100,6 +101,7 @@ impl Registry {
             .into_iter()
             .map(|t| (t.name.clone(), t))
             .collect();
+        registry.reseal_secrets()?;
         for app in registry.store.apps(None)? {
             let (Some(version), Some(tenant)) = (app.active_version, tenants.get(&app.tenant))
             else {
@@ -119,6 +121,31 @@ impl Registry {
         }
         registry.rebuild_router()?;
         Ok(registry)
+    }
+
+    /// Seals again every secret stored in clear (from before sealing) or
+    /// under a previous key, so after one start with a new key nothing in
+    /// `control.redb` needs the old one.
+    fn reseal_secrets(&self) -> Result<(), RegistryError> {
+        let secrets = &self.loader.secrets;
+        for mut app in self.store.apps(None)? {
+            if !app.secrets.values().any(|v| secrets.needs_reseal(v)) {
+                continue;
+            }
+            for (name, stored) in app.secrets.iter_mut() {
+                if secrets.needs_reseal(stored) {
+                    let place = super::loader::secret_place(&app.tenant, &app.name, name);
+                    *stored = secrets.seal(&place, &secrets.open(&place, stored)?)?;
+                }
+            }
+            self.store.put_app(&app)?;
+            tracing::info!(
+                tenant = app.tenant,
+                app = app.name,
+                "secrets sealed under the current key"
+            );
+        }
+        Ok(())
     }
 
     /// Applies `caps` to what tenants may create from now on.
@@ -537,6 +564,13 @@ impl Registry {
             };
             match value {
                 Some(v) => {
+                    let v = match kind {
+                        VarKind::Config => v,
+                        VarKind::Secret => r
+                            .loader
+                            .secrets
+                            .seal(&super::loader::secret_place(&tenant, &app, &name), &v)?,
+                    };
                     vars.insert(name, v);
                 }
                 None => {
