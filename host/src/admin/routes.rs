@@ -346,7 +346,16 @@ impl AdminApi {
         // An upload's body is read under an upload slot (429 when none is
         // free), so uploads buffer at most MAX_UPLOADS_IN_FLIGHT bodies.
         let _upload_slot = match (upload, segments.get(2)) {
-            (true, Some(tenant)) => Some(self.uploads.take(tenant)?),
+            (true, Some(tenant)) => match self.uploads.take(tenant) {
+                Ok(slot) => Some(slot),
+                Err(busy) => {
+                    // Read and drop the body (no memory held) so the
+                    // client, still sending, gets the 429 rather than a
+                    // reset.
+                    discard_body(req, cap, self.body_policy).await;
+                    return Err(busy.into());
+                }
+            },
             _ => None,
         };
         let body = read_body(req, cap, self.body_policy).await?;
@@ -526,6 +535,14 @@ impl AdminApi {
             _ => Err(ApiError::MethodNotAllowed),
         }
     }
+}
+
+/// Reads and drops a body of at most `cap` bytes under `policy`, holding
+/// none of it; stops at the first error.
+async fn discard_body(req: Request<Incoming>, cap: usize, policy: BodyPolicy) {
+    use http_body_util::BodyExt as _;
+    let mut body = GuardedBody::new(req.into_body(), cap, policy, None);
+    while let Some(Ok(_)) = body.frame().await {}
 }
 
 /// Reads a body of at most `cap` bytes under `policy`: a declared length
