@@ -149,3 +149,97 @@ fn secrets_are_sealed_at_rest_and_a_key_rotation_reseals_them() {
     );
     assert!(!file_contains(&control, secret));
 }
+
+/// A tmpfs of `size` mounted on `dir` (the tests run as root); unmounted
+/// on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs on {}", dir.display());
+        Self(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn kv_recovers_after_a_full_disk_and_readiness_tells_the_truth_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Tmpfs::mount(&dir.path().join("fs"), "24m");
+    let filler = fs.0.join("filler");
+    std::fs::write(&filler, vec![0u8; 8 << 20]).unwrap();
+    let log = dir.path().join("stderr.log");
+    let d = start_with(
+        &fs.0.join("data"),
+        &Options {
+            stderr: Some(&log),
+            json_logs: true,
+            ..Options::default()
+        },
+    );
+    assert_eq!(
+        admin(&d, "POST", "/v1/tenants", br#"{"name":"acme"}"#).0,
+        201
+    );
+    assert_eq!(admin(&d, "GET", "/readyz", b"").0, 200);
+    let value = vec![b'v'; 256 << 10];
+    let mut stored = Vec::new();
+    let mut refused = None;
+    for i in 0..200 {
+        let path = format!("/v1/tenants/acme/kv/main/keys/k{i}");
+        match admin(&d, "PUT", &path, &value) {
+            (200, _) => stored.push(path),
+            (status, body) => {
+                refused = Some((status, body));
+                break;
+            }
+        }
+    }
+    let (status, body) = refused.expect("the disk never filled");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("kv.redb"), "the error names the file: {body}");
+    let (status, ready) = admin(&d, "GET", "/readyz", b"");
+    assert_eq!(status, 503, "not ready while KV cannot write: {ready}");
+    assert!(ready.contains("kv.redb"), "{ready}");
+
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = admin(&d, "PUT", "/v1/tenants/acme/kv/main/keys/after", b"ok");
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "KV did not recover: {status} {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(admin(&d, "GET", "/readyz", b"").0, 200, "ready again");
+    for path in &stored {
+        let (status, body) = admin(&d, "GET", path, b"");
+        assert_eq!(
+            (status, body.len()),
+            (200, 256 << 10),
+            "an acknowledged write was lost: {path}"
+        );
+    }
+    assert!(!stored.is_empty());
+    drop(d);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("kv database reopened"),
+        "recovered by reopening: {log}"
+    );
+}

@@ -286,6 +286,11 @@ impl AdminApi {
             }
             ["readyz"] => {
                 let r = &self.registry;
+                // Not ready while a store cannot write (a full disk, say).
+                if let Some(fault) = r.kv().fault() {
+                    let state = json!({ "status": "not ready", "kv": fault });
+                    return Ok(json_response(StatusCode::SERVICE_UNAVAILABLE, &state));
+                }
                 let state =
                     json!({ "status": "ready", "apps": r.live_apps(), "compiles": r.compiles() });
                 return ok(&state);

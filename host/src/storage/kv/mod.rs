@@ -106,6 +106,11 @@ pub trait KvBackend: Send + Sync + 'static {
     async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError>;
     /// Applies a write; returns once it is durable.
     async fn write(&self, ns: &Namespace, op: WriteOp) -> Result<Outcome, KvError>;
+    /// The storage fault the backend has not recovered from, if any (for
+    /// readiness).
+    fn fault(&self) -> Option<String> {
+        None
+    }
     /// Applies every write of `ops` or none (the first refusal is the
     /// answer): one commit, durable when this returns.
     async fn write_all(&self, ns: &Namespace, ops: Vec<WriteOp>) -> Result<usize, KvError>;

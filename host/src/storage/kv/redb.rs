@@ -6,10 +6,13 @@
 
 use super::logic::{Namespace, Outcome, Table, WriteOp, apply, live, page_from, sweep_one};
 use super::{Clock, KeyPage, KvBackend, KvError, check_key, clamp_limit};
+use arc_swap::ArcSwapOption;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_values");
@@ -48,9 +51,85 @@ enum Job {
     },
 }
 
+/// The open database, swapped for a fresh handle after a storage fault.
+struct Shared {
+    path: PathBuf,
+    db: ArcSwapOption<Database>,
+    /// The last storage fault, until the database reopened.
+    fault: Mutex<Option<String>>,
+    last_attempt: Mutex<Option<Instant>>,
+}
+
+/// After a failed commit (a full disk, say) redb refuses every later
+/// transaction until the file is opened again; how often the writer tries.
+const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long a reopen waits for reads still holding the old handle.
+const REOPEN_DRAIN: Duration = Duration::from_secs(5);
+
+impl Shared {
+    fn fail(&self, err: &KvError) {
+        let path = self.path.display().to_string();
+        let message = match err.to_string() {
+            text if text.contains(&path) => text,
+            text => format!("{path}: {text}"),
+        };
+        tracing::error!(error = message, "kv storage fault; reopening the database");
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+    }
+
+    fn fault(&self) -> Option<String> {
+        self.fault.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The open database, reopening it first after a fault (at most every
+    /// [`REOPEN_INTERVAL`]).
+    fn current(&self) -> Result<Arc<Database>, KvError> {
+        if self.fault().is_none()
+            && let Some(db) = self.db.load_full()
+        {
+            return Ok(db);
+        }
+        {
+            let mut last = self.last_attempt.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|at| at.elapsed() < REOPEN_INTERVAL) {
+                return Err(self.unavailable());
+            }
+            *last = Some(Instant::now());
+        }
+        if let Some(old) = self.db.swap(None) {
+            let deadline = Instant::now() + REOPEN_DRAIN;
+            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(old);
+        }
+        match Database::create(&self.path) {
+            Ok(db) => {
+                let db = Arc::new(db);
+                self.db.store(Some(db.clone()));
+                *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                tracing::info!(file = %self.path.display(), "kv database reopened");
+                Ok(db)
+            }
+            Err(err) => {
+                self.fail(&storage(err));
+                Err(self.unavailable())
+            }
+        }
+    }
+
+    fn unavailable(&self) -> KvError {
+        KvError::Storage(
+            self.fault()
+                .unwrap_or_else(|| format!("{}: unavailable", self.path.display())),
+        )
+    }
+}
+
 /// The redb backend.
 pub struct RedbKv {
-    db: Arc<Database>,
+    db: Arc<Shared>,
     queue: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
     clock: Arc<dyn Clock>,
@@ -126,7 +205,12 @@ impl RedbKv {
         tx.open_table(EXPIRY).map_err(storage)?;
         tx.open_table(USAGE).map_err(storage)?;
         tx.commit().map_err(storage)?;
-        let db = Arc::new(db);
+        let db = Arc::new(Shared {
+            path: path.to_owned(),
+            db: ArcSwapOption::from_pointee(db),
+            fault: Mutex::new(None),
+            last_attempt: Mutex::new(None),
+        });
         let (queue, jobs) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let (writer_db, writer_clock) = (db.clone(), clock.clone());
         let writer = std::thread::Builder::new()
@@ -185,18 +269,34 @@ impl RedbKv {
         &self,
         f: impl FnOnce(&Database, u64) -> Result<T, KvError> + Send + 'static,
     ) -> Result<T, KvError> {
-        let (db, now) = (self.db.clone(), self.clock.now_ms());
-        tokio::task::spawn_blocking(move || f(&db, now))
-            .await
-            .map_err(storage)?
+        let (shared, now) = (self.db.clone(), self.clock.now_ms());
+        tokio::task::spawn_blocking(move || {
+            let db = shared.current()?;
+            f(&db, now).map_err(|err| name_file(&shared.path, err))
+        })
+        .await
+        .map_err(storage)?
     }
 }
 
-fn writer(db: &Database, clock: &dyn Clock, mut jobs: mpsc::Receiver<Job>) {
+/// A storage error with the file it happened in.
+fn name_file(path: &Path, err: KvError) -> KvError {
+    match err {
+        KvError::Storage(msg) => KvError::Storage(format!("{}: {msg}", path.display())),
+        other => other,
+    }
+}
+
+fn writer(shared: &Shared, clock: &dyn Clock, mut jobs: mpsc::Receiver<Job>) {
     let mut held: Option<Job> = None;
     while let Some(first) = held.take().or_else(|| jobs.blocking_recv()) {
+        let db = shared.current();
         if let Job::Batch { ns, ops, reply } = first {
-            let _ = reply.send(commit_batch(db, &ns, &ops, clock.now_ms()));
+            let result = db.and_then(|db| commit_batch(&db, &ns, &ops, clock.now_ms()));
+            if let Err(err @ KvError::Storage(_)) = &result {
+                shared.fail(err);
+            }
+            let _ = reply.send(result.map_err(|err| name_file(&shared.path, err)));
             continue;
         }
         let mut group = vec![first];
@@ -212,7 +312,7 @@ fn writer(db: &Database, clock: &dyn Clock, mut jobs: mpsc::Receiver<Job>) {
             }
         }
         let now = clock.now_ms();
-        match commit_group(db, &group, now) {
+        match db.and_then(|db| commit_group(&db, &group, now)) {
             Ok(outcomes) => {
                 for (job, outcome) in group.into_iter().zip(outcomes) {
                     match job {
@@ -224,6 +324,8 @@ fn writer(db: &Database, clock: &dyn Clock, mut jobs: mpsc::Receiver<Job>) {
                 }
             }
             Err(err) => {
+                shared.fail(&err);
+                let err = name_file(&shared.path, err);
                 tracing::error!(error = %err, "kv commit failed; the group's writes were not stored");
                 for job in group {
                     match job {
@@ -345,6 +447,10 @@ impl KvBackend for RedbKv {
         answer
             .await
             .map_err(|_| KvError::Storage("the kv writer stopped".into()))?
+    }
+
+    fn fault(&self) -> Option<String> {
+        self.db.fault()
     }
 
     async fn write_all(&self, ns: &Namespace, ops: Vec<WriteOp>) -> Result<usize, KvError> {
