@@ -221,9 +221,15 @@ fn with_ulimit_1024_and_1100_silent_connections_the_admin_api_still_answers() {
             ..Options::default()
         },
     );
+    let started = Instant::now();
     let held: Vec<TcpStream> = (0..1100)
-        .map(|_| TcpStream::connect(d.data).unwrap())
+        .map(|_| TcpStream::connect_timeout(&d.data, Duration::from_secs(5)).unwrap())
         .collect();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "past the cap the kernel's queue holds the rest: {:?}",
+        started.elapsed()
+    );
     // Let the accept loop take all it will.
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();

@@ -260,8 +260,7 @@ pub async fn start_platform(
     )?;
     let (stop, _) = watch::channel(false);
     let plane = serve_data_plane(config, registry.clone(), metrics.clone(), &stop).await?;
-    let admin_listener = tokio::net::TcpListener::bind(platform.admin_listen)
-        .await
+    let admin_listener = crate::server::bind_listener(platform.admin_listen)
         .with_context(|| format!("binding the admin API on {}", platform.admin_listen))?;
     let admin_addr = admin_listener.local_addr()?;
     // No fetch may reach the daemon's own listeners, whatever is granted.

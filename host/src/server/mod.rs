@@ -63,7 +63,7 @@ pub struct Server {
 impl Server {
     /// Binds `addr` (port 0 picks a free port; see [`Server::local_addr`]).
     pub async fn bind(addr: SocketAddr, dispatcher: Arc<Dispatcher>) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = bind_listener(addr)?;
         let local_addr = listener.local_addr()?;
         Ok(Self {
             listener,
@@ -96,6 +96,24 @@ impl Server {
         };
         serve_http(self.listener, self.tls, gate, handler, shutdown).await;
     }
+}
+
+/// Connections the kernel completes and queues for a listener before it
+/// accepts them: while the connection cap pauses accepting, the next 1,024
+/// clients wait in the queue rather than in SYN retries (tokio's default
+/// queue is 128).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (a restart
+/// rebinds at once).
+pub fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Marks a request that arrived over TLS (a request extension).
