@@ -13,24 +13,12 @@
 
 mod common;
 
-use common::{Daemon, Options, admin, guests, start_with};
+use common::{Daemon, Options, admin, start_with};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// Deploys `guest` for tenant `t` as app `app` on `route`.
-fn deploy(d: &Daemon, guest: &str, app: &str, route: &str) {
-    let wasm = std::fs::read(&guests()[guest]).unwrap();
-    let (status, _) = admin(d, "POST", "/v1/tenants", br#"{"name":"t"}"#);
-    assert!(status == 201 || status == 409, "{status}");
-    let manifest = format!(r#"{{"routes":["{route}"]}}"#);
-    let path = format!("/v1/tenants/t/apps/{app}");
-    assert_eq!(admin(d, "PUT", &path, manifest.as_bytes()).0, 200);
-    let (status, body) = admin(d, "POST", &format!("{path}/versions"), &wasm);
-    assert_eq!(status, 201, "{body}");
-}
 
 /// The daemon's peak resident set so far (VmHWM), in bytes.
 fn peak_rss(d: &Daemon) -> u64 {
@@ -104,8 +92,8 @@ fn forty_stalled_16_mib_bodies_stay_under_the_budget_and_are_cut() {
             ..Options::default()
         },
     );
-    deploy(&d, "echo", "echo", "echo.test");
-    deploy(&d, "hello", "hello", "hello.test");
+    common::deploy(&d, "t", "echo", "echo", "echo.test");
+    common::deploy(&d, "t", "hello", "hello", "hello.test");
     hello_p99(d.data, 20, &AtomicBool::new(true));
     let before = peak_rss(&d);
     let done = Arc::new(AtomicBool::new(false));
@@ -335,7 +323,7 @@ fn conformance_cases_get_their_status_and_never_reach_a_guest() {
             ..Options::default()
         },
     );
-    deploy(&d, "echo", "echo", "echo.test");
+    common::deploy(&d, "t", "echo", "echo", "echo.test");
     let close = "connection: close\r\n\r\n";
     let cases: Vec<(String, Vec<u8>, u16)> = vec![
         (
@@ -453,7 +441,7 @@ fn thirty_stalled_h2_streams_of_10_mib_on_one_connection_stay_under_the_budget()
             ..Options::default()
         },
     );
-    deploy(&d, "echo", "echo", "echo.test");
+    common::deploy(&d, "t", "echo", "echo", "echo.test");
     let before = peak_rss(&d);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{Options, admin, guests, http, start_with};
+use common::{Options, http, start_with};
 
 #[test]
 fn failure_logs_are_rate_limited_per_app_and_control_plane_events_are_logged() {
@@ -28,17 +28,7 @@ fn failure_logs_are_rate_limited_per_app_and_control_plane_events_are_logged() {
             ..Options::default()
         },
     );
-    assert_eq!(
-        admin(&d, "POST", "/v1/tenants", br#"{"name":"acme"}"#).0,
-        201
-    );
-    let path = "/v1/tenants/acme/apps/boom";
-    assert_eq!(
-        admin(&d, "PUT", path, br#"{"routes":["boom.test"]}"#).0,
-        200
-    );
-    let wasm = std::fs::read(&guests()["panics"]).unwrap();
-    assert_eq!(admin(&d, "POST", &format!("{path}/versions"), &wasm).0, 201);
+    common::deploy(&d, "acme", "panics", "boom", "boom.test");
     let started = std::time::Instant::now();
     for _ in 0..200 {
         let (status, _) = http(d.data, "GET", "/", "boom.test", b"").unwrap();

@@ -87,17 +87,8 @@ fn secrets_are_sealed_at_rest_and_a_key_rotation_reseals_them() {
     let data = dir.path().join("data");
     let secret = b"correct-horse-battery-staple";
     let d = start(&data);
-    assert_eq!(
-        admin(&d, "POST", "/v1/tenants", br#"{"name":"acme"}"#).0,
-        201
-    );
+    common::deploy(&d, "acme", "echo", "echo", "echo.test");
     let path = "/v1/tenants/acme/apps/echo";
-    assert_eq!(
-        admin(&d, "PUT", path, br#"{"routes":["echo.test"]}"#).0,
-        200
-    );
-    let wasm = std::fs::read(&common::guests()["echo"]).unwrap();
-    assert_eq!(admin(&d, "POST", &format!("{path}/versions"), &wasm).0, 201);
     let (status, _) = admin(&d, "PUT", &format!("{path}/secrets/greeting"), secret);
     assert_eq!(status, 200);
     let (_, body) = common::http(d.data, "GET", "/", "echo.test", b"").unwrap();

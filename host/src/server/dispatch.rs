@@ -505,40 +505,26 @@ impl Dispatcher {
         let (tenant, app, version) =
             deployment.map_or(("-", "-", 0), |d| (&*d.tenant, &*d.app, d.version));
         let detail = err.to_string();
-        if status.is_server_error() {
-            if let Some(dropped) = self.failure_logs.allow(&format!("{tenant}/{app}")) {
-                let summary = crate::telemetry::log_limit::one_line(&detail);
-                tracing::warn!(
-                    request_id,
-                    tenant,
-                    app,
-                    version,
-                    code,
-                    detail = summary,
-                    dropped,
-                    "request failed"
-                );
-            }
-            tracing::debug!(
+        let server_error = status.is_server_error();
+        if server_error && let Some(dropped) = self.failure_logs.allow(&format!("{tenant}/{app}")) {
+            let summary = crate::telemetry::log_limit::one_line(&detail);
+            tracing::warn!(
                 request_id,
                 tenant,
                 app,
                 version,
                 code,
-                detail,
+                detail = summary,
+                dropped,
                 "request failed"
             );
-        } else {
-            tracing::debug!(
-                request_id,
-                tenant,
-                app,
-                version,
-                code,
-                detail,
-                "request refused"
-            );
         }
+        let what = if server_error {
+            "request failed"
+        } else {
+            "request refused"
+        };
+        tracing::debug!(request_id, tenant, app, version, code, detail, "{what}");
     }
 }
 

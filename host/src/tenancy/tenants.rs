@@ -54,11 +54,9 @@ impl Registry {
         name: String,
         grants: Vec<String>,
     ) -> Result<TenantRecord, RegistryError> {
-        self.write(move |r| {
-            let mut record = r.tenant_record(&name)?;
+        self.update_tenant(name, move |record| {
             record.route_grants = check_grants(grants)?;
-            r.store.put_tenant(&record)?;
-            Ok(record)
+            Ok(())
         })
         .await
     }
@@ -70,10 +68,24 @@ impl Registry {
         name: String,
         grants: Vec<String>,
     ) -> Result<TenantRecord, RegistryError> {
-        self.write(move |r| {
-            let mut record = r.tenant_record(&name)?;
+        self.update_tenant(name, move |record| {
             outbound_grants(&grants)?;
             record.outbound_grants = grants;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes tenant `name` with `change`, stores it, and brings its live
+    /// apps up again under the new record.
+    async fn update_tenant(
+        self: &Arc<Self>,
+        name: String,
+        change: impl FnOnce(&mut TenantRecord) -> Result<(), RegistryError> + Send + 'static,
+    ) -> Result<TenantRecord, RegistryError> {
+        self.write(move |r| {
+            let mut record = r.tenant_record(&name)?;
+            change(&mut record)?;
             r.store.put_tenant(&record)?;
             for app in r.store.apps(Some(&name))? {
                 r.refresh(&app)?;

@@ -201,3 +201,17 @@ pub fn cli(d: &Daemon, token: &str, args: &[&str]) -> (bool, String, String) {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
+
+/// Deploys test guest `guest` as app `app` of tenant `tenant` (created
+/// when new) on `route`, activated.
+pub fn deploy(d: &Daemon, tenant: &str, guest: &str, app: &str, route: &str) {
+    let wasm = std::fs::read(&guests()[guest]).unwrap();
+    let body = format!(r#"{{"name":"{tenant}"}}"#);
+    let (status, _) = admin(d, "POST", "/v1/tenants", body.as_bytes());
+    assert!(status == 201 || status == 409, "{status}");
+    let manifest = format!(r#"{{"routes":["{route}"]}}"#);
+    let path = format!("/v1/tenants/{tenant}/apps/{app}");
+    assert_eq!(admin(d, "PUT", &path, manifest.as_bytes()).0, 200);
+    let (status, body) = admin(d, "POST", &format!("{path}/versions"), &wasm);
+    assert_eq!(status, 201, "{body}");
+}
