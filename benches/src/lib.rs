@@ -58,6 +58,7 @@ pub fn bench_daemon_config(
         capabilities: Default::default(),
         tls: None,
         connections: Default::default(),
+        compile_worker: None,
     })
 }
 

@@ -31,6 +31,7 @@ async fn a_proxy_component_serves_in_local_mode_and_when_deployed() {
         capabilities: Default::default(),
         tls: None,
         connections: Default::default(),
+        compile_worker: None,
     };
     let app = verge::daemon::LocalApp {
         name: "proxy-probe".into(),

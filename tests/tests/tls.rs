@@ -29,6 +29,7 @@ async fn start(tls: TlsListener, data_dir: &std::path::Path) -> anyhow::Result<R
         capabilities: CapabilityConfig::default(),
         tls: Some(tls),
         connections: Default::default(),
+        compile_worker: None,
     };
     let app = LocalApp {
         name: "echo".into(),

@@ -53,6 +53,20 @@ pub enum Command {
     Dev(dev::DevArgs),
     /// Create a function crate that builds and deploys as is.
     New(new::NewArgs),
+    /// Internal: compile a component from stdin for the daemon (run by
+    /// `verge serve`, killed past the compile budget).
+    #[command(hide = true)]
+    CompileWorker {
+        /// The daemon's engine settings, as JSON.
+        #[arg(long)]
+        engine: String,
+        /// The daemon's engine uses the pooling allocator.
+        #[arg(long, conflicts_with = "on_demand")]
+        pooling: bool,
+        /// The daemon's engine allocates on demand.
+        #[arg(long)]
+        on_demand: bool,
+    },
     /// Deploy a function: a `.wasm` component or a crate directory.
     Deploy {
         /// What to deploy.
@@ -155,6 +169,13 @@ impl Cli {
             Command::Demo(args) => demo::run(args).await,
             Command::Dev(args) => dev::run(args).await,
             Command::New(args) => new::run(args),
+            Command::CompileWorker {
+                engine, pooling, ..
+            } => {
+                let settings: crate::runtime::EngineSettings = serde_json::from_str(&engine)?;
+                crate::runtime::compile::run_worker(&settings, pooling)?;
+                Ok(())
+            }
             Command::Deploy { args, api } => deploy::run(&client::Api::new(&api), args).await,
             Command::Apps { cmd, api } => admin::apps(&client::Api::new(&api), cmd).await,
             Command::Versions { app, api } => admin::versions(&client::Api::new(&api), &app).await,

@@ -226,6 +226,15 @@ impl Tuning {
             },
             tls: self.tls(file)?,
             connections: file.connections.limits()?,
+            compile_worker: std::env::current_exe().ok().map(|binary| {
+                crate::runtime::compile::CompileWorker {
+                    binary,
+                    budget: file.tenancy.compile_budget_secs.map_or(
+                        crate::runtime::compile::DEFAULT_COMPILE_BUDGET,
+                        Duration::from_secs,
+                    ),
+                }
+            }),
         })
     }
 

@@ -69,6 +69,8 @@ pub struct TenancySection {
     pub max_apps_per_tenant: Option<usize>,
     /// Routes per app.
     pub max_routes_per_app: Option<usize>,
+    /// Longest a deploy's compile may take, in seconds.
+    pub compile_budget_secs: Option<u64>,
 }
 
 impl TenancySection {

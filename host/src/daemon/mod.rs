@@ -75,6 +75,9 @@ pub struct DaemonConfig {
     /// Connection caps and timeouts for the listeners (the admin listener
     /// takes [`ConnectionLimits::admin`] of them).
     pub connections: ConnectionLimits,
+    /// Where uploads are compiled: `verge compile-worker` children under a
+    /// budget (the binary), or this process (`None`: the library in tests).
+    pub compile_worker: Option<crate::runtime::compile::CompileWorker>,
 }
 
 /// The data plane's HTTPS listener.
@@ -234,7 +237,8 @@ pub async fn start_platform(
         Some(token) => tokens::token_hash(token),
         None => tokens::token_hash(&operator_token_file(&platform.data_dir)?),
     };
-    let runtime = Arc::new(Runtime::new(config.engine)?);
+    let runtime =
+        Arc::new(Runtime::new(config.engine)?.with_compile_worker(config.compile_worker.clone()));
     let data_dir = platform.data_dir.clone();
     let limits = config.limits;
     let kv: Arc<dyn KvBackend> = Arc::new(RedbKv::open(

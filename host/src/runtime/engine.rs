@@ -32,7 +32,7 @@ const POOL_MEMORIES_PER_COMPONENT: u32 = 2;
 const POOL_TABLES_PER_COMPONENT: u32 = 8;
 
 /// How the engine is built. Every field has a documented default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EngineSettings {
     /// Instance slots in the pooling allocator (concurrent requests).
     pub pool_instances: u32,
@@ -66,6 +66,7 @@ pub struct Runtime {
     linker: Arc<Linker<RequestState>>,
     pooling: bool,
     settings: EngineSettings,
+    worker: Option<super::compile::CompileWorker>,
 }
 
 impl Runtime {
@@ -100,7 +101,30 @@ impl Runtime {
             linker: Arc::new(linker),
             pooling,
             settings,
+            worker: None,
         })
+    }
+
+    /// Compiles uploads in `worker` processes (see [`super::compile`]).
+    pub fn with_compile_worker(mut self, worker: Option<super::compile::CompileWorker>) -> Self {
+        self.worker = worker;
+        self
+    }
+
+    /// Where uploads are compiled, if not in this process.
+    pub fn compile_worker(&self) -> Option<&super::compile::CompileWorker> {
+        self.worker.as_ref()
+    }
+
+    /// The cheap checks before a compile: not empty, a component.
+    pub fn check_component(&self, bytes: &[u8]) -> Result<(), LoadError> {
+        if bytes.is_empty() {
+            return Err(LoadError::Empty);
+        }
+        if !wasmparser_is_component(bytes) {
+            return Err(LoadError::NotAComponent);
+        }
+        Ok(())
     }
 
     /// The wasmtime engine.
@@ -128,12 +152,7 @@ impl Runtime {
 
     /// Compiles component bytes (without linking them).
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
-        if bytes.is_empty() {
-            return Err(LoadError::Empty);
-        }
-        if !wasmparser_is_component(bytes) {
-            return Err(LoadError::NotAComponent);
-        }
+        self.check_component(bytes)?;
         Component::new(&self.engine, bytes).map_err(LoadError::compile)
     }
 
@@ -149,6 +168,20 @@ impl Runtime {
             reason = "loading our own AOT artifacts is wasmtime's unsafe API"
         )]
         let component = unsafe { Component::deserialize_file(&self.engine, path) };
+        component.map_err(LoadError::compile)
+    }
+
+    /// Loads an artifact our own compile worker (or this process) wrote
+    /// with `Component::serialize`; wasmtime refuses one of another engine.
+    pub fn deserialize_bytes(&self, artifact: &[u8]) -> Result<Component, LoadError> {
+        // SAFETY: the bytes come from `Component::serialize` in a
+        // `verge compile-worker` child of this daemon (or this process),
+        // over a pipe no one else can write to.
+        #[allow(
+            unsafe_code,
+            reason = "loading our own AOT artifacts is wasmtime's unsafe API"
+        )]
+        let component = unsafe { Component::deserialize(&self.engine, artifact) };
         component.map_err(LoadError::compile)
     }
 
@@ -205,7 +238,7 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [1, 0]
 }
 
-fn engine_config(settings: &EngineSettings, pooling: bool) -> Config {
+pub(super) fn engine_config(settings: &EngineSettings, pooling: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.consume_fuel(settings.metering);

@@ -33,6 +33,9 @@ pub enum LoadError {
         /// The pool's slot size.
         pool: usize,
     },
+    /// The compile ran past its budget and was stopped.
+    #[error("the component took longer than the {0:?} compile budget and was stopped")]
+    CompileBudget(std::time::Duration),
     /// The engine itself could not be built (a host problem).
     #[error("could not build the wasm engine: {0}")]
     Engine(String),

@@ -5,6 +5,7 @@
 /// functions directly.
 #[doc(hidden)]
 pub mod bindings;
+pub mod compile;
 mod engine;
 mod error;
 mod instance;

@@ -99,6 +99,21 @@ impl Loader {
         Ok(())
     }
 
+    /// Keeps a freshly compiled artifact for restarts and shares its
+    /// component with later deployments of the same bytes.
+    pub(super) fn store_artifact(
+        &self,
+        sha256: &str,
+        artifact: &[u8],
+        component: &Component,
+    ) -> Result<(), RegistryError> {
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        self.blobs
+            .put_compiled(sha256, &self.engine_key, artifact)?;
+        self.remember(sha256, component);
+        Ok(())
+    }
+
     /// The loaded component of `sha256`, if some deployment uses it: one
     /// mapping of the compiled artifact however many apps deploy it.
     fn loaded(&self, sha256: &str) -> Option<Component> {

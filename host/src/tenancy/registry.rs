@@ -418,17 +418,37 @@ impl Registry {
             move |r| r.app_record(&tenant, &app).map(drop)
         })
         .await?;
-        let (bytes, sha256, component, fresh) = self
-            .read(move |r| {
-                let sha256 = sha256_hex(&bytes);
-                // The same bytes deployed before (by any app) reuse their artifact.
-                let (component, fresh) = match r.loader.cached(&sha256) {
-                    Some(component) => (component, false),
-                    None => (r.loader.runtime.compile(&bytes)?, true),
-                };
-                Ok((bytes, sha256, component, fresh))
+        let bytes = bytes::Bytes::from(bytes);
+        let (sha256, cached) = self
+            .read({
+                let bytes = bytes.clone();
+                move |r| {
+                    let sha256 = sha256_hex(&bytes);
+                    // The same bytes deployed before (by any app) reuse their artifact.
+                    let cached = r.loader.cached(&sha256);
+                    Ok((sha256, cached))
+                }
             })
             .await?;
+        let (component, artifact) = match cached {
+            Some(component) => (component, None),
+            None => {
+                // In a worker process under the compile budget (killed if
+                // this upload's client goes away).
+                let artifact = crate::runtime::compile::compile_artifact(
+                    self.loader.runtime.clone(),
+                    bytes.clone(),
+                )
+                .await?;
+                let component = self
+                    .read({
+                        let artifact = artifact.clone();
+                        move |r| Ok(r.loader.runtime.deserialize_bytes(&artifact)?)
+                    })
+                    .await?;
+                (component, Some(artifact))
+            }
+        };
         drop(permits);
         self.write(move |r| {
             let tenant_record = r.tenant_record(&tenant)?;
@@ -438,9 +458,8 @@ impl Registry {
                 r.loader
                     .deployment(&record, &tenant_record, number, component.clone())?;
             r.loader.blobs.put_component(&sha256, &bytes)?;
-            if fresh {
-                r.loader.cache(&sha256, &component)?;
-                r.loader.remember(&sha256, &component);
+            if let Some(artifact) = &artifact {
+                r.loader.store_artifact(&sha256, artifact, &component)?;
             }
             let version = VersionRecord {
                 number,

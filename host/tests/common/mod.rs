@@ -215,3 +215,39 @@ pub fn deploy(d: &Daemon, tenant: &str, guest: &str, app: &str, route: &str) {
     let (status, body) = admin(d, "POST", &format!("{path}/versions"), &wasm);
     assert_eq!(status, 201, "{body}");
 }
+
+/// A valid component whose one core function is `depth` nested `block`s:
+/// small on the wire, slow to compile (the compile-bomb shape).
+pub fn nested_blocks_component(depth: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(body.len(), out);
+        out.extend_from_slice(body);
+    }
+    let mut code = vec![0u8]; // no locals
+    for _ in 0..depth {
+        code.extend_from_slice(&[0x02, 0x40]); // block (empty type)
+    }
+    code.extend(std::iter::repeat_n(0x0b, depth + 1)); // the ends, then the body's
+    let mut bodies = vec![1u8];
+    leb(code.len(), &mut bodies);
+    bodies.extend_from_slice(&code);
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut module); // one type: [] -> []
+    section(3, &[1, 0], &mut module); // one function of type 0
+    section(10, &bodies, &mut module);
+    let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+    section(1, &module, &mut component); // a core module section
+    component
+}

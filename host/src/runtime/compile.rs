@@ -1,0 +1,113 @@
+//! Compiling an uploaded component under a budget. A compile cannot be
+//! interrupted inside wasmtime (150 KB of nested blocks compiles for 3.7 s,
+//! 390 KB for 29 s), so the daemon compiles in a child process of its own
+//! binary (`verge compile-worker`), killed when the budget passes or when
+//! the uploading client goes away; the child sends back the serialized
+//! artifact, which the daemon checks (wasmtime refuses an artifact of
+//! another engine) and loads. Without a worker binary (the library in
+//! tests), the compile runs on a blocking thread, unbounded.
+
+use super::engine::{EngineSettings, Runtime, engine_config};
+use super::error::LoadError;
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// How long one compile may take: 60 s, several times what a 13 MB
+/// JavaScript component needs on this machine kind (~13 s), far below the
+/// ~26 min a 32 MiB compile bomb could take.
+pub const DEFAULT_COMPILE_BUDGET: Duration = Duration::from_secs(60);
+
+/// Where compiles run.
+#[derive(Debug, Clone)]
+pub struct CompileWorker {
+    /// The `verge` binary to run as `verge compile-worker`.
+    pub binary: PathBuf,
+    /// Past this the child is killed.
+    pub budget: Duration,
+}
+
+/// The serialized artifact of `bytes`, compiled by `runtime`'s worker when
+/// it has one (killed past the budget, or when this future is dropped),
+/// else on a blocking thread.
+pub async fn compile_artifact(
+    runtime: Arc<Runtime>,
+    bytes: bytes::Bytes,
+) -> Result<Vec<u8>, LoadError> {
+    let Some(worker) = runtime.compile_worker().cloned() else {
+        return tokio::task::spawn_blocking(move || {
+            let component = runtime.compile(&bytes)?;
+            component.serialize().map_err(LoadError::compile)
+        })
+        .await
+        .map_err(|err| LoadError::Compile(format!("the compile thread failed: {err}")))?;
+    };
+    runtime.check_component(&bytes)?;
+    let settings = serde_json::to_string(runtime.settings())
+        .map_err(|err| LoadError::Compile(err.to_string()))?;
+    let spawned = tokio::process::Command::new(&worker.binary)
+        .args(["compile-worker", "--engine", &settings])
+        .arg(if runtime.is_pooling() {
+            "--pooling"
+        } else {
+            "--on-demand"
+        })
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child =
+        spawned.map_err(|err| LoadError::Compile(format!("starting the compile worker: {err}")))?;
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(LoadError::Compile("the compile worker has no pipes".into()));
+    };
+    let run = async {
+        let feed = async move {
+            stdin.write_all(&bytes).await?;
+            stdin.shutdown().await
+        };
+        let mut artifact = Vec::new();
+        let mut message = String::new();
+        let (fed, read, _) = tokio::join!(
+            feed,
+            stdout.read_to_end(&mut artifact),
+            stderr.read_to_string(&mut message)
+        );
+        let status = child.wait().await;
+        (fed, read, status, artifact, message)
+    };
+    match tokio::time::timeout(worker.budget, run).await {
+        Err(_elapsed) => Err(LoadError::CompileBudget(worker.budget)),
+        Ok((_, _, Ok(status), artifact, _)) if status.success() => Ok(artifact),
+        Ok((_, _, _, _, message)) => {
+            // The worker printed `verge: <the LoadError>`; keep the reason.
+            let reason = message.trim().trim_start_matches("verge: ");
+            let reason = reason.trim_start_matches("the component does not compile: ");
+            Err(LoadError::Compile(reason.to_owned()))
+        }
+    }
+}
+
+/// `verge compile-worker`: reads a component on stdin, compiles it on an
+/// engine built from `settings` exactly as the daemon's, and writes the
+/// serialized artifact to stdout; a refusal goes to stderr with exit 1.
+pub fn run_worker(settings: &EngineSettings, pooling: bool) -> Result<(), LoadError> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|err| LoadError::Compile(format!("reading the component: {err}")))?;
+    let engine =
+        wasmtime::Engine::new(&engine_config(settings, pooling)).map_err(LoadError::engine)?;
+    let component =
+        wasmtime::component::Component::new(&engine, &bytes).map_err(LoadError::compile)?;
+    let artifact = component.serialize().map_err(LoadError::compile)?;
+    std::io::stdout()
+        .write_all(&artifact)
+        .map_err(|err| LoadError::Compile(format!("writing the artifact: {err}")))?;
+    Ok(())
+}
