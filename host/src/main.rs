@@ -15,6 +15,12 @@ fn main() -> std::process::ExitCode {
         LogFormat::Human => subscriber.init(),
         LogFormat::Json => subscriber.json().init(),
     }
+    // A panic is a bug or a corrupt file caught below (storage turns redb's
+    // panics into errors): one log line, not a backtrace on stderr.
+    std::panic::set_hook(Box::new(|info| {
+        let text = info.to_string().replace('\n', " ");
+        tracing::error!(panic = text, "panic");
+    }));
     // The one serving runtime configuration, the benches' too.
     let runtime = match verge::daemon::runtime_builder().build() {
         Ok(runtime) => runtime,

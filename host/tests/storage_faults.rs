@@ -234,3 +234,37 @@ fn kv_recovers_after_a_full_disk_and_readiness_tells_the_truth_meanwhile() {
         "recovered by reopening: {log}"
     );
 }
+
+/// Overwrites 64 KiB in the middle of `path` with garbage.
+fn corrupt_the_middle(path: &Path) {
+    use std::io::{Seek as _, Write as _};
+    let len = std::fs::metadata(path).unwrap().len();
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.seek(std::io::SeekFrom::Start(len / 2)).unwrap();
+    let garbage: Vec<u8> = (0..65536u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    file.write_all(&garbage).unwrap();
+}
+
+#[test]
+fn garbage_in_a_store_is_refused_naming_the_file_without_a_panic_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = start(&data);
+    assert_eq!(
+        admin(&d, "POST", "/v1/tenants", br#"{"name":"acme"}"#).0,
+        201
+    );
+    let value = vec![b'x'; 2000];
+    for i in 0..300 {
+        let path = format!("/v1/tenants/acme/kv/main/keys/k{i}");
+        assert_eq!(admin(&d, "PUT", &path, &value).0, 200);
+    }
+    drop(d);
+    corrupt_the_middle(&data.join("kv.redb"));
+    let err = refused_start(&data);
+    assert!(err.contains("kv.redb") && err.contains("corrupt"), "{err}");
+    assert!(!err.contains("stack backtrace"), "{err}");
+    assert!(err.lines().count() <= 3, "{err}");
+}

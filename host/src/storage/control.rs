@@ -17,6 +17,7 @@ const VERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("versions");
 /// The control-plane database.
 pub struct ControlStore {
     db: Database,
+    path: std::path::PathBuf,
 }
 
 fn app_key(tenant: &str, app: &str) -> String {
@@ -58,13 +59,35 @@ fn scan<T: DeserializeOwned>(
 impl ControlStore {
     /// Opens (or creates) the database at `path` and its tables.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let db = Database::create(path)?;
-        let tx = db.begin_write()?;
-        tx.open_table(TENANTS)?;
-        tx.open_table(APPS)?;
-        tx.open_table(VERSIONS)?;
-        tx.commit()?;
-        Ok(Self { db })
+        let opened = super::guard_corruption(
+            path,
+            || {
+                let db = Database::create(path)?;
+                let tx = db.begin_write()?;
+                tx.open_table(TENANTS)?;
+                tx.open_table(APPS)?;
+                tx.open_table(VERSIONS)?;
+                tx.commit()?;
+                Ok::<_, StorageError>(db)
+            },
+            StorageError::Corrupted,
+        );
+        let db = opened.map_err(|err| match err {
+            StorageError::Corrupted(_) => err,
+            other => StorageError::Io {
+                what: format!("opening {}", path.display()),
+                source: std::io::Error::other(other.to_string()),
+            },
+        })?;
+        Ok(Self {
+            db,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Inserts or replaces a tenant.

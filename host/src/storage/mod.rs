@@ -32,9 +32,36 @@ pub enum StorageError {
         /// Why.
         source: serde_json::Error,
     },
+    /// A data file is corrupt (the message names it).
+    #[error("{0}")]
+    Corrupted(String),
     /// The blocking task running the operation died.
     #[error("storage task failed: {0}")]
     Task(String),
+}
+
+/// Runs `f` over the redb file `path`, turning a panic inside redb (it
+/// panics on some corrupt pages instead of returning an error) into a
+/// storage error that names the file and the way out.
+pub fn guard_corruption<T, E>(
+    path: &std::path::Path,
+    f: impl FnOnce() -> Result<T, E>,
+    wrap: impl FnOnce(String) -> E,
+) -> Result<T, E> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown");
+            Err(wrap(format!(
+                "{} is corrupt ({why}); restore it from a backup",
+                path.display()
+            )))
+        }
+    }
 }
 
 impl StorageError {

@@ -175,11 +175,16 @@ impl Registry {
         op: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, RegistryError> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || op(&me))
-            .await
-            .map_err(|e| {
-                RegistryError::Storage(crate::storage::StorageError::Task(e.to_string()))
-            })?
+        tokio::task::spawn_blocking(move || {
+            let path = me.store.path().to_owned();
+            crate::storage::guard_corruption(
+                &path,
+                || op(&me),
+                |why| RegistryError::Storage(crate::storage::StorageError::Corrupted(why)),
+            )
+        })
+        .await
+        .map_err(|e| RegistryError::Storage(crate::storage::StorageError::Task(e.to_string())))?
     }
 
     /// The KV namespace of a tenant's store, for the admin API (which may

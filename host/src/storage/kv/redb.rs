@@ -104,7 +104,7 @@ impl Shared {
             }
             drop(old);
         }
-        match Database::create(&self.path) {
+        match guarded(&self.path, || Database::create(&self.path).map_err(storage)) {
             Ok(db) => {
                 let db = Arc::new(db);
                 self.db.store(Some(db.clone()));
@@ -113,7 +113,7 @@ impl Shared {
                 Ok(db)
             }
             Err(err) => {
-                self.fail(&storage(err));
+                self.fail(&err);
                 Err(self.unavailable())
             }
         }
@@ -199,12 +199,16 @@ impl Table for WriteTables<'_> {
 impl RedbKv {
     /// Opens (or creates) `path` and starts the writer and sweeper threads.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, KvError> {
-        let db = Database::create(path).map_err(storage)?;
-        let tx = db.begin_write().map_err(storage)?;
-        tx.open_table(VALUES).map_err(storage)?;
-        tx.open_table(EXPIRY).map_err(storage)?;
-        tx.open_table(USAGE).map_err(storage)?;
-        tx.commit().map_err(storage)?;
+        let db = guarded(path, || {
+            let db = Database::create(path).map_err(storage)?;
+            let tx = db.begin_write().map_err(storage)?;
+            tx.open_table(VALUES).map_err(storage)?;
+            tx.open_table(EXPIRY).map_err(storage)?;
+            tx.open_table(USAGE).map_err(storage)?;
+            tx.commit().map_err(storage)?;
+            Ok(db)
+        })
+        .map_err(|err| name_file(path, err))?;
         let db = Arc::new(Shared {
             path: path.to_owned(),
             db: ArcSwapOption::from_pointee(db),
@@ -272,17 +276,24 @@ impl RedbKv {
         let (shared, now) = (self.db.clone(), self.clock.now_ms());
         tokio::task::spawn_blocking(move || {
             let db = shared.current()?;
-            f(&db, now).map_err(|err| name_file(&shared.path, err))
+            guarded(&shared.path, || f(&db, now)).map_err(|err| name_file(&shared.path, err))
         })
         .await
         .map_err(storage)?
     }
 }
 
+/// `f` with redb's panics on corrupt pages turned into storage errors.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, KvError>) -> Result<T, KvError> {
+    crate::storage::guard_corruption(path, f, KvError::Storage)
+}
+
 /// A storage error with the file it happened in.
 fn name_file(path: &Path, err: KvError) -> KvError {
     match err {
-        KvError::Storage(msg) => KvError::Storage(format!("{}: {msg}", path.display())),
+        KvError::Storage(msg) if !msg.contains(&*path.to_string_lossy()) => {
+            KvError::Storage(format!("{}: {msg}", path.display()))
+        }
         other => other,
     }
 }
@@ -292,7 +303,11 @@ fn writer(shared: &Shared, clock: &dyn Clock, mut jobs: mpsc::Receiver<Job>) {
     while let Some(first) = held.take().or_else(|| jobs.blocking_recv()) {
         let db = shared.current();
         if let Job::Batch { ns, ops, reply } = first {
-            let result = db.and_then(|db| commit_batch(&db, &ns, &ops, clock.now_ms()));
+            let result = db.and_then(|db| {
+                guarded(&shared.path, || {
+                    commit_batch(&db, &ns, &ops, clock.now_ms())
+                })
+            });
             if let Err(err @ KvError::Storage(_)) = &result {
                 shared.fail(err);
             }
@@ -312,7 +327,7 @@ fn writer(shared: &Shared, clock: &dyn Clock, mut jobs: mpsc::Receiver<Job>) {
             }
         }
         let now = clock.now_ms();
-        match db.and_then(|db| commit_group(&db, &group, now)) {
+        match db.and_then(|db| guarded(&shared.path, || commit_group(&db, &group, now))) {
             Ok(outcomes) => {
                 for (job, outcome) in group.into_iter().zip(outcomes) {
                     match job {
