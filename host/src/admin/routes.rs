@@ -5,6 +5,7 @@ use super::auth::{AuthError, authenticate};
 use crate::server::body::{BodyError, GuardedBody, declared_length, read_all};
 use crate::server::limits::BodyPolicy;
 use crate::storage::records::{AppManifest, AppRecord, LimitOverrides, TenantRecord};
+use crate::storage::spool::{SpoolWriter, Spooled};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::TenantSlots;
 use crate::tenancy::registry::{MAX_COMPONENT_BYTES, VarKind};
@@ -131,6 +132,14 @@ struct RouteGrants {
 struct VersionChoice {
     #[serde(default)]
     version: Option<u32>,
+}
+
+/// What an app request sent: its body (read, or spooled for an upload)
+/// and whether an upload is to be activated.
+struct Sent {
+    body: Bytes,
+    spooled: Option<Spooled>,
+    activate: bool,
 }
 
 /// What a handler returns before it becomes a response.
@@ -363,7 +372,14 @@ impl AdminApi {
             },
             _ => None,
         };
-        let body = read_body(req, cap, self.body_policy).await?;
+        // An upload is spooled to a file as it arrives, never held whole.
+        let (body, spooled) = if upload {
+            let spooled =
+                spool_body(req, cap, self.body_policy, self.registry.uploads_dir()).await?;
+            (Bytes::new(), Some(spooled))
+        } else {
+            (read_body(req, cap, self.body_policy).await?, None)
+        };
         let r = &self.registry;
         match (segments.as_slice(), &method) {
             (["v1", "tenants"], &Method::GET) => {
@@ -429,8 +445,11 @@ impl AdminApi {
                     (*a).to_owned(),
                     rest,
                     &method,
-                    body,
-                    activate,
+                    Sent {
+                        body,
+                        spooled,
+                        activate,
+                    },
                 )
                 .await
             }
@@ -475,9 +494,13 @@ impl AdminApi {
         a: String,
         rest: &[&str],
         method: &Method,
-        body: Bytes,
-        activate: bool,
+        sent: Sent,
     ) -> Reply {
+        let Sent {
+            body,
+            spooled,
+            activate,
+        } = sent;
         let r = &self.registry;
         match (rest, method) {
             ([], &Method::GET) => {
@@ -497,7 +520,8 @@ impl AdminApi {
             }
             (["versions"], &Method::GET) => ok(&r.versions(t, a).await?),
             (["versions"], &Method::POST) => {
-                let (version, app) = r.upload(t.clone(), a, Vec::from(body), activate).await?;
+                let upload = spooled.ok_or_else(|| ApiError::BadRequest("no upload".into()))?;
+                let (version, app) = r.upload(t.clone(), a, upload, activate).await?;
                 let effective = r.effective_limits(t, app.clone()).await?;
                 Ok(json_response(
                     StatusCode::CREATED,
@@ -540,6 +564,30 @@ impl AdminApi {
             _ => Err(ApiError::MethodNotAllowed),
         }
     }
+}
+
+/// Writes an upload of at most `cap` bytes to a file in `dir` as it
+/// arrives (under `policy`), hashing it on the way.
+async fn spool_body(
+    req: Request<Incoming>,
+    cap: usize,
+    policy: BodyPolicy,
+    dir: &std::path::Path,
+) -> Result<Spooled, ApiError> {
+    use http_body_util::BodyExt as _;
+    if declared_length(req.headers()).is_some_and(|len| len > cap as u64) {
+        return Err(ApiError::Body(BodyError::TooLarge { cap }));
+    }
+    let storage = |err| ApiError::Registry(RegistryError::Storage(err));
+    let mut writer = SpoolWriter::create(dir).await.map_err(storage)?;
+    let mut body = GuardedBody::new(req.into_body(), cap, policy, None);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ApiError::Body)?;
+        if let Some(data) = frame.data_ref() {
+            writer.write(data).await.map_err(storage)?;
+        }
+    }
+    writer.finish().await.map_err(storage)
 }
 
 /// Reads and drops a body of at most `cap` bytes under `policy`, holding

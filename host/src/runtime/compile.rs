@@ -9,6 +9,7 @@
 
 use super::engine::{EngineSettings, Runtime, engine_config};
 use super::error::LoadError;
+use crate::storage::spool::Upload;
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,9 +35,15 @@ pub struct CompileWorker {
 /// else on a blocking thread.
 pub async fn compile_artifact(
     runtime: Arc<Runtime>,
-    bytes: bytes::Bytes,
+    upload: &Upload,
 ) -> Result<Vec<u8>, LoadError> {
+    let read = |upload: &Upload| {
+        upload
+            .bytes()
+            .map_err(|err| LoadError::Compile(format!("reading the upload: {err}")))
+    };
     let Some(worker) = runtime.compile_worker().cloned() else {
+        let bytes = read(upload)?;
         return tokio::task::spawn_blocking(move || {
             let component = runtime.compile(&bytes)?;
             component.serialize().map_err(LoadError::compile)
@@ -44,7 +51,18 @@ pub async fn compile_artifact(
         .await
         .map_err(|err| LoadError::Compile(format!("the compile thread failed: {err}")))?;
     };
-    runtime.check_component(&bytes)?;
+    // The worker reads a spooled upload from its file itself.
+    let head = match upload.file() {
+        Some(path) => {
+            let mut head = [0u8; 8];
+            let mut file = std::fs::File::open(path)
+                .map_err(|err| LoadError::Compile(format!("reading the upload: {err}")))?;
+            let n = file.read(&mut head).unwrap_or(0);
+            head[..n].to_vec()
+        }
+        None => read(upload)?.to_vec(),
+    };
+    runtime.check_component(&head)?;
     let settings = serde_json::to_string(runtime.settings())
         .map_err(|err| LoadError::Compile(err.to_string()))?;
     let spawned = tokio::process::Command::new(&worker.binary)
@@ -61,15 +79,23 @@ pub async fn compile_artifact(
         .spawn();
     let mut child =
         spawned.map_err(|err| LoadError::Compile(format!("starting the compile worker: {err}")))?;
-    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
+    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(LoadError::Compile("the compile worker has no pipes".into()));
+    };
+    let piped = child.stdin.take();
+    let bytes = match piped {
+        Some(_) => read(upload)?,
+        None => bytes::Bytes::new(),
     };
     let run = async {
         let feed = async move {
-            stdin.write_all(&bytes).await?;
-            stdin.shutdown().await
+            match piped {
+                Some(mut stdin) => {
+                    stdin.write_all(&bytes).await?;
+                    stdin.shutdown().await
+                }
+                None => Ok(()),
+            }
         };
         let mut artifact = Vec::new();
         let mut message = String::new();

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 pub struct BlobStore {
     components: PathBuf,
     compiled: PathBuf,
+    uploads: PathBuf,
 }
 
 /// sha256 of `bytes`, lower-case hex.
@@ -25,13 +26,21 @@ impl BlobStore {
     pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
         let components = data_dir.join("components");
         let compiled = data_dir.join("compiled");
-        for dir in [&components, &compiled] {
+        let uploads = data_dir.join("uploads");
+        for dir in [&components, &compiled, &uploads] {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
+        }
+        // Uploads cut short by a crash are of no use.
+        if let Ok(entries) = std::fs::read_dir(&uploads) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
         Ok(Self {
             components,
             compiled,
+            uploads,
         })
     }
 
@@ -43,6 +52,28 @@ impl BlobStore {
     /// Where its compiled artifact for engine `engine_key` lives.
     pub fn compiled_path(&self, sha256: &str, engine_key: &str) -> PathBuf {
         self.compiled.join(format!("{sha256}-{engine_key}.cwasm"))
+    }
+
+    /// Where uploads are spooled while they arrive.
+    pub fn uploads_dir(&self) -> &Path {
+        &self.uploads
+    }
+
+    /// Stores an upload under its hash (a no-op if present): a spooled
+    /// file is moved into place, bytes are written.
+    pub fn put_upload(
+        &self,
+        sha256: &str,
+        upload: super::spool::Upload,
+    ) -> Result<PathBuf, StorageError> {
+        let path = self.component_path(sha256);
+        if !path.exists() {
+            match upload {
+                super::spool::Upload::Spooled(spooled) => spooled.persist(&path)?,
+                super::spool::Upload::Bytes(bytes) => write_atomically(&path, &bytes)?,
+            }
+        }
+        Ok(path)
     }
 
     /// Stores component bytes under their hash (a no-op if present).

@@ -6,6 +6,7 @@ pub mod control;
 pub mod kv;
 pub mod records;
 pub mod secrets;
+pub mod spool;
 
 use thiserror::Error;
 

@@ -10,12 +10,13 @@ use super::router::{Route, Router};
 use super::{Deployment, RegistryError, RouteTable};
 use crate::runtime::{Limits, Runtime};
 use crate::server::HttpLimits;
-use crate::storage::blobs::{BlobStore, sha256_hex};
+use crate::storage::blobs::BlobStore;
 use crate::storage::control::ControlStore;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, Namespace};
 use crate::storage::records::{
     AppManifest, AppRecord, TenantRecord, VersionRecord, is_valid_name, now_secs,
 };
+use crate::storage::spool::Upload;
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -146,6 +147,11 @@ impl Registry {
             );
         }
         Ok(())
+    }
+
+    /// Where the admin API spools uploads as they arrive.
+    pub fn uploads_dir(&self) -> &Path {
+        self.loader.blobs.uploads_dir()
     }
 
     /// Applies `caps` to what tenants may create from now on.
@@ -406,12 +412,13 @@ impl Registry {
         self: &Arc<Self>,
         tenant: String,
         app: String,
-        bytes: Vec<u8>,
+        upload: impl Into<Upload>,
         activate: bool,
     ) -> Result<(VersionRecord, AppRecord), RegistryError> {
-        if bytes.len() > MAX_COMPONENT_BYTES {
+        let upload: Upload = upload.into();
+        if upload.len() > MAX_COMPONENT_BYTES {
             return Err(RegistryError::TooLarge {
-                size: bytes.len(),
+                size: upload.len(),
                 max: MAX_COMPONENT_BYTES,
             });
         }
@@ -423,28 +430,23 @@ impl Registry {
             move |r| r.app_record(&tenant, &app).map(drop)
         })
         .await?;
-        let bytes = bytes::Bytes::from(bytes);
-        let (sha256, cached) = self
-            .read({
-                let bytes = bytes.clone();
-                move |r| {
-                    let sha256 = sha256_hex(&bytes);
-                    // The same bytes deployed before (by any app) reuse their artifact.
-                    let cached = r.loader.cached(&sha256);
-                    Ok((sha256, cached))
-                }
+        let (upload, sha256, cached) = self
+            .read(move |r| {
+                let sha256 = upload.sha256();
+                // The same bytes deployed before (by any app) reuse their artifact.
+                let cached = r.loader.cached(&sha256);
+                Ok((upload, sha256, cached))
             })
             .await?;
+        let size = upload.len();
         let (component, artifact) = match cached {
             Some(component) => (component, None),
             None => {
                 // In a worker process under the compile budget (killed if
                 // this upload's client goes away).
-                let artifact = crate::runtime::compile::compile_artifact(
-                    self.loader.runtime.clone(),
-                    bytes.clone(),
-                )
-                .await?;
+                let artifact =
+                    crate::runtime::compile::compile_artifact(self.loader.runtime.clone(), &upload)
+                        .await?;
                 let component = self
                     .read({
                         let artifact = artifact.clone();
@@ -462,14 +464,14 @@ impl Registry {
             let deployment =
                 r.loader
                     .deployment(&record, &tenant_record, number, component.clone())?;
-            r.loader.blobs.put_component(&sha256, &bytes)?;
+            r.loader.blobs.put_upload(&sha256, upload)?;
             if let Some(artifact) = &artifact {
                 r.loader.store_artifact(&sha256, artifact, &component)?;
             }
             let version = VersionRecord {
                 number,
                 sha256,
-                size: bytes.len() as u64,
+                size: size as u64,
                 created_at: now_secs(),
                 world: deployment.function.world().to_owned(),
             };
