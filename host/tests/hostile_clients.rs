@@ -545,7 +545,12 @@ fn twenty_concurrent_32_mib_uploads_stay_under_the_upload_budget() {
     assert!(statuses.contains(&429), "{statuses:?}");
     let spool = dir.path().join("uploads");
     let left = std::fs::read_dir(&spool).map_or(0, |d| d.count());
-    assert_eq!(left, 0, "refused uploads leave no file in {}", spool.display());
+    assert_eq!(
+        left,
+        0,
+        "refused uploads leave no file in {}",
+        spool.display()
+    );
     // Uploads are spooled to files as they arrive, four at most at once:
     // the daemon holds none of the 640 MiB sent.
     let budget = 48u64 << 20;

@@ -16,9 +16,10 @@ use common::{Options, admin, start, start_with};
 use std::path::Path;
 use std::process::Command;
 
-/// Runs `verge serve` on `dir` expecting it to refuse; returns stderr.
+/// Runs `verge serve` on `dir` expecting it to refuse within 30 s;
+/// returns stderr.
 fn refused_start(dir: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_verge"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
         .args([
             "serve",
             "--listen",
@@ -29,10 +30,26 @@ fn refused_start(dir: &Path) -> String {
         .arg("--data-dir")
         .arg(dir)
         .env("VERGE_ADMIN_TOKEN", common::TOKEN)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success(), "the start was not refused");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the start was not refused within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success(), "the start was not refused");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    stderr
 }
 
 #[test]
@@ -235,13 +252,15 @@ fn kv_recovers_after_a_full_disk_and_readiness_tells_the_truth_meanwhile() {
     );
 }
 
-/// Overwrites 64 KiB in the middle of `path` with garbage.
+/// Overwrites `path` with garbage from its second half on (kv.redb) or
+/// after its first page (the small control.redb), where its tables live.
 fn corrupt_the_middle(path: &Path) {
     use std::io::{Seek as _, Write as _};
     let len = std::fs::metadata(path).unwrap().len();
+    let start = if len > (1 << 20) { len / 2 } else { 4096 };
     let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    file.seek(std::io::SeekFrom::Start(len / 2)).unwrap();
-    let garbage: Vec<u8> = (0..65536u32)
+    file.seek(std::io::SeekFrom::Start(start)).unwrap();
+    let garbage: Vec<u8> = (0..(len - start).min(65536) as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     file.write_all(&garbage).unwrap();
@@ -262,9 +281,18 @@ fn garbage_in_a_store_is_refused_naming_the_file_without_a_panic_backtrace() {
         assert_eq!(admin(&d, "PUT", &path, &value).0, 200);
     }
     drop(d);
-    corrupt_the_middle(&data.join("kv.redb"));
-    let err = refused_start(&data);
-    assert!(err.contains("kv.redb") && err.contains("corrupt"), "{err}");
-    assert!(!err.contains("stack backtrace"), "{err}");
-    assert!(err.lines().count() <= 3, "{err}");
+    std::fs::copy(data.join("kv.redb"), dir.path().join("kv.redb.good")).unwrap();
+    for file in ["kv.redb", "control.redb"] {
+        corrupt_the_middle(&data.join(file));
+        let err = refused_start(&data);
+        assert!(
+            err.contains(file) && err.contains("corrupt"),
+            "{file}: {err}"
+        );
+        assert!(!err.contains("stack backtrace"), "{err}");
+        assert!(err.lines().count() <= 3, "{err}");
+        if file == "kv.redb" {
+            std::fs::copy(dir.path().join("kv.redb.good"), data.join("kv.redb")).unwrap();
+        }
+    }
 }

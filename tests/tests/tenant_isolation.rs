@@ -455,3 +455,60 @@ async fn outbound_grants_are_per_tenant_and_port_and_never_reach_the_daemon() {
     assert_eq!(self_grant.status, 403);
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_created_again_sees_none_of_the_old_ones_cache_entries_or_secrets() {
+    let origin = verge_tests::origin::Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Platform::start(dir.path()).await;
+    let manifest = json!({
+        "routes": ["victim.test"],
+        "allowed_hosts": ["http://127.0.0.1:*"],
+    });
+    let fill = format!(
+        "/cache-probe/fill?key=k&ttl=300&url={}",
+        origin.url("/hello")
+    );
+    let old = p.tenant_with_outbound("victim", &["127.0.0.1/32"]).await;
+    let deployed = p
+        .deploy_manifest(&old, "victim", "site", manifest.clone(), "cache-probe")
+        .await;
+    assert_eq!(deployed.status, 201, "{}", deployed.text());
+    assert_eq!(p.get("victim.test", &fill).await.status, 200);
+    assert_eq!(
+        p.get("victim.test", "/cache-probe/get?key=k").await.status,
+        200
+    );
+    let secret = p
+        .admin(
+            "PUT",
+            "/v1/tenants/victim/apps/site/secrets/api-key",
+            Some(&old),
+            b"old-secret".to_vec(),
+        )
+        .await;
+    assert!(secret.status.is_success(), "{}", secret.text());
+
+    let deleted = p
+        .admin("DELETE", "/v1/tenants/victim", Some(&p.operator), vec![])
+        .await;
+    assert_eq!(deleted.status, 200);
+    let new = p.tenant_with_outbound("victim", &["127.0.0.1/32"]).await;
+    let deployed = p
+        .deploy_manifest(&new, "victim", "site", manifest, "cache-probe")
+        .await;
+    assert_eq!(deployed.status, 201, "{}", deployed.text());
+    let cached = p.get("victim.test", "/cache-probe/get?key=k").await;
+    assert_eq!(
+        cached.status,
+        404,
+        "the old tenant's cache entry: {}",
+        cached.text()
+    );
+    let app = p
+        .admin("GET", "/v1/tenants/victim/apps/site", Some(&new), vec![])
+        .await;
+    let app: serde_json::Value = serde_json::from_slice(&app.body).unwrap();
+    assert_eq!(app["secrets"], json!([]), "the old tenant's secrets: {app}");
+    p.shutdown().await;
+}

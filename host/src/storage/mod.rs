@@ -36,6 +36,14 @@ pub enum StorageError {
     /// A data file is corrupt (the message names it).
     #[error("{0}")]
     Corrupted(String),
+    /// A failure in a data file, with the file's name.
+    #[error("{path}: {message}")]
+    InFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        message: String,
+    },
     /// The blocking task running the operation died.
     #[error("storage task failed: {0}")]
     Task(String),

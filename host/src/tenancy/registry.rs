@@ -183,11 +183,24 @@ impl Registry {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let path = me.store.path().to_owned();
-            crate::storage::guard_corruption(
+            use crate::storage::StorageError;
+            let result = crate::storage::guard_corruption(
                 &path,
                 || op(&me),
-                |why| RegistryError::Storage(crate::storage::StorageError::Corrupted(why)),
-            )
+                |why| RegistryError::Storage(StorageError::Corrupted(why)),
+            );
+            // Every storage message names its file.
+            result.map_err(|err| match err {
+                RegistryError::Storage(
+                    err @ (StorageError::Db(_)
+                    | StorageError::Corrupt { .. }
+                    | StorageError::Task(_)),
+                ) => RegistryError::Storage(StorageError::InFile {
+                    path,
+                    message: err.to_string(),
+                }),
+                other => other,
+            })
         })
         .await
         .map_err(|e| RegistryError::Storage(crate::storage::StorageError::Task(e.to_string())))?
