@@ -200,10 +200,13 @@ where
     }
 }
 
-/// Reads all of `body` into one buffer, sized up front from the declared
-/// length (at most the cap) so no byte is copied twice; returns the bytes
-/// and the budget they hold. Only received bytes are charged: capacity
-/// never written is never resident.
+/// Reads all of `body`; returns the bytes and the budget they hold. The
+/// frames are kept as they arrive (hyper's own buffers, no copy) and
+/// joined into one buffer only once the body is complete, so a body that
+/// stalls or is cut never costs a large allocation: with large buffers
+/// made up front, freed ones stayed resident in the allocator's arenas and
+/// peak memory reached twice the budget. `declared` sizes the joined
+/// buffer.
 pub async fn read_all<B>(
     mut body: GuardedBody<B>,
     declared: Option<u64>,
@@ -213,12 +216,18 @@ where
     B::Error: std::fmt::Display,
 {
     use http_body_util::BodyExt as _;
-    let capacity = declared.map_or(0, |len| usize::try_from(len).unwrap_or(usize::MAX));
-    let mut bytes = Vec::with_capacity(capacity.min(body.cap));
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
-            bytes.extend_from_slice(&data);
+            len += data.len();
+            chunks.push(data);
         }
+    }
+    let capacity = declared.map_or(len, |d| usize::try_from(d).unwrap_or(len).min(len));
+    let mut bytes = Vec::with_capacity(capacity.max(len));
+    for chunk in chunks {
+        bytes.extend_from_slice(&chunk);
     }
     Ok((bytes, body.into_reservation()))
 }
