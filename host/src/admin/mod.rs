@@ -18,6 +18,8 @@
 //! no token: keep the admin listener on a private address.
 
 mod auth;
+mod bodies;
+mod error;
 pub mod kv;
 mod routes;
 

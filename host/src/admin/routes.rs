@@ -1,15 +1,16 @@
 //! Admin API request handling: auth, routing, JSON in and out, and the one
 //! mapping from control-plane errors to HTTP statuses.
 
-use super::auth::{AuthError, authenticate};
-use crate::server::body::{BodyError, GuardedBody, declared_length, read_all};
+use super::auth::authenticate;
+use super::bodies::{discard_body, read_body, spool_body};
+use super::error::{ApiError, status_of};
 use crate::server::limits::BodyPolicy;
 use crate::storage::records::{AppManifest, AppRecord, LimitOverrides, TenantRecord};
-use crate::storage::spool::{SpoolWriter, Spooled};
+use crate::storage::spool::Spooled;
 use crate::telemetry::metrics::Metrics;
+use crate::tenancy::Registry;
 use crate::tenancy::TenantSlots;
 use crate::tenancy::registry::{MAX_COMPONENT_BYTES, VarKind};
-use crate::tenancy::{Registry, RegistryError};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -140,76 +141,6 @@ struct Sent {
     body: Bytes,
     spooled: Option<Spooled>,
     activate: bool,
-}
-
-/// What a handler returns before it becomes a response.
-enum ApiError {
-    Kv(super::kv::KvApiError),
-    Auth(AuthError),
-    Registry(RegistryError),
-    BadRequest(String),
-    Body(BodyError),
-    NotFound,
-    MethodNotAllowed,
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        Self::Auth(e)
-    }
-}
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        Self::Registry(e)
-    }
-}
-
-fn status_of(err: &ApiError) -> (StatusCode, String) {
-    match err {
-        ApiError::Kv(e) => e.status(),
-        ApiError::Auth(AuthError::Unauthenticated) => (
-            StatusCode::UNAUTHORIZED,
-            "a valid bearer token is required".into(),
-        ),
-        ApiError::Auth(AuthError::Forbidden) => {
-            (StatusCode::FORBIDDEN, "this token may not do that".into())
-        }
-        ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
-        ApiError::Body(err) => {
-            let status = match err {
-                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::Stalled(_) | BodyError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
-                BodyError::BudgetExhausted => StatusCode::SERVICE_UNAVAILABLE,
-                BodyError::Transport(_) => StatusCode::BAD_REQUEST,
-            };
-            (status, err.to_string())
-        }
-        ApiError::NotFound => (StatusCode::NOT_FOUND, "no such endpoint".into()),
-        ApiError::MethodNotAllowed => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed here".into(),
-        ),
-        ApiError::Registry(e) => {
-            let status = match e {
-                RegistryError::InvalidName { .. }
-                | RegistryError::InvalidRoute(_)
-                | RegistryError::Invalid(_)
-                | RegistryError::BadComponent(_) => StatusCode::BAD_REQUEST,
-                RegistryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                RegistryError::RouteConflict { .. }
-                | RegistryError::HostClaimed(_)
-                | RegistryError::AlreadyExists(_) => StatusCode::CONFLICT,
-                RegistryError::NotGranted(_) | RegistryError::Reserved { .. } => {
-                    StatusCode::FORBIDDEN
-                }
-                RegistryError::TooMany { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                RegistryError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
-                RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
-                RegistryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            (status, e.to_string())
-        }
-    }
 }
 
 fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
@@ -563,56 +494,5 @@ impl AdminApi {
             }
             _ => Err(ApiError::MethodNotAllowed),
         }
-    }
-}
-
-/// Writes an upload of at most `cap` bytes to a file in `dir` as it
-/// arrives (under `policy`), hashing it on the way.
-async fn spool_body(
-    req: Request<Incoming>,
-    cap: usize,
-    policy: BodyPolicy,
-    dir: &std::path::Path,
-) -> Result<Spooled, ApiError> {
-    use http_body_util::BodyExt as _;
-    if declared_length(req.headers()).is_some_and(|len| len > cap as u64) {
-        return Err(ApiError::Body(BodyError::TooLarge { cap }));
-    }
-    let storage = |err| ApiError::Registry(RegistryError::Storage(err));
-    let mut writer = SpoolWriter::create(dir).await.map_err(storage)?;
-    let mut body = GuardedBody::new(req.into_body(), cap, policy, None);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(ApiError::Body)?;
-        if let Some(data) = frame.data_ref() {
-            writer.write(data).await.map_err(storage)?;
-        }
-    }
-    writer.finish().await.map_err(storage)
-}
-
-/// Reads and drops a body of at most `cap` bytes under `policy`, holding
-/// none of it; stops at the first error.
-async fn discard_body(req: Request<Incoming>, cap: usize, policy: BodyPolicy) {
-    use http_body_util::BodyExt as _;
-    let mut body = GuardedBody::new(req.into_body(), cap, policy, None);
-    while let Some(Ok(_)) = body.frame().await {}
-}
-
-/// Reads a body of at most `cap` bytes under `policy`: a declared length
-/// over the cap is refused before a byte is read (413), a body that stalls
-/// or trickles gets 408.
-async fn read_body(
-    req: Request<Incoming>,
-    cap: usize,
-    policy: BodyPolicy,
-) -> Result<Bytes, ApiError> {
-    let declared = declared_length(req.headers());
-    if declared.is_some_and(|len| len > cap as u64) {
-        return Err(ApiError::Body(BodyError::TooLarge { cap }));
-    }
-    let body = GuardedBody::new(req.into_body(), cap, policy, None);
-    match read_all(body, declared).await {
-        Ok((bytes, _)) => Ok(Bytes::from(bytes)),
-        Err(err) => Err(ApiError::Body(err)),
     }
 }

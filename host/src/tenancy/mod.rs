@@ -2,6 +2,7 @@
 //! deploys, activates and rolls back versions.
 
 mod caps;
+mod deploys;
 mod error;
 mod limits;
 mod loader;
