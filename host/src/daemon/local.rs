@@ -61,9 +61,11 @@ impl LocalHost {
     ) -> anyhow::Result<Deployment> {
         let bytes =
             std::fs::read(&app.wasm).with_context(|| format!("reading {}", app.wasm.display()))?;
+        let loading = || format!("loading {}", app.wasm.display());
+        let component = cached_component(runtime, &app.data_dir, &bytes).with_context(loading)?;
         let function = runtime
-            .load(&app.name, &bytes, limits)
-            .with_context(|| format!("loading {}", app.wasm.display()))?;
+            .prepare(&app.name, component, limits)
+            .with_context(loading)?;
         let allow = AllowList::parse(&app.allowed_hosts)?;
         Ok(Deployment {
             http_limits: http,
@@ -100,6 +102,35 @@ impl LocalHost {
             .store(version, std::sync::atomic::Ordering::Relaxed);
         Ok(version)
     }
+}
+
+/// The compiled component for `bytes`: loaded from `data_dir/compiled/`
+/// when this engine compiled the same bytes before (a second start of an
+/// unchanged function skips compiling: seconds for a large one), else
+/// compiled and kept there.
+fn cached_component(
+    runtime: &Runtime,
+    data_dir: &std::path::Path,
+    bytes: &[u8],
+) -> anyhow::Result<wasmtime::component::Component> {
+    let blobs = crate::storage::blobs::BlobStore::open(data_dir)?;
+    let sha256 = crate::storage::blobs::sha256_hex(bytes);
+    let engine_key = runtime.engine_key();
+    let path = blobs.compiled_path(&sha256, &engine_key);
+    if path.exists() {
+        match runtime.deserialize(&path) {
+            Ok(component) => return Ok(component),
+            Err(err) => {
+                tracing::warn!(error = %err, file = %path.display(), "stale compiled artifact; recompiling")
+            }
+        }
+    }
+    let component = runtime.compile(bytes)?;
+    match component.serialize() {
+        Ok(artifact) => blobs.put_compiled(&sha256, &engine_key, &artifact)?,
+        Err(err) => tracing::warn!(error = %err, "could not keep the compiled artifact"),
+    }
+    Ok(component)
 }
 
 /// Local-run mode: serves `app` for every host and path.
