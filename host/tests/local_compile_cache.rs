@@ -17,7 +17,13 @@ use std::process::{Command, Stdio};
 /// Serves `wasm` from `data`, answers one request, stops; returns the status.
 fn serve_once(wasm: &Path, data: &Path) -> u16 {
     let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-access-log", "--app"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-access-log",
+            "--app",
+        ])
         .arg(wasm)
         .arg("--data-dir")
         .arg(data)
@@ -55,5 +61,9 @@ fn a_second_start_of_an_unchanged_component_loads_its_artifact() {
     assert_eq!(first.len(), 1, "{first:?}");
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(serve_once(&wasm, dir.path()), 200);
-    assert_eq!(artifacts(dir.path()), first, "loaded, not compiled and written again");
+    assert_eq!(
+        artifacts(dir.path()),
+        first,
+        "loaded, not compiled and written again"
+    );
 }
