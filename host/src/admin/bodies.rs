@@ -2,7 +2,7 @@
 //! a file for uploads, or read and dropped for a refused upload.
 
 use super::error::ApiError;
-use crate::server::body::{BodyError, GuardedBody, declared_length, read_all};
+use crate::server::body::{GuardedBody, check_declared, read_all};
 use crate::server::limits::BodyPolicy;
 use crate::storage::spool::{SpoolWriter, Spooled};
 use crate::tenancy::RegistryError;
@@ -19,9 +19,7 @@ pub(super) async fn spool_body(
     dir: &std::path::Path,
 ) -> Result<Spooled, ApiError> {
     use http_body_util::BodyExt as _;
-    if declared_length(req.headers()).is_some_and(|len| len > cap as u64) {
-        return Err(ApiError::Body(BodyError::TooLarge { cap }));
-    }
+    check_declared(req.headers(), cap).map_err(ApiError::Body)?;
     let storage = |err| ApiError::Registry(RegistryError::Storage(err));
     let mut writer = SpoolWriter::create(dir).await.map_err(storage)?;
     let mut body = GuardedBody::new(req.into_body(), cap, policy, None);
@@ -50,10 +48,7 @@ pub(super) async fn read_body(
     cap: usize,
     policy: BodyPolicy,
 ) -> Result<Bytes, ApiError> {
-    let declared = declared_length(req.headers());
-    if declared.is_some_and(|len| len > cap as u64) {
-        return Err(ApiError::Body(BodyError::TooLarge { cap }));
-    }
+    let declared = check_declared(req.headers(), cap).map_err(ApiError::Body)?;
     let body = GuardedBody::new(req.into_body(), cap, policy, None);
     match read_all(body, declared).await {
         Ok((bytes, _)) => Ok(Bytes::from(bytes)),

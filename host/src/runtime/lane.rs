@@ -150,8 +150,13 @@ impl<T> Drop for AbortOnDrop<T> {
 /// Runs `call` where it belongs: on the background lane from the start
 /// when `mark` says the tenant is heavy; otherwise here, moved to the lane
 /// at the first poll after `signal` fires (the tenant is then marked).
-/// `lost` is the answer when the lane task fails.
-pub async fn run<F>(call: F, mark: &HeavyMark, signal: &HeavySignal, lost: F::Output) -> F::Output
+/// `lost` makes the answer when the lane task fails (only then).
+pub async fn run<F>(
+    call: F,
+    mark: &HeavyMark,
+    signal: &HeavySignal,
+    lost: impl FnOnce() -> F::Output,
+) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -173,7 +178,7 @@ where
         mark.mark();
     }
     let mut task = AbortOnDrop(lane.spawn(call));
-    (&mut task.0).await.unwrap_or(lost)
+    (&mut task.0).await.unwrap_or_else(|_| lost())
 }
 
 #[cfg(test)]
@@ -189,7 +194,7 @@ mod tests {
             async move { std::thread::current().id() },
             &mark,
             &signal,
-            here,
+            || here,
         )
         .await;
         assert_eq!(stayed, here);
@@ -204,7 +209,7 @@ mod tests {
             },
             &mark,
             &signal,
-            here,
+            || here,
         )
         .await;
         assert_ne!(moved, here, "finished on the lane");
@@ -214,7 +219,7 @@ mod tests {
             async move { std::thread::current().id() },
             &mark,
             &fresh,
-            here,
+            || here,
         )
         .await;
         assert_eq!(started_there, moved, "a marked tenant starts on the lane");
@@ -227,7 +232,7 @@ mod tests {
             },
             &mark,
             &fresh,
-            None,
+            || None,
         )
         .await;
         assert_eq!(nice.as_deref(), Some("19"), "the lane runs at nice 19");

@@ -232,6 +232,15 @@ where
     Ok((bytes, body.into_reservation()))
 }
 
+/// The declared `Content-Length`, refused when it is already over `cap`
+/// (before a byte of the body is read).
+pub fn check_declared(headers: &http::HeaderMap, cap: usize) -> Result<Option<u64>, BodyError> {
+    match declared_length(headers) {
+        Some(len) if len > cap as u64 => Err(BodyError::TooLarge { cap }),
+        declared => Ok(declared),
+    }
+}
+
 /// The `Content-Length` a request declares, if any and well-formed.
 pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers

@@ -1,6 +1,6 @@
 //! One request: caps → route → admission → guest → validated response.
 
-use super::body::{BodyBudget, GuardedBody, declared_length, read_all};
+use super::body::{BodyBudget, GuardedBody, check_declared, read_all};
 use super::connection::ConnectionGate;
 use super::error::RequestError;
 use super::limits::{ADMISSION_QUEUE_TIMEOUT, ConnectionLimits, HttpLimits};
@@ -336,8 +336,7 @@ impl Dispatcher {
         limits: &HttpLimits,
     ) -> Result<(GuestRequest, super::body::Reservation), RequestError> {
         let cap = limits.max_request_body_bytes;
-        check_declared_length(&req, cap)?;
-        let declared = declared_length(req.headers());
+        let declared = check_declared_length(&req, cap)?;
         let (parts, body) = req.into_parts();
         let (body, reservation) = read_all(self.guard_body(body, cap, true), declared).await?;
         let headers = parts
@@ -369,12 +368,15 @@ async fn call_guest(
 ) -> (Result<GuestResponse, crate::runtime::GuestError>, Usage) {
     let signal = ctx.heavy.clone();
     let mark = deployment.slots.heavy.clone();
-    let lost = (
-        Err(crate::runtime::GuestError::Trap(
-            "the call was lost on the background lane".into(),
-        )),
-        Usage::default(),
-    );
+    // Built only if the lane loses the call, not on every request.
+    let lost = || {
+        (
+            Err(crate::runtime::GuestError::Trap(
+                "the call was lost on the background lane".into(),
+            )),
+            Usage::default(),
+        )
+    };
     let call = async move { deployment.function.handle(req, ctx).await };
     crate::runtime::lane::run(call, &mark, &signal, lost).await
 }
@@ -433,11 +435,8 @@ impl Drop for InFlight {
 pub(super) fn check_declared_length(
     req: &Request<Incoming>,
     cap: usize,
-) -> Result<(), RequestError> {
-    match declared_length(req.headers()) {
-        Some(len) if len > cap as u64 => Err(RequestError::BodyTooLarge),
-        _ => Ok(()),
-    }
+) -> Result<Option<u64>, RequestError> {
+    Ok(check_declared(req.headers(), cap)?)
 }
 
 /// What a request of `deployment` may use.
