@@ -194,6 +194,13 @@ impl Tuning {
                 .max(1),
             max_memory_bytes: memory_bytes.max(DEFAULT_MEMORY_BYTES),
             pooling: !self.no_pooling && file.pool.pooling.unwrap_or(true),
+            keep_resident_bytes: file
+                .pool
+                .keep_resident_kib
+                .map_or(EngineSettings::default().keep_resident_bytes, |kib| {
+                    kib.saturating_mul(1024)
+                }),
+            pagemap_scan: file.pool.pagemap_scan.unwrap_or(true),
             ..EngineSettings::default()
         };
         let access_log = if self.no_access_log || file.access_log == Some(false) {

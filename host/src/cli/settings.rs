@@ -154,6 +154,10 @@ pub struct PoolSection {
     pub instances: Option<u32>,
     /// Pre-allocated pooling (false = allocate on demand).
     pub pooling: Option<bool>,
+    /// Linear memory a reused slot keeps resident, in KiB.
+    pub keep_resident_kib: Option<usize>,
+    /// Reset only the pages an instance dirtied (Linux `PAGEMAP_SCAN`).
+    pub pagemap_scan: Option<bool>,
 }
 
 /// `[limits]`.

@@ -125,18 +125,17 @@ fn cached_component(
             }
         }
     }
-    let component = runtime.compile(bytes)?;
-    match component.serialize() {
-        Ok(artifact) => blobs.put_compiled(&sha256, &engine_key, &artifact)?,
-        Err(err) => tracing::warn!(error = %err, "could not keep the compiled artifact"),
-    }
+    let artifact = crate::runtime::compile::compile_artifact_blocking(runtime, bytes)?;
+    let component = runtime.deserialize_bytes(&artifact)?;
+    blobs.put_compiled(&sha256, &engine_key, &artifact)?;
     Ok(component)
 }
 
 /// Local-run mode: serves `app` for every host and path.
 pub async fn start(config: &DaemonConfig, app: &LocalApp) -> anyhow::Result<RunningDaemon> {
     let started = Instant::now();
-    let runtime = Arc::new(Runtime::new(config.engine)?);
+    let runtime =
+        Arc::new(Runtime::new(config.engine)?.with_compile_worker(config.compile_worker.clone()));
     std::fs::create_dir_all(&app.data_dir)
         .with_context(|| format!("creating {}", app.data_dir.display()))?;
     let kv: Arc<dyn KvBackend> = Arc::new(RedbKv::open(

@@ -8,16 +8,24 @@ use super::state::RequestState;
 use crate::capabilities;
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 /// Concurrent instances the pool holds by default: one per in-flight
 /// request. 1,000 × (4 GiB reservation + guards) ≈ 4 TiB of address space,
 /// well inside x86_64's 128 TiB; requests past it wait for admission.
 pub const DEFAULT_POOL_INSTANCES: u32 = 1_000;
 
-/// Linear memory kept resident (memset instead of madvise) when a pool slot
-/// is reused. 256 KiB covers a small Rust guest's stack, data and first heap
-/// pages, so the common request pays no page faults (docs/performance.md).
+/// Linear memory kept resident (reset in place instead of `madvise`d away)
+/// when a pool slot is reused. With the kernel's `PAGEMAP_SCAN` (Linux 6.7+,
+/// [`EngineSettings::pagemap_scan`]) this is a ceiling on the pages the
+/// instance actually dirtied, wherever they are, so a guest with Rust's
+/// default 1 MiB stack (dirty pages at the top of its first megabyte) or a
+/// 13 MB JavaScript engine is reset by what it touched, not by its layout.
+/// Without the scan it is the low range that is `memset`. 256 KiB covers a
+/// Rust hello's dirty set; more bought nothing measurable for the JS hello
+/// (docs/performance.md) and costs RSS in every warm slot.
 pub const DEFAULT_KEEP_RESIDENT_BYTES: usize = 256 << 10;
 
 /// Core instances one component may hold in the pool. A Rust `wasm32-wasip2`
@@ -46,6 +54,15 @@ pub struct EngineSettings {
     /// Meter fuel (the CPU limit). Off only for measuring what metering
     /// costs: without it a guest's CPU is bounded by the wall clock alone.
     pub metering: bool,
+    /// Ask the kernel which pages an instance dirtied (`PAGEMAP_SCAN`) and
+    /// reset only those; wasmtime falls back to the fixed low range where
+    /// the kernel lacks it.
+    #[serde(default = "default_pagemap_scan")]
+    pub pagemap_scan: bool,
+}
+
+fn default_pagemap_scan() -> bool {
+    true
 }
 
 impl Default for EngineSettings {
@@ -56,6 +73,7 @@ impl Default for EngineSettings {
             keep_resident_bytes: DEFAULT_KEEP_RESIDENT_BYTES,
             pooling: true,
             metering: true,
+            pagemap_scan: true,
         }
     }
 }
@@ -257,7 +275,12 @@ pub(super) fn engine_config(settings: &EngineSettings, pooling: bool) -> Config 
             .max_memory_size(settings.max_memory_bytes)
             .table_elements(super::limits::DEFAULT_TABLE_ELEMENTS)
             .linear_memory_keep_resident(settings.keep_resident_bytes)
-            .table_keep_resident(settings.keep_resident_bytes);
+            .table_keep_resident(settings.keep_resident_bytes)
+            .pagemap_scan(if settings.pagemap_scan {
+                Enabled::Auto
+            } else {
+                Enabled::No
+            });
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
