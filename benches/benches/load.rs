@@ -1,8 +1,19 @@
-//! Loopback load: Verge serving the hello function vs a plain hyper hello
-//! server, in the same run. The servers run on one core, the load generator
-//! on the other. Bounded: VERGE_BENCH_ROUNDS rounds (default 7) of
-//! VERGE_BENCH_SECS seconds per server (default 2), each phase at most
-//! `MAX_REQUESTS_PER_RUN` requests.
+//! Loopback load against what ships: the `verge` binary (`verge serve
+//! --app`, access log on, written to a file) as a child process on core 0,
+//! beside its baselines in the same run, the load generator on core 1.
+//! Scenarios (`VERGE_BENCH_ONLY=hello,stack,wasi,js` picks some):
+//! - `hello`: the SDK hello against a raw hyper hello (target ≥ 40 %, p99
+//!   < 1 ms at 16 connections);
+//! - `stack`: the SDK hello built with Rust's default 1 MiB stack against
+//!   the 64 KiB build (target ≥ 80 %);
+//! - `wasi`: one wasi-crate hello component on Verge and on `wasmtime
+//!   serve` 48.0.8 (target ≥ 3×);
+//! - `js`: the componentize-js hello on both (target ≥ 2×), its server time
+//!   at one connection (target p50 ≤ 300 µs) and Verge's RSS (≤ 100 MB).
+//!
+//! Bounded: `VERGE_BENCH_ROUNDS` (5) rounds of `VERGE_BENCH_SECS` (2) s per
+//! server, each phase at most `MAX_REQUESTS_PER_RUN` requests.
+//! `VERGE_BENCH_VERGE=PATH` measures another `verge` binary (an older build).
 
 #![allow(
     clippy::unwrap_used,
@@ -11,117 +22,142 @@
     reason = "bench"
 )]
 
-use std::time::Duration;
-use verge::runtime::EngineSettings;
-use verge_benches::{baseline, load};
+use std::path::PathBuf;
+use verge_benches::compare::{self, Plan, median, median_ratio};
+use verge_benches::servers::ChildServer;
+use verge_benches::setup;
 
 fn main() -> anyhow::Result<()> {
-    // `cargo bench` passes `--bench`; ignore arguments.
-    let secs: u64 = std::env::var("VERGE_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
+    let only = std::env::var("VERGE_BENCH_ONLY").unwrap_or_else(|_| "hello,stack,wasi,js".into());
+    let wants = |s: &str| only.split(',').any(|o| o == s);
     let connections: usize = std::env::var("VERGE_BENCH_CONNECTIONS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(16);
-    // Access logs are formatted as in production, then discarded.
-    tracing_sink();
+    let plan = Plan::from_env();
+    let verge = match std::env::var_os("VERGE_BENCH_VERGE") {
+        Some(path) => PathBuf::from(path),
+        None => verge_benches::binary::build_verge()?,
+    };
     let guests = verge_benches::build_guests()?;
-    let server_rt = verge_benches::pinned_server_runtime()?;
-    let config = verge_benches::bench_daemon_config(EngineSettings::default(), true)?;
-    let app = verge_benches::bench_local_app(&guests, "hello");
-    let (verge_addr, baseline_addr) = server_rt.block_on(async {
-        let daemon = verge::daemon::start(&config, &app).await?;
-        let addr = daemon.addr;
-        tokio::spawn(daemon.wait());
-        anyhow::Ok((addr, baseline::serve_hello().await?))
-    })?;
     verge_benches::pin(1);
     let load_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let run = |addr, secs: u64| {
-        load_rt.block_on(load::run(
-            addr,
-            "bench.local",
-            "/x",
-            connections,
-            Duration::from_secs(secs),
-        ))
-    };
-    // Warm up both (connections, pool slots, caches).
-    run(baseline_addr, 1)?;
-    run(verge_addr, 1)?;
-    // Interleave short phases so machine drift (this VM's steal time comes
-    // and goes) hits both servers alike; report the median round.
-    let rounds: usize = std::env::var("VERGE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
     println!(
-        "loopback load: {connections} connections, {rounds} rounds of {secs} s per server, server on core 0, load on core 1"
+        "binary load: {connections} connections, {} rounds of {} s per server, servers on core 0, load on core 1",
+        plan.rounds, plan.secs
     );
-    let mut ratios = Vec::new();
-    let mut p99s = Vec::new();
     let mut failed = 0;
-    for _ in 0..rounds {
-        let f0 = minor_faults();
-        let b = run(baseline_addr, secs)?;
-        let f1 = minor_faults();
-        let v = run(verge_addr, secs)?;
-        let f2 = minor_faults();
+    if wants("hello") {
+        let hyper = ChildServer::hyper(env!("CARGO_BIN_EXE_hyper-hello").as_ref())?;
+        let hello = ChildServer::verge(&verge, &guests["hello"], true)?;
+        println!("hello: SDK hello on verge vs raw hyper");
+        let s = compare::run(
+            &load_rt,
+            plan,
+            connections,
+            "/x",
+            &[("hyper", hyper.addr), ("verge", hello.addr)],
+        )?;
         println!(
-            "  minor faults per request: hyper {:.2}, verge {:.2}",
-            f1.saturating_sub(f0) as f64 / b.ok.max(1) as f64,
-            f2.saturating_sub(f1) as f64 / v.ok.max(1) as f64
+            "hello: verge/hyper median {:.1}% of requests/s (hyper {:.0}, verge {:.0} req/s), verge median p99 {:.2} ms",
+            100.0 * median_ratio(&s[1], &s[0]),
+            s[0].median_rps(),
+            s[1].median_rps(),
+            s[1].median_p99_us() / 1000.0
         );
-        ratios.push(v.rps / b.rps);
-        p99s.push(v.p99_us as f64);
-        failed += b.failed + v.failed;
-        println!(
-            "  hyper {:>7.0} req/s p99 {:>5} µs | verge {:>7.0} req/s p50 {:>5} µs p99 {:>5} µs | {:>5.1}%",
-            b.rps,
-            b.p99_us,
-            v.rps,
-            v.p50_us,
-            v.p99_us,
-            100.0 * v.rps / b.rps
-        );
+        failed += s.iter().map(compare::Series::failed).sum::<u64>();
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    if wants("stack") {
+        let big = setup::default_stack_hello()?;
+        let small = ChildServer::verge(&verge, &guests["hello"], true)?;
+        let default = ChildServer::verge(&verge, &big, true)?;
+        println!("stack: SDK hello with Rust's default 1 MiB stack vs the 64 KiB build");
+        let s = compare::run(
+            &load_rt,
+            plan,
+            connections,
+            "/x",
+            &[("64k", small.addr), ("1m", default.addr)],
+        )?;
+        println!(
+            "stack: 1 MiB / 64 KiB median {:.1}% of requests/s ({:.0} vs {:.0} req/s), 1 MiB median p99 {:.2} ms",
+            100.0 * median_ratio(&s[1], &s[0]),
+            s[1].median_rps(),
+            s[0].median_rps(),
+            s[1].median_p99_us() / 1000.0
+        );
+        failed += s.iter().map(compare::Series::failed).sum::<u64>();
+    }
+    let wasmtime = if wants("wasi") || wants("js") {
+        Some(setup::wasmtime_cli()?)
+    } else {
+        None
     };
-    println!(
-        "verge/hyper: median {:.1}% of requests/s (min {:.1}%, max {:.1}%), median verge p99 {:.2} ms",
-        100.0 * median(ratios.clone()),
-        100.0 * ratios.iter().copied().fold(f64::INFINITY, f64::min),
-        100.0 * ratios.iter().copied().fold(0.0, f64::max),
-        median(p99s) / 1000.0
-    );
-    anyhow::ensure!(failed == 0, "failed requests during the run");
+    if let (true, Some(cli)) = (wants("wasi"), &wasmtime) {
+        let component = &guests["wasi-hello"];
+        let theirs = ChildServer::wasmtime(cli, component)?;
+        let ours = ChildServer::verge(&verge, component, true)?;
+        println!("wasi: the same wasi-crate hello on verge vs wasmtime serve");
+        let s = compare::run(
+            &load_rt,
+            plan,
+            connections,
+            "/hello",
+            &[("wasmtime", theirs.addr), ("verge", ours.addr)],
+        )?;
+        println!(
+            "wasi: verge/wasmtime median {:.2}x requests/s ({:.0} vs {:.0} req/s), verge median p99 {:.2} ms",
+            median_ratio(&s[1], &s[0]),
+            s[1].median_rps(),
+            s[0].median_rps(),
+            s[1].median_p99_us() / 1000.0
+        );
+        failed += s.iter().map(compare::Series::failed).sum::<u64>();
+    }
+    if let (true, Some(cli)) = (wants("js"), &wasmtime) {
+        let component = setup::js_hello()?;
+        let theirs = ChildServer::wasmtime(cli, &component)?;
+        let ours = ChildServer::verge(&verge, &component, true)?;
+        println!("js: the componentize-js hello on verge vs wasmtime serve");
+        let s = compare::run(
+            &load_rt,
+            plan,
+            connections,
+            "/",
+            &[("wasmtime", theirs.addr), ("verge", ours.addr)],
+        )?;
+        let one = compare::run(
+            &load_rt,
+            Plan { rounds: 1, ..plan },
+            1,
+            "/",
+            &[("verge-1-connection", ours.addr)],
+        )?;
+        // The access log is flushed every 20 ms.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let micros = ours.server_micros();
+        let at_one = micros
+            .len()
+            .saturating_sub(usize::try_from(one[0].rounds[0].ok).unwrap_or(0));
+        let server_p50 = median(micros[at_one..].iter().map(|&m| m as f64).collect());
+        let (rss, peak) = ours.rss();
+        let (their_rss, _) = theirs.rss();
+        println!(
+            "js: verge/wasmtime median {:.2}x requests/s ({:.0} vs {:.0} req/s), verge median p99 {:.2} ms; \
+             at 1 connection server time p50 {server_p50:.0} µs ({:.0} req/s); verge RSS {} MB (peak {} MB), wasmtime RSS {} MB",
+            median_ratio(&s[1], &s[0]),
+            s[1].median_rps(),
+            s[0].median_rps(),
+            s[1].median_p99_us() / 1000.0,
+            one[0].median_rps(),
+            rss >> 20,
+            peak >> 20,
+            their_rss >> 20,
+        );
+        failed += s.iter().map(compare::Series::failed).sum::<u64>();
+    }
+    anyhow::ensure!(failed == 0, "{failed} failed requests during the run");
     Ok(())
-}
-
-/// This process's minor page faults so far (field 10 of /proc/self/stat);
-/// 0 where /proc is not available.
-fn minor_faults() -> u64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let after_name = stat.rsplit_once(')')?.1.to_owned();
-            after_name.split_whitespace().nth(7)?.parse().ok()
-        })
-        .unwrap_or(0)
-}
-
-fn tracing_sink() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("VERGE_BENCH_LOG")
-                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
-        ))
-        .with_writer(std::io::sink)
-        .try_init();
 }

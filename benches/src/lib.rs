@@ -3,7 +3,10 @@
 
 pub mod baseline;
 pub mod binary;
+pub mod compare;
 pub mod load;
+pub mod servers;
+pub mod setup;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +62,7 @@ pub fn bench_daemon_config(
         tls: None,
         connections: Default::default(),
         compile_worker: None,
+        serving_threads: None,
     })
 }
 

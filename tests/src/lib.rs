@@ -364,6 +364,7 @@ impl Platform {
             tls: None,
             connections: Default::default(),
             compile_worker: None,
+            serving_threads: None,
         };
         let platform = verge::daemon::PlatformConfig {
             data_dir: data_dir.to_owned(),

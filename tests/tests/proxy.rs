@@ -32,6 +32,7 @@ async fn a_proxy_component_serves_in_local_mode_and_when_deployed() {
         tls: None,
         connections: Default::default(),
         compile_worker: None,
+        serving_threads: None,
     };
     let app = verge::daemon::LocalApp {
         name: "proxy-probe".into(),

@@ -30,6 +30,7 @@ async fn start(tls: TlsListener, data_dir: &std::path::Path) -> anyhow::Result<R
         tls: Some(tls),
         connections: Default::default(),
         compile_worker: None,
+        serving_threads: None,
     };
     let app = LocalApp {
         name: "echo".into(),

@@ -242,6 +242,7 @@ impl Tuning {
                     ),
                 }
             }),
+            serving_threads: file.connections.serving_threads,
         })
     }
 

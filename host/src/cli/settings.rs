@@ -105,6 +105,9 @@ pub struct ConnectionsSection {
     pub min_body_bytes_per_sec: Option<u64>,
     /// Request-body bytes buffered across all requests, in MiB.
     pub buffered_body_mib: Option<usize>,
+    /// Serving threads, one current-thread runtime each (default: one per
+    /// core).
+    pub serving_threads: Option<usize>,
 }
 
 impl ConnectionsSection {

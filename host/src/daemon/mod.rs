@@ -12,6 +12,7 @@ use crate::admin::AdminApi;
 use crate::capabilities::geo::TrustedProxies;
 use crate::runtime::{EngineSettings, Limits, Runtime};
 use crate::server::connection::ConnectionGate;
+use crate::server::cores::{ServingCores, default_threads};
 use crate::server::limits::RESERVED_FDS;
 use crate::server::tls::TlsCertificate;
 use crate::server::{ConnectionLimits, Dispatcher, HttpLimits, Server, serve_http};
@@ -78,6 +79,9 @@ pub struct DaemonConfig {
     /// Where uploads are compiled: `verge compile-worker` children under a
     /// budget (the binary), or this process (`None`: the library in tests).
     pub compile_worker: Option<crate::runtime::compile::CompileWorker>,
+    /// Serving threads (one current-thread runtime each; see
+    /// [`crate::server::cores`]); `None`: one per core.
+    pub serving_threads: Option<usize>,
 }
 
 /// The data plane's HTTPS listener.
@@ -203,9 +207,12 @@ pub(crate) async fn serve_data_plane(
                 config.capabilities.trusted_proxies.clone(),
             )),
     );
+    let cores = ServingCores::start(config.serving_threads.unwrap_or_else(default_threads))
+        .context("starting the serving threads")?;
     let server = Server::bind(config.listen, dispatcher.clone())
         .await
-        .with_context(|| format!("binding {}", config.listen))?;
+        .with_context(|| format!("binding {}", config.listen))?
+        .on_cores(cores.clone());
     let addr = server.local_addr();
     let mut tasks = vec![tokio::spawn(server.serve(stopped(stop.subscribe())))];
     let mut tls_addr = None;
@@ -213,7 +220,8 @@ pub(crate) async fn serve_data_plane(
         let server = Server::bind(tls.listen, dispatcher)
             .await
             .with_context(|| format!("binding the TLS listener {}", tls.listen))?
-            .with_tls(acceptor);
+            .with_tls(acceptor)
+            .on_cores(cores);
         tls_addr = Some(server.local_addr());
         tasks.push(tokio::spawn(server.serve(stopped(stop.subscribe()))));
     }
@@ -284,6 +292,7 @@ pub async fn start_platform(
     };
     let admin_task = tokio::spawn(serve_http(
         admin_listener,
+        None,
         None,
         ConnectionGate::new(admin_limits),
         handler,

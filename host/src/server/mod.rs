@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod connection;
+pub mod cores;
 mod dispatch;
 mod error;
 pub mod limits;
@@ -34,6 +35,7 @@ pub fn full_body(body: Full<Bytes>) -> DataBody {
 
 use bytes::Bytes;
 use connection::{Activity, ConnectionGate};
+use cores::ServingCores;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -58,6 +60,7 @@ pub struct Server {
     local_addr: SocketAddr,
     dispatcher: Arc<Dispatcher>,
     tls: Option<TlsAcceptor>,
+    cores: Option<Arc<ServingCores>>,
 }
 
 impl Server {
@@ -70,7 +73,15 @@ impl Server {
             local_addr,
             dispatcher,
             tls: None,
+            cores: None,
         })
+    }
+
+    /// Serves each connection on one of `cores` (else on the runtime that
+    /// runs [`Server::serve`]).
+    pub fn on_cores(mut self, cores: Arc<ServingCores>) -> Self {
+        self.cores = Some(cores);
+        self
     }
 
     /// Serves HTTPS with `acceptor` instead of plain HTTP.
@@ -94,7 +105,7 @@ impl Server {
             let dispatcher = dispatcher.clone();
             async move { dispatcher.serve(req, local).await }
         };
-        serve_http(self.listener, self.tls, gate, handler, shutdown).await;
+        serve_http(self.listener, self.tls, self.cores, gate, handler, shutdown).await;
     }
 }
 
@@ -150,6 +161,7 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
 pub async fn serve_http<F, Fut, B>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    cores: Option<Arc<ServingCores>>,
     gate: Arc<ConnectionGate>,
     handler: F,
     shutdown: impl Future<Output = ()>,
@@ -217,7 +229,7 @@ pub async fn serve_http<F, Fut, B>(
         let builder = builder.clone();
         let tls = tls.clone();
         let draining = draining.clone();
-        tokio::spawn(async move {
+        let connection = move |stream: tokio::net::TcpStream| async move {
             let result: Result<(), BoxError> = match tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -253,7 +265,23 @@ pub async fn serve_http<F, Fut, B>(
                 tracing::debug!(error = %err, %peer, "connection ended with an error");
             }
             drop(slot);
-        });
+        };
+        match &cores {
+            // Re-registered with the serving thread's own IO driver, so its
+            // readiness wakes only that thread.
+            Some(cores) => match stream.into_std() {
+                Ok(stream) => cores.spawn(async move {
+                    match tokio::net::TcpStream::from_std(stream) {
+                        Ok(stream) => connection(stream).await,
+                        Err(err) => {
+                            tracing::debug!(error = %err, "handing a connection over failed")
+                        }
+                    }
+                }),
+                Err(err) => tracing::debug!(error = %err, "handing a connection over failed"),
+            },
+            None => drop(tokio::spawn(connection(stream))),
+        }
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");

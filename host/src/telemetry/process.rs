@@ -15,6 +15,17 @@ const PAGE_BYTES: u64 = 4096;
 /// `daemon::runtime_builder()` (0 until then).
 static RUNTIME_EVENT_INTERVAL: AtomicU32 = AtomicU32::new(0);
 
+/// Serving threads (one current-thread runtime each), once started.
+static SERVING_THREADS: AtomicU32 = AtomicU32::new(0);
+
+/// Records how many serving threads run, for `/metrics`.
+pub fn record_serving_threads(threads: usize) {
+    SERVING_THREADS.store(
+        u32::try_from(threads).unwrap_or(u32::MAX),
+        Ordering::Relaxed,
+    );
+}
+
 /// Records the serving runtime's event interval for `/metrics`.
 pub fn record_runtime_event_interval(interval: u32) {
     RUNTIME_EVENT_INTERVAL.store(interval, Ordering::Relaxed);
@@ -24,18 +35,16 @@ pub fn record_runtime_event_interval(interval: u32) {
 /// event interval, so a test can tell that the binary serves with the
 /// configuration the benches measured.
 fn encode_runtime(out: &mut String) {
-    if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        let _ = writeln!(
-            out,
-            "# HELP verge_runtime_workers Worker threads of the serving runtime."
-        );
-        let _ = writeln!(out, "# TYPE verge_runtime_workers gauge");
-        let _ = writeln!(
-            out,
-            "verge_runtime_workers {}",
-            handle.metrics().num_workers()
-        );
-    }
+    let _ = writeln!(
+        out,
+        "# HELP verge_runtime_workers Serving threads, one current-thread runtime each."
+    );
+    let _ = writeln!(out, "# TYPE verge_runtime_workers gauge");
+    let _ = writeln!(
+        out,
+        "verge_runtime_workers {}",
+        SERVING_THREADS.load(Ordering::Relaxed)
+    );
     let _ = writeln!(
         out,
         "# HELP verge_runtime_event_interval Task polls between IO-driver checks (0: not the serving runtime)."
