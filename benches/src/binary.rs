@@ -40,7 +40,11 @@ pub struct VergeProcess {
     pub data: SocketAddr,
     /// The admin API address.
     pub admin: SocketAddr,
-    _data_dir: tempfile::TempDir,
+    /// Milliseconds from spawning the process to its ready line.
+    pub spawn_to_ready_ms: f64,
+    /// The ready line it printed.
+    pub ready_line: String,
+    data_dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for VergeProcess {
@@ -54,7 +58,29 @@ impl VergeProcess {
     /// Starts `verge serve` on a fresh data dir, pinned to core 0, with
     /// `args` added; waits for its ready line.
     pub fn start(binary: &Path, args: &[&str]) -> anyhow::Result<Self> {
-        let data_dir = tempfile::tempdir()?;
+        Self::start_in(binary, tempfile::tempdir()?, args)
+    }
+
+    /// SIGKILLs the daemon and starts it again on the same data dir.
+    pub fn restart(mut self, binary: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = self.data_dir.take().context("no data dir")?;
+        Self::start_in(binary, dir, args)
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Starts `verge serve` on `data_dir`, as [`VergeProcess::start`].
+    pub fn start_in(
+        binary: &Path,
+        data_dir: tempfile::TempDir,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let spawned = std::time::Instant::now();
         let mut child = Command::new("taskset")
             .args(["-c", "0"])
             .arg(binary)
@@ -79,6 +105,7 @@ impl VergeProcess {
         if let Some(stdout) = child.stdout.take() {
             BufReader::new(stdout).read_line(&mut line)?;
         }
+        let spawn_to_ready_ms = spawned.elapsed().as_secs_f64() * 1000.0;
         // "verge: serving N apps on http://A (admin API on http://B), ready in M ms"
         let addr = |after: &str| -> anyhow::Result<SocketAddr> {
             let at = line
@@ -90,8 +117,10 @@ impl VergeProcess {
         Ok(Self {
             data: addr("on http://")?,
             admin: addr("admin API on http://")?,
+            spawn_to_ready_ms,
+            ready_line: line.trim().to_owned(),
             child,
-            _data_dir: data_dir,
+            data_dir: Some(data_dir),
         })
     }
 

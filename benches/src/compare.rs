@@ -84,29 +84,44 @@ pub fn run(
     path: &str,
     servers: &[(&str, SocketAddr)],
 ) -> anyhow::Result<Vec<Series>> {
-    let once = |addr, secs| {
+    let with_host: Vec<(&str, SocketAddr, String)> = servers
+        .iter()
+        .map(|(name, addr)| (*name, *addr, "bench.local".to_owned()))
+        .collect();
+    run_hosts(load_rt, plan, connections, path, &with_host)
+}
+
+/// As [`run`], each server with the `Host` header its requests carry.
+pub fn run_hosts(
+    load_rt: &tokio::runtime::Runtime,
+    plan: Plan,
+    connections: usize,
+    path: &str,
+    servers: &[(&str, SocketAddr, String)],
+) -> anyhow::Result<Vec<Series>> {
+    let once = |addr, host: &str, secs| {
         load_rt.block_on(load::run(
             addr,
-            "bench.local",
+            host,
             path,
             connections,
             Duration::from_secs(secs),
         ))
     };
-    for (_, addr) in servers {
-        once(*addr, 1)?;
+    for (_, addr, host) in servers {
+        once(*addr, host, 1)?;
     }
     let mut series: Vec<Series> = servers
         .iter()
-        .map(|(name, _)| Series {
+        .map(|(name, _, _)| Series {
             name: (*name).to_owned(),
             rounds: Vec::new(),
         })
         .collect();
     for round in 0..plan.rounds {
         let mut line = format!("  round {round}:");
-        for ((_, addr), s) in servers.iter().zip(series.iter_mut()) {
-            let r = once(*addr, plan.secs)?;
+        for ((_, addr, host), s) in servers.iter().zip(series.iter_mut()) {
+            let r = once(*addr, host, plan.secs)?;
             line += &format!(
                 " | {} {:.0} req/s p50 {} µs p99 {} µs",
                 s.name, r.rps, r.p50_us, r.p99_us
