@@ -302,6 +302,27 @@ fn the_binary_serves_with_the_runtime_configuration_the_benches_use() {
         line("verge_runtime_workers"),
         format!("verge_runtime_workers {cores}")
     );
+    // The operator's thread count, and connections spread over them.
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_with(
+        dir.path(),
+        &Options {
+            config: Some("[connections]\nserving_threads = 3\n"),
+            ..Options::default()
+        },
+    );
+    let (_, metrics) = admin(&d, "GET", "/metrics", b"");
+    assert!(
+        metrics.lines().any(|l| l == "verge_runtime_workers 3"),
+        "{metrics}"
+    );
+    let pid = d.child.id();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("verge-serve-"))
+        .count();
+    assert_eq!(threads, 3, "one thread per serving runtime");
 }
 
 /// Raw bytes in, status out.
