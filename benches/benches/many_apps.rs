@@ -21,12 +21,7 @@ use verge_benches::compare::{self, Plan};
 const APPS_PER_TENANT: usize = 100;
 
 fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
+    verge_benches::servers::rss_of(pid).0
 }
 
 fn main() -> anyhow::Result<()> {

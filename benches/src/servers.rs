@@ -130,16 +130,7 @@ impl ChildServer {
 
     /// Resident memory now and at its peak, in bytes (`VmRSS`, `VmHWM`).
     pub fn rss(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .map_or(0, |kib| kib * 1024)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        rss_of(self.pid())
     }
 
     /// The `micros=` of every access-log line written so far (the server's
@@ -159,4 +150,18 @@ impl ChildServer {
             })
             .collect()
     }
+}
+
+/// Resident memory of process `pid` now and at its peak, in bytes
+/// (`VmRSS`, `VmHWM` of `/proc/PID/status`; 0 where absent).
+pub fn rss_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }

@@ -54,12 +54,14 @@ pub const TEST_GUESTS: &[&str] = &[
     "invalid-header",
     "invalid-status",
     "kv-probe",
+    "leak-probe",
     "memory-bomb",
     "memory-grow",
     "panics",
     "proxy-probe",
     "sleeps-past-deadline",
     "stack-overflow",
+    "wasi-hello",
 ];
 
 /// The repository root.

@@ -14,6 +14,17 @@ use verge_tests::origin::Origin;
 use verge_tests::{Platform, Setup, TestServer};
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_component_with_only_wasi_imports_serves() {
+    // The benches serve these bytes on `wasmtime serve` too.
+    let s = TestServer::start(&["wasi-hello"]).await;
+    let r = s.get("/wasi-hello/x").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "hello from wasi:http /wasi-hello/x\n");
+    assert_eq!(r.header("content-type"), "text/plain");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_proxy_component_serves_in_local_mode_and_when_deployed() {
     let s = TestServer::start(&["proxy-probe"]).await;
     let r = s.get("/proxy-probe/hello?x=1").await;

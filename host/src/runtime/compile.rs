@@ -63,18 +63,7 @@ pub async fn compile_artifact(
         None => read(upload)?.to_vec(),
     };
     runtime.check_component(&head)?;
-    let settings = serde_json::to_string(runtime.settings())
-        .map_err(|err| LoadError::Compile(err.to_string()))?;
-    let spawned = tokio::process::Command::new(&worker.binary)
-        .args(["compile-worker", "--engine", &settings])
-        .arg(if runtime.is_pooling() {
-            "--pooling"
-        } else {
-            "--on-demand"
-        })
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let spawned = tokio::process::Command::from(worker_command(&runtime, &worker)?)
         .kill_on_drop(true)
         .spawn();
     let mut child =
@@ -119,6 +108,28 @@ pub async fn compile_artifact(
     }
 }
 
+/// `verge compile-worker` for an engine like `runtime`'s, all three pipes
+/// piped.
+fn worker_command(
+    runtime: &Runtime,
+    worker: &CompileWorker,
+) -> Result<std::process::Command, LoadError> {
+    let settings = serde_json::to_string(runtime.settings())
+        .map_err(|err| LoadError::Compile(err.to_string()))?;
+    let mut command = std::process::Command::new(&worker.binary);
+    command
+        .args(["compile-worker", "--engine", &settings])
+        .arg(if runtime.is_pooling() {
+            "--pooling"
+        } else {
+            "--on-demand"
+        })
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    Ok(command)
+}
+
 /// The serialized artifact of `bytes`, compiled in `runtime`'s worker
 /// process when it has one, else in this thread; blocking. For local runs
 /// (`verge serve --app`, `verge dev`): the compiler's peak memory (~350 MB
@@ -133,18 +144,7 @@ pub fn compile_artifact_blocking(runtime: &Runtime, bytes: &[u8]) -> Result<Vec<
             .serialize()
             .map_err(LoadError::compile);
     };
-    let settings = serde_json::to_string(runtime.settings())
-        .map_err(|err| LoadError::Compile(err.to_string()))?;
-    let mut child = std::process::Command::new(&worker.binary)
-        .args(["compile-worker", "--engine", &settings])
-        .arg(if runtime.is_pooling() {
-            "--pooling"
-        } else {
-            "--on-demand"
-        })
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let mut child = worker_command(runtime, worker)?
         .spawn()
         .map_err(|err| LoadError::Compile(format!("starting the compile worker: {err}")))?;
     // Feed stdin from a thread so a worker writing its artifact cannot
