@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
             s[1].median_rps(),
             s[1].median_p99_us() / 1000.0
         );
-        failed += s.iter().map(compare::Series::failed).sum::<u64>();
+        failed += compare::failed(&s);
     }
     if wants("stack") {
         let big = setup::default_stack_hello()?;
@@ -88,7 +88,7 @@ fn main() -> anyhow::Result<()> {
             s[0].median_rps(),
             s[1].median_p99_us() / 1000.0
         );
-        failed += s.iter().map(compare::Series::failed).sum::<u64>();
+        failed += compare::failed(&s);
     }
     let wasmtime = if wants("wasi") || wants("js") {
         Some(setup::wasmtime_cli()?)
@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
             s[0].median_rps(),
             s[1].median_p99_us() / 1000.0
         );
-        failed += s.iter().map(compare::Series::failed).sum::<u64>();
+        failed += compare::failed(&s);
     }
     if let (true, Some(cli)) = (wants("js"), &wasmtime) {
         let component = setup::js_hello()?;
@@ -156,7 +156,7 @@ fn main() -> anyhow::Result<()> {
             peak >> 20,
             their_rss >> 20,
         );
-        failed += s.iter().map(compare::Series::failed).sum::<u64>();
+        failed += compare::failed(&s);
     }
     anyhow::ensure!(failed == 0, "{failed} failed requests during the run");
     Ok(())

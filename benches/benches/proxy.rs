@@ -43,9 +43,6 @@ fn main() -> anyhow::Result<()> {
         s[1].median_p99_us() / 1000.0,
         s[0].median_p99_us() / 1000.0
     );
-    anyhow::ensure!(
-        s.iter().map(compare::Series::failed).sum::<u64>() == 0,
-        "failed requests during the run"
-    );
+    anyhow::ensure!(compare::failed(&s) == 0, "failed requests during the run");
     Ok(())
 }

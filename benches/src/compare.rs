@@ -58,6 +58,11 @@ impl Series {
     }
 }
 
+/// Failed requests over all rounds of every series.
+pub fn failed(series: &[Series]) -> u64 {
+    series.iter().map(Series::failed).sum()
+}
+
 /// The median of `values` (the upper one of an even count).
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);

@@ -16,7 +16,7 @@ pub struct ChildServer {
     pub addr: SocketAddr,
     /// Its stderr (verge's access log), when kept.
     pub log: Option<PathBuf>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for ChildServer {
@@ -24,6 +24,12 @@ impl Drop for ChildServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Which stream a server prints its address on.
+enum Printed {
+    Stdout,
+    Stderr,
 }
 
 /// Reads lines of `reader` until one holds `http://ADDR`; returns ADDR.
@@ -79,47 +85,53 @@ impl ChildServer {
             child,
             addr,
             log: Some(log),
-            _dir: dir,
+            _dir: Some(dir),
         })
     }
 
     /// `wasmtime serve -S cli wasm` (`-S cli`: the guest may import
-    /// `wasi:cli`, as wasi-crate and componentize-js components do).
+    /// `wasi:cli`, as wasi-crate and componentize-js components do); it
+    /// prints its address on stderr.
     pub fn wasmtime(cli: &Path, wasm: &Path) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let mut child = Command::new("taskset")
-            .args(["-c", "0"])
-            .arg(cli)
+        let mut command = Command::new(cli);
+        command
             .args(["serve", "-S", "cli", "--addr", "127.0.0.1:0"])
-            .arg(wasm)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting wasmtime serve under taskset")?;
-        let addr = address_from(child.stderr.take().context("no stderr")?)?;
-        Ok(Self {
-            child,
-            addr,
-            log: None,
-            _dir: dir,
-        })
+            .arg(wasm);
+        Self::pinned(command, Printed::Stderr)
     }
 
-    /// The raw hyper hello (`benches/src/bin/hyper-hello.rs`).
+    /// The raw hyper hello (`benches/src/bin/hyper-hello.rs`); it prints
+    /// its address on stdout.
     pub fn hyper(binary: &Path) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let mut child = Command::new("taskset")
+        Self::pinned(Command::new(binary), Printed::Stdout)
+    }
+
+    /// Runs `command` under `taskset -c 0` and reads its address from the
+    /// stream it prints it on.
+    fn pinned(command: Command, printed: Printed) -> anyhow::Result<Self> {
+        let mut pinned = Command::new("taskset");
+        pinned
             .args(["-c", "0"])
-            .arg(binary)
-            .stdout(Stdio::piped())
+            .arg(command.get_program())
+            .args(command.get_args());
+        let (stdout, stderr) = match printed {
+            Printed::Stdout => (Stdio::piped(), Stdio::null()),
+            Printed::Stderr => (Stdio::null(), Stdio::piped()),
+        };
+        let mut child = pinned
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
-            .context("starting hyper-hello under taskset")?;
-        let addr = address_from(child.stdout.take().context("no stdout")?)?;
+            .with_context(|| format!("starting {:?} under taskset", command.get_program()))?;
+        let addr = match printed {
+            Printed::Stdout => address_from(child.stdout.take().context("no stdout")?)?,
+            Printed::Stderr => address_from(child.stderr.take().context("no stderr")?)?,
+        };
         Ok(Self {
             child,
             addr,
             log: None,
-            _dir: dir,
+            _dir: None,
         })
     }
 

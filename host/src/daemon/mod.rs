@@ -30,17 +30,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Task polls between two checks of the IO driver on a serving runtime.
-/// tokio's default is 61: with CPU-bound guests always runnable, each poll
-/// is one fuel slice (~0.1 ms), so new requests waited ~6 ms to be noticed
-/// (the noisy-neighbour bench, docs/performance.md). 4 bounds that to a few
-/// slices at a throughput cost too small to measure on the hello load bench.
-pub const EVENT_INTERVAL: u32 = 4;
+pub use crate::server::cores::EVENT_INTERVAL;
 
-/// The tokio runtime builder for serving: multi-threaded, IO and timers on,
-/// and the IO driver checked every [`EVENT_INTERVAL`] polls.
+/// The tokio runtime builder for the binary's main runtime: multi-threaded,
+/// IO and timers on, the IO driver checked every [`EVENT_INTERVAL`] polls.
+/// It runs the accept loops, the admin API and the control plane; the data
+/// plane's connections are served on [`crate::server::cores`].
 pub fn runtime_builder() -> tokio::runtime::Builder {
-    crate::telemetry::process::record_runtime_event_interval(EVENT_INTERVAL);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all().event_interval(EVENT_INTERVAL);
     builder

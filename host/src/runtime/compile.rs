@@ -99,12 +99,7 @@ pub async fn compile_artifact(
     match tokio::time::timeout(worker.budget, run).await {
         Err(_elapsed) => Err(LoadError::CompileBudget(worker.budget)),
         Ok((_, _, Ok(status), artifact, _)) if status.success() => Ok(artifact),
-        Ok((_, _, _, _, message)) => {
-            // The worker printed `verge: <the LoadError>`; keep the reason.
-            let reason = message.trim().trim_start_matches("verge: ");
-            let reason = reason.trim_start_matches("the component does not compile: ");
-            Err(LoadError::Compile(reason.to_owned()))
-        }
+        Ok((_, _, _, _, message)) => Err(worker_refusal(&message)),
     }
 }
 
@@ -149,23 +144,25 @@ pub fn compile_artifact_blocking(runtime: &Runtime, bytes: &[u8]) -> Result<Vec<
         .map_err(|err| LoadError::Compile(format!("starting the compile worker: {err}")))?;
     // Feed stdin from a thread so a worker writing its artifact cannot
     // deadlock against us writing the component.
-    let feed = child.stdin.take().map(|mut stdin| {
-        let bytes = bytes.to_vec();
-        std::thread::spawn(move || stdin.write_all(&bytes))
-    });
-    let output = child
-        .wait_with_output()
-        .map_err(|err| LoadError::Compile(format!("waiting for the compile worker: {err}")))?;
-    if let Some(feed) = feed {
-        let _ = feed.join();
-    }
+    let stdin = child.stdin.take();
+    let output = std::thread::scope(|scope| {
+        if let Some(mut stdin) = stdin {
+            scope.spawn(move || stdin.write_all(bytes));
+        }
+        child.wait_with_output()
+    })
+    .map_err(|err| LoadError::Compile(format!("waiting for the compile worker: {err}")))?;
     if output.status.success() {
         return Ok(output.stdout);
     }
-    let message = String::from_utf8_lossy(&output.stderr);
+    Err(worker_refusal(&String::from_utf8_lossy(&output.stderr)))
+}
+
+/// The worker printed `verge: <the LoadError>` on stderr; keep the reason.
+fn worker_refusal(message: &str) -> LoadError {
     let reason = message.trim().trim_start_matches("verge: ");
     let reason = reason.trim_start_matches("the component does not compile: ");
-    Err(LoadError::Compile(reason.to_owned()))
+    LoadError::Compile(reason.to_owned())
 }
 
 /// `verge compile-worker`: reads a component on stdin, compiles it on an

@@ -15,12 +15,16 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-/// Task polls between two checks of the IO driver on a serving runtime
-/// (see [`crate::daemon::EVENT_INTERVAL`]).
-pub use crate::daemon::EVENT_INTERVAL;
+/// Task polls between two checks of the IO driver on a serving runtime.
+/// tokio's default is 61: with CPU-bound guests always runnable, each poll
+/// is one fuel slice (~0.1 ms), so new requests waited ~6 ms to be noticed
+/// (the noisy-neighbour bench, docs/performance.md). 4 bounds that to a few
+/// slices at a throughput cost too small to measure on the hello load bench.
+pub const EVENT_INTERVAL: u32 = 4;
 
 /// The serving threads; they stop when this is dropped (their tasks are
 /// cancelled with their runtime).
@@ -66,6 +70,7 @@ impl ServingCores {
                 })?;
         }
         crate::telemetry::process::record_serving_threads(handles.len());
+        crate::telemetry::process::record_runtime_event_interval(EVENT_INTERVAL);
         Ok(Arc::new(Self {
             handles,
             next: AtomicUsize::new(0),
@@ -73,22 +78,32 @@ impl ServingCores {
         }))
     }
 
-    /// How many serving threads there are.
-    pub fn threads(&self) -> usize {
-        self.handles.len()
-    }
-
     /// The next thread's runtime, in turn.
-    pub fn next_handle(&self) -> &Handle {
+    fn next_handle(&self) -> &Handle {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
         &self.handles[i]
     }
 
-    /// Runs `task` on the next serving thread.
-    pub fn spawn<F>(&self, task: F)
+    /// Serves the accepted `stream` with `connection` on the next serving
+    /// thread, re-registered with that thread's own IO driver so its
+    /// readiness wakes only that thread.
+    pub fn serve<F, Fut>(&self, stream: TcpStream, connection: F)
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
-        drop(self.next_handle().spawn(task));
+        let failed = |err: std::io::Error| {
+            tracing::debug!(error = %err, "handing a connection over failed");
+        };
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => return failed(err),
+        };
+        drop(self.next_handle().spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => connection(stream).await,
+                Err(err) => failed(err),
+            }
+        }));
     }
 }

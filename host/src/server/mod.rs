@@ -267,19 +267,7 @@ pub async fn serve_http<F, Fut, B>(
             drop(slot);
         };
         match &cores {
-            // Re-registered with the serving thread's own IO driver, so its
-            // readiness wakes only that thread.
-            Some(cores) => match stream.into_std() {
-                Ok(stream) => cores.spawn(async move {
-                    match tokio::net::TcpStream::from_std(stream) {
-                        Ok(stream) => connection(stream).await,
-                        Err(err) => {
-                            tracing::debug!(error = %err, "handing a connection over failed")
-                        }
-                    }
-                }),
-                Err(err) => tracing::debug!(error = %err, "handing a connection over failed"),
-            },
+            Some(cores) => cores.serve(stream, connection),
             None => drop(tokio::spawn(connection(stream))),
         }
     }

@@ -31,37 +31,49 @@ pub fn record_runtime_event_interval(interval: u32) {
     RUNTIME_EVENT_INTERVAL.store(interval, Ordering::Relaxed);
 }
 
-/// The serving runtime's shape: workers (read from the runtime itself) and
-/// event interval, so a test can tell that the binary serves with the
-/// configuration the benches measured.
+/// One metric in the text format: its HELP and TYPE lines, then the
+/// sample (`name` may carry a suffix, as counters' `_total` does).
+fn metric(
+    out: &mut String,
+    family: &str,
+    kind: &str,
+    help: &str,
+    name: &str,
+    value: impl std::fmt::Display,
+) {
+    let _ = writeln!(out, "# HELP {family} {help}");
+    let _ = writeln!(out, "# TYPE {family} {kind}");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// A gauge named `name`.
+fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    metric(out, name, "gauge", help, name, value);
+}
+
+/// The serving runtimes' shape: serving threads and event interval, so a
+/// test can tell that the binary serves with the configuration the benches
+/// measured.
 fn encode_runtime(out: &mut String) {
-    let _ = writeln!(
+    gauge(
         out,
-        "# HELP verge_runtime_workers Serving threads, one current-thread runtime each."
+        "verge_runtime_workers",
+        "Serving threads, one current-thread runtime each.",
+        SERVING_THREADS.load(Ordering::Relaxed),
     );
-    let _ = writeln!(out, "# TYPE verge_runtime_workers gauge");
-    let _ = writeln!(
+    gauge(
         out,
-        "verge_runtime_workers {}",
-        SERVING_THREADS.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP verge_runtime_event_interval Task polls between IO-driver checks (0: not the serving runtime)."
-    );
-    let _ = writeln!(out, "# TYPE verge_runtime_event_interval gauge");
-    let _ = writeln!(
-        out,
-        "verge_runtime_event_interval {}",
-        RUNTIME_EVENT_INTERVAL.load(Ordering::Relaxed)
+        "verge_runtime_event_interval",
+        "Task polls between IO-driver checks (0: not the serving runtime).",
+        RUNTIME_EVENT_INTERVAL.load(Ordering::Relaxed),
     );
     if let Ok((soft, _)) = rlimit::Resource::NOFILE.get() {
-        let _ = writeln!(
+        gauge(
             out,
-            "# HELP process_max_fds Maximum number of open file descriptors."
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            soft,
         );
-        let _ = writeln!(out, "# TYPE process_max_fds gauge");
-        let _ = writeln!(out, "process_max_fds {soft}");
     }
 }
 
@@ -81,25 +93,30 @@ pub(super) fn encode() -> String {
     // After ")": state is 0, utime 11, stime 12, starttime 19, rss 21.
     if let (Some(utime), Some(stime)) = (field(11), field(12)) {
         let cpu = (utime + stime) as f64 / TICKS_PER_SECOND;
-        let _ = writeln!(
-            out,
-            "# HELP process_cpu_seconds Total user and system CPU time."
+        metric(
+            &mut out,
+            "process_cpu_seconds",
+            "counter",
+            "Total user and system CPU time.",
+            "process_cpu_seconds_total",
+            cpu,
         );
-        let _ = writeln!(out, "# TYPE process_cpu_seconds counter");
-        let _ = writeln!(out, "process_cpu_seconds_total {cpu}");
     }
     if let Some(rss) = field(21) {
-        let _ = writeln!(
-            out,
-            "# HELP process_resident_memory_bytes Resident memory size."
+        gauge(
+            &mut out,
+            "process_resident_memory_bytes",
+            "Resident memory size.",
+            rss * PAGE_BYTES,
         );
-        let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge");
-        let _ = writeln!(out, "process_resident_memory_bytes {}", rss * PAGE_BYTES);
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        let _ = writeln!(out, "# HELP process_open_fds Open file descriptors.");
-        let _ = writeln!(out, "# TYPE process_open_fds gauge");
-        let _ = writeln!(out, "process_open_fds {}", fds.count());
+        gauge(
+            &mut out,
+            "process_open_fds",
+            "Open file descriptors.",
+            fds.count(),
+        );
     }
     out
 }
