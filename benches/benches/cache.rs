@@ -20,7 +20,7 @@ use verge::capabilities::cache::{CacheCtx, CacheEntry, CacheStore};
 use verge::capabilities::config::ConfigCtx;
 use verge::capabilities::fetch::{AllowList, FetchCtx};
 use verge::capabilities::log::LogCtx;
-use verge::runtime::bindings::verge::edge::cache::{Host as _, LookupResult};
+use verge::capabilities::bindings::verge::edge::cache::{Host as _, LookupResult};
 use verge::runtime::{EngineSettings, GuestRequest, Limits, RequestContext, Runtime};
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -96,7 +96,7 @@ fn main() {
     let context = |cache: CacheCtx| {
         let mut ctx =
             RequestContext::new(ConfigCtx::default(), LogCtx::new("b".into(), "b".into()));
-        ctx.cache = cache;
+        ctx.capabilities.cache = cache;
         ctx
     };
     let (mut base, mut hit) = (Vec::new(), Vec::new());
@@ -150,8 +150,8 @@ fn main() {
             ConfigCtx::new(vars.clone()),
             LogCtx::new("i".into(), "i".into()),
         );
-        ctx.fetch = FetchCtx::new(services.fetch.clone(), allow.clone());
-        ctx.cache = CacheCtx::new(services.cache.clone(), "t");
+        ctx.capabilities.fetch = FetchCtx::new(services.fetch.clone(), allow.clone());
+        ctx.capabilities.cache = CacheCtx::new(services.cache.clone(), "t");
         ctx
     };
     let uri = "http://b/img/cat.png?w=320&fmt=jpeg";

@@ -10,6 +10,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod daemon;
 pub mod guest_build;
+pub mod names;
 pub mod runtime;
 pub mod server;
 pub mod storage;

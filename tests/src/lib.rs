@@ -19,14 +19,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::oneshot;
-use verge::capabilities::config::ConfigCtx;
 use verge::capabilities::fetch::AllowList;
-use verge::capabilities::geo::TrustedProxies;
 use verge::runtime::{EngineSettings, Limits, Runtime};
+use verge::server::TrustedProxies;
 use verge::server::{Dispatcher, HttpLimits, Server};
 use verge::storage::kv::redb::RedbKv;
-use verge::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, SystemClock};
-use verge::tenancy::{Deployment, RouteTable};
+use verge::storage::kv::{KvBackend, SystemClock};
+use verge::tenancy::{Deployment, DeploymentSpec, RouteTable};
 
 pub mod geo_fixtures;
 pub mod origin;
@@ -213,20 +212,15 @@ impl TestServer {
             let function = runtime
                 .load(app, &bytes, setup.limits)
                 .expect("loading guest");
-            let deployment = Deployment {
-                http_limits: setup.http,
-                kv: services.kv_ctx("local", None, DEFAULT_TENANT_QUOTA_BYTES),
-                fetch: services.fetch_ctx("local", allow.clone()),
-                geo: services.geo_ctx(),
-                cache: services.cache_ctx("local"),
-                logs: None,
-                tenant: "local".into(),
-                version: 0,
-                app: (*app).into(),
-                function,
-                config: ConfigCtx::new(setup.vars.iter().cloned().collect()),
-                slots: Default::default(),
-            };
+            let deployment = Deployment::new(
+                &services,
+                DeploymentSpec {
+                    vars: setup.vars.iter().cloned().collect(),
+                    allow: allow.clone(),
+                    http_limits: setup.http,
+                    ..DeploymentSpec::local(app, function)
+                },
+            );
             table.insert((*app).to_owned(), Arc::new(deployment));
         }
         let pool = usize::try_from(setup.engine.pool_instances).unwrap_or(1);

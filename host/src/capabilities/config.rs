@@ -1,9 +1,10 @@
 //! `verge:edge/config`: per-app variables and secrets, read-only to guests.
 
-use crate::runtime::{RequestState, RequestStateLinker, bindings::verge::edge::config as wit};
+use super::bindings::verge::edge::config as wit;
+use super::{PerRequest, RequestScope};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use wasmtime::component::HasSelf;
+use wasmtime::component::{HasSelf, Linker};
 
 /// The variables one app can read. Cheap to clone: shared by every request.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +32,17 @@ impl wit::Host for ConfigCtx {
     }
 }
 
-pub(super) fn add_to_linker(linker: &mut RequestStateLinker) -> wasmtime::Result<()> {
-    wit::add_to_linker::<RequestState, HasSelf<ConfigCtx>>(linker, |state| &mut state.config)
+impl PerRequest for ConfigCtx {
+    /// The same variables: nothing in them is per request.
+    fn for_request(self, _scope: &RequestScope) -> Self {
+        self
+    }
+}
+
+/// Links `verge:edge/config` into `linker`, over the context `get` projects.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut ConfigCtx,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasSelf<ConfigCtx>>(linker, get)
 }

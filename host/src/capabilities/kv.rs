@@ -3,12 +3,13 @@
 //! the namespace (tenant, store) is fixed at open, so a guest can never name
 //! another tenant's data.
 
-use crate::runtime::{RequestState, RequestStateLinker, bindings::verge::edge::kv as wit};
+use super::bindings::verge::edge::kv as wit;
+use super::{PerRequest, RequestScope};
 use crate::storage::kv::{KvBackend, KvError, Namespace, Outcome, WriteOp};
 use crate::storage::records::tenant_label;
 use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
-use wasmtime::component::{HasData, Resource, ResourceTable};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 /// Stores one request may hold open at once.
 pub const MAX_OPEN_STORES: usize = 16;
@@ -97,30 +98,48 @@ pub struct KvView<'a> {
     table: &'a mut ResourceTable,
 }
 
+impl<'a> KvView<'a> {
+    /// The view over `ctx`, keeping open stores in `table`.
+    pub fn new(ctx: &'a mut KvCtx, table: &'a mut ResourceTable) -> Self {
+        Self { ctx, table }
+    }
+}
+
+impl PerRequest for KvCtx {
+    /// The same stores, none open yet.
+    fn for_request(mut self, _scope: &RequestScope) -> Self {
+        self.open = 0;
+        self
+    }
+}
+
 struct Kv;
 impl HasData for Kv {
     type Data<'a> = KvView<'a>;
 }
 
-pub(super) fn add_to_linker(linker: &mut RequestStateLinker) -> wasmtime::Result<()> {
-    wit::add_to_linker::<RequestState, Kv>(linker, |s| KvView {
-        ctx: &mut s.kv,
-        table: &mut s.table,
-    })
+/// Links `verge:edge/kv` into `linker`, over the view `get` projects.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, Kv>(linker, get)
 }
 
-fn to_wit(err: KvError) -> wit::Error {
-    match err {
-        KvError::KeyTooLarge => wit::Error::KeyTooLarge,
-        KvError::ValueTooLarge => wit::Error::ValueTooLarge,
-        KvError::QuotaExceeded => wit::Error::QuotaExceeded,
-        KvError::InvalidKey(reason) => wit::Error::InvalidKey(reason),
-        KvError::NotAnInteger(reason) => wit::Error::Other(reason),
-        KvError::TtlTooLong => wit::Error::Other(err.to_string()),
-        KvError::Storage(detail) => {
-            // A host failure the guest can degrade around; details stay in the log.
-            tracing::error!(detail, "kv storage failure");
-            wit::Error::Other("storage failure".into())
+impl From<KvError> for wit::Error {
+    fn from(err: KvError) -> Self {
+        match err {
+            KvError::KeyTooLarge => Self::KeyTooLarge,
+            KvError::ValueTooLarge => Self::ValueTooLarge,
+            KvError::QuotaExceeded => Self::QuotaExceeded,
+            KvError::InvalidKey(reason) => Self::InvalidKey(reason),
+            KvError::NotAnInteger(reason) => Self::Other(reason),
+            KvError::TtlTooLong => Self::Other(err.to_string()),
+            KvError::Storage(detail) => {
+                // A host failure the guest can degrade around; details stay in the log.
+                tracing::error!(detail, "kv storage failure");
+                Self::Other("storage failure".into())
+            }
         }
     }
 }
@@ -148,7 +167,7 @@ impl KvView<'_> {
             WriteOp::Increment { .. } => "increment",
             WriteOp::CompareAndSwap { .. } => "compare-and-swap",
         };
-        let result = backend.write(&ns, op).await.map_err(to_wit);
+        let result = backend.write(&ns, op).await.map_err(wit::Error::from);
         self.ctx.count(name, &result);
         Ok(result)
     }
@@ -185,7 +204,7 @@ impl wit::HostStore for KvView<'_> {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
-        let result = backend.get(&ns, &key).await.map_err(to_wit);
+        let result = backend.get(&ns, &key).await.map_err(wit::Error::from);
         self.ctx.count("get", &result);
         Ok(result)
     }
@@ -229,7 +248,7 @@ impl wit::HostStore for KvView<'_> {
                 keys: p.keys,
                 cursor: p.cursor,
             })
-            .map_err(to_wit);
+            .map_err(wit::Error::from);
         self.ctx.count("list", &page);
         Ok(page)
     }

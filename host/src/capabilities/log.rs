@@ -1,14 +1,15 @@
 //! `verge:edge/log` plus the guest's stdout and stderr: leveled records
 //! into the host's tracing output, tagged with app and request id.
 
-use crate::runtime::{RequestState, RequestStateLinker, bindings::verge::edge::log as wit};
+use super::bindings::verge::edge::log as wit;
+use super::{PerRequest, RequestScope};
 use crate::telemetry::log_ring::LogRing;
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
-use wasmtime::component::HasSelf;
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
@@ -53,6 +54,11 @@ impl LogCtx {
                 ring,
             }),
         }
+    }
+
+    /// The request id its records are tagged with.
+    pub fn request_id(&self) -> &Arc<str> {
+        &self.inner.request_id
     }
 
     /// Records written so far, including dropped ones.
@@ -149,8 +155,24 @@ impl wit::Host for LogCtx {
     }
 }
 
-pub(super) fn add_to_linker(linker: &mut RequestStateLinker) -> wasmtime::Result<()> {
-    wit::add_to_linker::<RequestState, HasSelf<LogCtx>>(linker, |state| &mut state.log)
+impl PerRequest for LogCtx {
+    /// The same app and ring, tagged with the request's id, with a record
+    /// budget of its own.
+    fn for_request(self, scope: &RequestScope) -> Self {
+        Self::with_ring(
+            self.inner.app.clone(),
+            scope.request_id.clone(),
+            self.inner.ring.clone(),
+        )
+    }
+}
+
+/// Links `verge:edge/log` into `linker`, over the context `get` projects.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut LogCtx,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasSelf<LogCtx>>(linker, get)
 }
 
 /// A guest output stream (stdout or stderr) that turns lines into records.

@@ -1,106 +1,134 @@
-//! The `verge:edge` interfaces, one module each: a context type carried in
-//! the request's store, the WIT `Host` impl over it, and `add_to_linker`.
+//! The `verge:edge` interfaces the host offers guests, one module each, all
+//! made the same way (the recipe in `docs/architecture.md`):
+//!
+//! - a context type (`ConfigCtx`, `KvCtx`, ...): what one app may use,
+//!   built once per deployment and cheap to clone;
+//! - its [`PerRequest`] step: the copy one request gets, with that
+//!   request's id, client address and budgets;
+//! - the WIT `Host` impl over the context, converting with `From`;
+//! - `add_to_linker`, generic over the store data with a projection to the
+//!   context, as wasmtime-wasi's interfaces are.
+//!
+//! [`Capabilities`] holds one of each; the runtime keeps it in every
+//! request's store and links them all with [`add_to_linker`].
 
+pub mod bindings;
 pub mod cache;
 pub mod config;
 pub mod fetch;
 pub mod geo;
 pub mod kv;
 pub mod log;
+mod services;
 
-use crate::runtime::RequestStateLinker;
-use crate::storage::kv::KvBackend;
+pub use services::{GrantedClients, Services};
+
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Linker, ResourceTable};
 
-/// The host-wide backends behind the capabilities, one set per daemon and
-/// shared by every app: the KV store, the outbound client and the geo
-/// database.
+/// What varies from one request to the next, handed to every capability's
+/// [`PerRequest`] step.
+#[derive(Debug, Clone)]
+pub struct RequestScope {
+    /// The request's id, for log lines.
+    pub request_id: Arc<str>,
+    /// The client's address, as the server determined it.
+    pub client_ip: Option<IpAddr>,
+    /// Outbound fetches the request may make.
+    pub max_subrequests: u32,
+    /// How long the request may take: every wait ends by then.
+    pub wall_clock: Duration,
+}
+
+/// A capability's per-request step: the deployment's context becomes one
+/// request's (fresh budgets, that request's id and client).
+pub trait PerRequest: Sized {
+    /// The copy of `self` that one request uses.
+    fn for_request(self, scope: &RequestScope) -> Self;
+}
+
+/// Every capability context of one app; one request's copy lives in its
+/// store.
 #[derive(Clone)]
-pub struct Services {
-    /// Durable key-value storage.
-    pub kv: Arc<dyn KvBackend>,
-    /// The outbound HTTP client and its address policy.
-    pub fetch: Arc<fetch::FetchClient>,
-    /// The geo database (possibly none).
-    pub geo: Arc<geo::GeoDb>,
-    /// The edge cache.
-    pub cache: Arc<cache::CacheStore>,
-    /// Where requests and capability calls are counted.
-    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
-    /// The outbound clients of tenants with grants, by data key, with the
-    /// grants each was built for.
-    pub granted_fetch: Arc<std::sync::Mutex<GrantedClients>>,
+pub struct Capabilities {
+    /// Configuration variables and secrets.
+    pub config: config::ConfigCtx,
+    /// Where the guest's logs go.
+    pub log: log::LogCtx,
+    /// What the guest may reach in KV.
+    pub kv: kv::KvCtx,
+    /// Where the guest may fetch from.
+    pub fetch: fetch::FetchCtx,
+    /// The geo database and the client address.
+    pub geo: geo::GeoCtx,
+    /// The tenant's view of the edge cache.
+    pub cache: cache::CacheCtx,
 }
 
-/// Outbound clients by tenant data key, with the grants each was built for.
-pub type GrantedClients =
-    std::collections::HashMap<String, (Vec<fetch::OutboundGrant>, Arc<fetch::FetchClient>)>;
-
-impl Services {
-    /// Fetch for `tenant` to the origins of `allow`, counted in the metrics
-    /// and able to use the edge cache.
-    pub fn fetch_ctx(&self, tenant: &str, allow: fetch::AllowList) -> fetch::FetchCtx {
-        fetch::FetchCtx::new(self.fetch.clone(), allow)
-            .with_metrics(self.metrics.clone(), tenant)
-            .with_cache(self.cache.clone(), tenant)
-    }
-
-    /// Fetch for the tenant of `data_key` (named `tenant` in metrics) with
-    /// the operator's outbound `grants`: through the shared client when it
-    /// has none, else through its own (its own policy and pool).
-    pub fn tenant_fetch_ctx(
-        &self,
-        tenant: &str,
-        data_key: &str,
-        grants: &[fetch::OutboundGrant],
-        allow: fetch::AllowList,
-    ) -> fetch::FetchCtx {
-        let client = if grants.is_empty() {
-            self.fetch.clone()
-        } else {
-            let mut clients = self
-                .granted_fetch
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match clients.get(data_key) {
-                Some((built_for, client)) if built_for == grants => client.clone(),
-                _ => {
-                    let client = Arc::new(self.fetch.for_grants(grants));
-                    clients.insert(data_key.to_owned(), (grants.to_vec(), client.clone()));
-                    client
-                }
-            }
-        };
-        fetch::FetchCtx::new(client, allow)
-            .with_metrics(self.metrics.clone(), tenant)
-            .with_cache(self.cache.clone(), data_key)
-    }
-
-    /// `tenant`'s view of the edge cache, counted in the metrics.
-    pub fn cache_ctx(&self, tenant: &str) -> cache::CacheCtx {
-        cache::CacheCtx::new(self.cache.clone(), tenant).with_metrics(self.metrics.clone())
-    }
-
-    /// KV for `tenant`, limited to `stores` (`None`: any), counted in the
-    /// metrics.
-    pub fn kv_ctx(&self, tenant: &str, stores: Option<Vec<String>>, quota_bytes: u64) -> kv::KvCtx {
-        kv::KvCtx::new(self.kv.clone(), tenant, stores, quota_bytes)
-            .with_metrics(self.metrics.clone())
-    }
-
-    /// Lookups in the geo database.
-    pub fn geo_ctx(&self) -> geo::GeoCtx {
-        geo::GeoCtx::new(self.geo.clone())
+impl Capabilities {
+    /// `config` and `log`, and no KV, fetch, geo or cache access.
+    pub fn new(config: config::ConfigCtx, log: log::LogCtx) -> Self {
+        Self {
+            config,
+            log,
+            kv: kv::KvCtx::default(),
+            fetch: fetch::FetchCtx::default(),
+            geo: geo::GeoCtx::default(),
+            cache: cache::CacheCtx::default(),
+        }
     }
 }
 
-/// Links every capability this host provides.
-pub(crate) fn add_to_linker(linker: &mut RequestStateLinker) -> wasmtime::Result<()> {
-    cache::add_to_linker(linker)?;
-    config::add_to_linker(linker)?;
-    fetch::add_to_linker(linker)?;
-    geo::add_to_linker(linker)?;
-    kv::add_to_linker(linker)?;
-    log::add_to_linker(linker)?;
+impl PerRequest for Capabilities {
+    fn for_request(self, scope: &RequestScope) -> Self {
+        Self {
+            config: self.config.for_request(scope),
+            log: self.log.for_request(scope),
+            kv: self.kv.for_request(scope),
+            fetch: self.fetch.for_request(scope),
+            geo: self.geo.for_request(scope),
+            cache: self.cache.for_request(scope),
+        }
+    }
+}
+
+/// Store data that carries [`Capabilities`] and a resource table.
+pub trait CapabilityView: Send + 'static {
+    /// The request's capability contexts.
+    fn capabilities(&mut self) -> &mut Capabilities;
+    /// The contexts and the resource table together (for resources such as
+    /// KV stores).
+    fn capabilities_and_table(&mut self) -> (&mut Capabilities, &mut ResourceTable);
+}
+
+/// Links every capability this host provides into `linker`.
+pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    fn cache_of<T: CapabilityView>(t: &mut T) -> &mut cache::CacheCtx {
+        &mut t.capabilities().cache
+    }
+    fn config_of<T: CapabilityView>(t: &mut T) -> &mut config::ConfigCtx {
+        &mut t.capabilities().config
+    }
+    fn fetch_of<T: CapabilityView>(t: &mut T) -> &mut fetch::FetchCtx {
+        &mut t.capabilities().fetch
+    }
+    fn geo_of<T: CapabilityView>(t: &mut T) -> &mut geo::GeoCtx {
+        &mut t.capabilities().geo
+    }
+    fn kv_of<T: CapabilityView>(t: &mut T) -> kv::KvView<'_> {
+        let (caps, table) = t.capabilities_and_table();
+        kv::KvView::new(&mut caps.kv, table)
+    }
+    fn log_of<T: CapabilityView>(t: &mut T) -> &mut log::LogCtx {
+        &mut t.capabilities().log
+    }
+    cache::add_to_linker(linker, cache_of::<T>)?;
+    config::add_to_linker(linker, config_of::<T>)?;
+    fetch::add_to_linker(linker, fetch_of::<T>)?;
+    geo::add_to_linker(linker, geo_of::<T>)?;
+    kv::add_to_linker(linker, kv_of::<T>)?;
+    log::add_to_linker(linker, log_of::<T>)?;
     Ok(())
 }

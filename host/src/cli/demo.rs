@@ -1,7 +1,7 @@
 //! `verge demo`: build the examples, deploy each on its own route in a fresh
 //! embedded data dir, serve them, print the URLs to try.
 
-use super::deploy::ManifestFile;
+use super::manifest::ManifestFile;
 use super::serve::{Tuning, run_until_signal};
 use crate::daemon::{self, PlatformConfig};
 use crate::storage::records::{AppManifest, LimitOverrides};

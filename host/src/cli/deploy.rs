@@ -2,13 +2,11 @@
 //! upload the component, activate it.
 
 use super::client::Api;
-use crate::storage::records::{AppManifest, LimitOverrides};
+use super::manifest::{ManifestFile, manifest_beside, resolve_component};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use http::Method;
-use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Options of `verge deploy`.
 #[derive(Debug, Args)]
@@ -31,57 +29,10 @@ pub struct DeployArgs {
     pub no_activate: bool,
 }
 
-/// The `verge.toml` app manifest. Every field is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ManifestFile {
-    /// The app's name.
-    pub name: Option<String>,
-    /// Routes, `host[/prefix]`.
-    #[serde(default)]
-    pub routes: Vec<String>,
-    /// KV stores the app may open.
-    #[serde(default)]
-    pub kv_stores: Vec<String>,
-    /// Outbound hosts the app may fetch.
-    #[serde(default)]
-    pub allowed_hosts: Vec<String>,
-    /// Configuration variables.
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-    /// Limits below the tenant's ceiling.
-    #[serde(default)]
-    pub limits: LimitOverrides,
-}
-
-impl ManifestFile {
-    /// Reads and parses a manifest, naming the file in errors.
-    pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-    }
-
-    /// The manifest part the admin API takes.
-    pub fn into_manifest(self) -> AppManifest {
-        AppManifest {
-            routes: self.routes,
-            kv_stores: self.kv_stores,
-            allowed_hosts: self.allowed_hosts,
-            config: self.config,
-            limits: self.limits,
-        }
-    }
-}
-
 pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
     let tenant = api.tenant()?.to_owned();
     let manifest_path = args.manifest.clone().or_else(|| {
-        let beside = if args.path.is_dir() {
-            args.path.join("verge.toml")
-        } else {
-            args.path.with_file_name("verge.toml")
-        };
+        let beside = manifest_beside(&args.path);
         beside.exists().then_some(beside)
     });
     let file = match &manifest_path {
@@ -90,7 +41,7 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
     };
     let path = args.path.clone();
     let (built_name, wasm) =
-        tokio::task::spawn_blocking(move || super::serve::resolve_component(&path)).await??;
+        tokio::task::spawn_blocking(move || resolve_component(&path)).await??;
     let app = args
         .app
         .clone()

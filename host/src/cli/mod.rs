@@ -8,6 +8,7 @@ pub mod deploy;
 mod dev;
 mod kv;
 mod logs;
+pub mod manifest;
 mod new;
 mod serve;
 mod settings;

@@ -1,5 +1,6 @@
 //! `verge serve`: run the daemon.
 
+use super::manifest::{ManifestFile, manifest_beside, resolve_component};
 use super::settings::DaemonFile;
 use crate::capabilities::cache::DEFAULT_CACHE_CAPACITY_BYTES;
 use crate::capabilities::fetch::DEFAULT_MAX_SUBREQUESTS;
@@ -291,28 +292,6 @@ pub(super) fn parse_var(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// The `.wasm` to serve for `path`: the file itself, or the component built
-/// from the crate directory.
-pub(super) fn resolve_component(path: &Path) -> anyhow::Result<(String, PathBuf)> {
-    if path.is_dir() {
-        let artifacts = crate::guest_build::build(path, None)?;
-        let [artifact] = artifacts.as_slice() else {
-            bail!(
-                "{} builds {} components; pass one .wasm file instead",
-                path.display(),
-                artifacts.len()
-            );
-        };
-        return Ok((artifact.package.clone(), artifact.path.clone()));
-    }
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("app")
-        .replace('_', "-");
-    Ok((name, path.to_owned()))
-}
-
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let file = match &args.config {
         Some(path) => DaemonFile::read(path)?,
@@ -387,15 +366,11 @@ pub(super) fn local_app(
     extra: &LocalAppArgs,
     data_dir: &Path,
 ) -> anyhow::Result<LocalApp> {
-    let manifest = if app_path.is_dir() {
-        app_path.join("verge.toml")
-    } else {
-        app_path.with_file_name("verge.toml")
-    };
+    let manifest = manifest_beside(app_path);
     let file = if manifest.exists() {
-        super::deploy::ManifestFile::read(&manifest)?
+        ManifestFile::read(&manifest)?
     } else {
-        super::deploy::ManifestFile::default()
+        ManifestFile::default()
     };
     let mut vars = file.config;
     vars.extend(extra.vars.iter().cloned());

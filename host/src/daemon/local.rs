@@ -4,13 +4,12 @@
 
 use super::{DaemonConfig, RunningDaemon, serve_data_plane};
 use crate::capabilities::Services;
-use crate::capabilities::config::ConfigCtx;
 use crate::capabilities::fetch::AllowList;
 use crate::runtime::{Limits, Runtime};
-use crate::server::HttpLimits;
 use crate::storage::kv::redb::RedbKv;
-use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, SystemClock};
-use crate::tenancy::{Deployment, RouteTable};
+use crate::storage::kv::{KvBackend, SystemClock};
+use crate::tenancy::HttpLimits;
+use crate::tenancy::{Deployment, DeploymentSpec, RouteTable};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -67,20 +66,16 @@ impl LocalHost {
             .prepare(&app.name, component, limits)
             .with_context(loading)?;
         let allow = AllowList::parse(&app.allowed_hosts)?;
-        Ok(Deployment {
-            http_limits: http,
-            fetch: services.fetch_ctx("local", allow),
-            geo: services.geo_ctx(),
-            cache: services.cache_ctx("local"),
-            logs: None,
-            kv: services.kv_ctx("local", None, DEFAULT_TENANT_QUOTA_BYTES),
-            tenant: "local".into(),
-            version,
-            app: app.name.as_str().into(),
-            function,
-            config: ConfigCtx::new(app.vars.clone()),
-            slots: Default::default(),
-        })
+        Ok(Deployment::new(
+            services,
+            DeploymentSpec {
+                version,
+                vars: app.vars.clone(),
+                allow,
+                http_limits: http,
+                ..DeploymentSpec::local(&app.name, function)
+            },
+        ))
     }
 
     /// Loads `app` again (a new build, new variables or allowed hosts) and

@@ -9,8 +9,8 @@ pub use local::{LocalApp, LocalHost, start};
 pub use services::CapabilityConfig;
 
 use crate::admin::AdminApi;
-use crate::capabilities::geo::TrustedProxies;
 use crate::runtime::{EngineSettings, Limits, Runtime};
+use crate::server::TrustedProxies;
 use crate::server::connection::ConnectionGate;
 use crate::server::cores::{ServingCores, default_threads};
 use crate::server::limits::RESERVED_FDS;

@@ -1,51 +1,14 @@
 //! One loaded function: its `InstancePre` and limits, and the per-request
 //! path (fresh store → instantiate → `handle` → classify the outcome).
 
-use super::bindings::FunctionPre;
-use super::bindings::http_types::{Request, Response};
 use super::error::GuestError;
 use super::limits::{FUEL_YIELD_INTERVAL, Limits};
-use super::state::RequestState;
-use crate::capabilities::{
-    cache::CacheCtx, config::ConfigCtx, fetch::FetchCtx, geo::GeoCtx, kv::KvCtx, log::LogCtx,
-};
+use super::state::{RequestContext, RequestState};
+use crate::capabilities::bindings::FunctionPre;
+use crate::capabilities::bindings::http_types::{Request, Response};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Engine, Store, Trap};
-
-/// What a request brings besides its body: who it is for and its log tags.
-#[derive(Clone)]
-pub struct RequestContext {
-    /// Configuration variables the guest can read.
-    pub config: ConfigCtx,
-    /// Where the guest's logs go.
-    pub log: LogCtx,
-    /// What the guest may reach in KV.
-    pub kv: KvCtx,
-    /// Where the guest may fetch from.
-    pub fetch: FetchCtx,
-    /// The geo database and the client address.
-    pub geo: GeoCtx,
-    /// The tenant's view of the edge cache.
-    pub cache: CacheCtx,
-    /// Fired when the call turns heavy (see [`super::lane`]).
-    pub heavy: super::lane::HeavySignal,
-}
-
-impl RequestContext {
-    /// A context with `config` and `log` and no KV, fetch or geo access.
-    pub fn new(config: ConfigCtx, log: LogCtx) -> Self {
-        Self {
-            config,
-            log,
-            kv: KvCtx::default(),
-            fetch: FetchCtx::default(),
-            geo: GeoCtx::default(),
-            cache: CacheCtx::default(),
-            heavy: Default::default(),
-        }
-    }
-}
 
 /// The measured outcome of one guest call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -5,10 +5,8 @@
 //! `capabilities::fetch::wasi_http`).
 
 use super::error::GuestError;
-use super::instance::{
-    CallError, DEADLINE_SLACK, Function, Pre, RequestContext, Usage, conclude, prepare_store,
-};
-use super::state::RequestState;
+use super::instance::{CallError, DEADLINE_SLACK, Function, Pre, Usage, conclude, prepare_store};
+use super::state::{RequestContext, RequestState};
 use bytes::Bytes;
 use hyper::body::Body;
 use tokio::sync::oneshot;

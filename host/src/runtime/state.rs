@@ -1,10 +1,12 @@
-//! The data each request's `Store` carries.
+//! What a request brings to the runtime, and the data each request's
+//! `Store` carries.
 
-use super::instance::RequestContext;
 use super::limits::{GuestLimiter, Limits};
 use crate::capabilities::{
-    cache::CacheCtx, config::ConfigCtx, fetch::FetchCtx, geo::GeoCtx, kv::KvCtx, log::LogCtx,
+    Capabilities, CapabilityView, PerRequest, RequestScope, config::ConfigCtx, log::LogCtx,
 };
+use std::net::IpAddr;
+use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -13,39 +15,65 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// a guest leaking handles cannot grow host memory without bound.
 pub const MAX_RESOURCES_PER_REQUEST: usize = 10_000;
 
-/// Per-request store data: WASI, the limiter and each capability's context.
+/// What a request brings besides its body: the app's capabilities (the
+/// deployment's template, made per request in one step when the store is
+/// built), who sent it, and its log tag.
+#[derive(Clone)]
+pub struct RequestContext {
+    /// The app's capability contexts, before the per-request step.
+    pub capabilities: Capabilities,
+    /// The request's id.
+    pub request_id: Arc<str>,
+    /// The client's address.
+    pub client_ip: Option<IpAddr>,
+    /// Fired when the call turns heavy (see [`super::lane`]).
+    pub heavy: super::lane::HeavySignal,
+}
+
+impl RequestContext {
+    /// A context with `config` and `log` and no KV, fetch, geo or cache
+    /// access; the request id is the log's.
+    pub fn new(config: ConfigCtx, log: LogCtx) -> Self {
+        Self::of(Capabilities::new(config, log), None)
+    }
+
+    /// A request with `capabilities` from `client_ip`, tagged with the
+    /// id the capabilities' log already carries.
+    pub fn of(capabilities: Capabilities, client_ip: Option<IpAddr>) -> Self {
+        Self {
+            request_id: capabilities.log.request_id().clone(),
+            capabilities,
+            client_ip,
+            heavy: Default::default(),
+        }
+    }
+}
+
+/// Per-request store data: WASI, the limiter and the capabilities.
 pub struct RequestState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: GuestLimiter,
-    pub(crate) config: ConfigCtx,
-    pub(crate) log: LogCtx,
-    pub(crate) kv: KvCtx,
-    pub(crate) fetch: FetchCtx,
-    pub(crate) geo: GeoCtx,
-    pub(crate) cache: CacheCtx,
+    pub(crate) capabilities: Capabilities,
     pub(crate) http: wasmtime_wasi_http::WasiHttpCtx,
 }
 
 impl RequestState {
-    /// Fresh state. WASI inherits nothing from the host: no environment,
-    /// arguments, preopened directories or network; stdout and stderr go to
-    /// the request's log. The fetch budget starts now.
+    /// Fresh state, the request's one preparation step: each capability's
+    /// per-request copy (budgets start now). WASI inherits nothing from the
+    /// host: no environment, arguments, preopened directories or network;
+    /// stdout and stderr go to the request's log.
     pub fn new(limits: &Limits, ctx: RequestContext) -> Self {
-        let RequestContext {
-            config,
-            log,
-            kv,
-            mut fetch,
-            geo,
-            mut cache,
-            heavy,
-        } = ctx;
-        fetch.begin(limits.max_subrequests, limits.wall_clock);
-        cache.begin(limits.wall_clock);
+        let scope = RequestScope {
+            request_id: ctx.request_id,
+            client_ip: ctx.client_ip,
+            max_subrequests: limits.max_subrequests,
+            wall_clock: limits.wall_clock,
+        };
+        let capabilities = ctx.capabilities.for_request(&scope);
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(log.stdout())
-            .stderr(log.stderr())
+        wasi.stdout(capabilities.log.stdout())
+            .stderr(capabilities.log.stderr())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -54,15 +82,20 @@ impl RequestState {
         Self {
             wasi: wasi.build(),
             table,
-            limiter: GuestLimiter::new(limits, heavy),
-            config,
-            log,
-            kv,
-            fetch,
-            geo,
-            cache,
+            limiter: GuestLimiter::new(limits, ctx.heavy),
+            capabilities,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
         }
+    }
+}
+
+impl CapabilityView for RequestState {
+    fn capabilities(&mut self) -> &mut Capabilities {
+        &mut self.capabilities
+    }
+
+    fn capabilities_and_table(&mut self) -> (&mut Capabilities, &mut ResourceTable) {
+        (&mut self.capabilities, &mut self.table)
     }
 }
 
@@ -80,7 +113,7 @@ impl wasmtime_wasi_http::WasiHttpView for RequestState {
         wasmtime_wasi_http::WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.fetch,
+            hooks: &mut self.capabilities.fetch,
         }
     }
 }

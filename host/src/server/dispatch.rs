@@ -1,17 +1,16 @@
 //! One request: caps → route → admission → guest → validated response.
 
 use super::body::{BodyBudget, GuardedBody, check_declared, read_all};
+use super::client_ip::TrustedProxies;
 use super::connection::ConnectionGate;
 use super::error::RequestError;
-use super::limits::{ADMISSION_QUEUE_TIMEOUT, ConnectionLimits, HttpLimits};
+use super::limits::{ADMISSION_QUEUE_TIMEOUT, ConnectionLimits};
 use super::request_id::RequestIds;
 use super::{DataBody, full_body};
-use crate::capabilities::geo::TrustedProxies;
-use crate::capabilities::log::LogCtx;
 use crate::runtime::{GuestRequest, GuestResponse, RequestContext, Usage};
 use crate::telemetry::access_log::{AccessLog, AccessRecord};
 use crate::telemetry::metrics::Metrics;
-use crate::tenancy::{Deployment, RouteTable};
+use crate::tenancy::{Deployment, HttpLimits, RouteTable};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
@@ -164,7 +163,8 @@ impl Dispatcher {
             response.status().as_u16(),
             error,
             started.elapsed(),
-            usage,
+            usage.fuel,
+            usage.peak_memory,
         );
         if let Some(log) = &self.access_log {
             log.record(&AccessRecord {
@@ -222,7 +222,7 @@ impl Dispatcher {
             );
         }
         if deployment.function.is_proxy() {
-            let ctx = request_context(&deployment, request_id, client_ip);
+            let ctx = deployment.request_context(request_id.clone(), client_ip);
             let response = self.run_proxy(req, uri, &deployment, ctx).await;
             return (response, Some(deployment), Usage::default());
         }
@@ -236,7 +236,7 @@ impl Dispatcher {
             Err(err) => return (Err(err), Some(deployment), Usage::default()),
         };
         let in_flight = InFlight::start(self.metrics.clone());
-        let ctx = request_context(&deployment, request_id, client_ip);
+        let ctx = deployment.request_context(request_id.clone(), client_ip);
         let (result, usage) = call_guest(deployment.clone(), guest_req, ctx).await;
         drop(in_flight);
         drop(permits);
@@ -437,27 +437,6 @@ pub(super) fn check_declared_length(
     cap: usize,
 ) -> Result<Option<u64>, RequestError> {
     Ok(check_declared(req.headers(), cap)?)
-}
-
-/// What a request of `deployment` may use.
-pub(super) fn request_context(
-    deployment: &Deployment,
-    request_id: &Arc<str>,
-    client_ip: Option<std::net::IpAddr>,
-) -> RequestContext {
-    RequestContext {
-        config: deployment.config.clone(),
-        log: LogCtx::with_ring(
-            deployment.app.clone(),
-            request_id.clone(),
-            deployment.logs.clone(),
-        ),
-        kv: deployment.kv.clone(),
-        fetch: deployment.fetch.clone(),
-        geo: deployment.geo.for_client(client_ip),
-        cache: deployment.cache.clone(),
-        heavy: Default::default(),
-    }
 }
 
 /// A `Host` header that is a valid authority without user info (RFC 9112

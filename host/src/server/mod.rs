@@ -2,6 +2,7 @@
 //! shutdown. One request's path lives in [`dispatch`].
 
 pub mod body;
+mod client_ip;
 pub mod connection;
 pub mod cores;
 mod dispatch;
@@ -13,6 +14,7 @@ pub mod tls;
 
 pub use dispatch::{Dispatcher, ERROR_HEADER, PeerAddr, REQUEST_ID_HEADER, error_page};
 
+pub use client_ip::TrustedProxies;
 pub use error::RequestError;
 pub use limits::{ConnectionLimits, HttpLimits};
 

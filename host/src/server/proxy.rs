@@ -48,7 +48,7 @@ impl Dispatcher {
         // the guest is done (after the body has streamed).
         tokio::spawn(async move {
             if let Ok((result, usage)) = done.await {
-                metrics.usage(&tenant, &app, usage);
+                metrics.usage(&tenant, &app, usage.fuel, usage.peak_memory);
                 if let Err(err) = result {
                     let detail = err.to_string();
                     if let Some(dropped) = failure_logs.allow(&format!("{tenant}/{app}")) {

@@ -2,7 +2,6 @@
 //! listener's `/metrics`. Label values are bounded by what is deployed
 //! (tenant, app) or by fixed sets (status class, `verge-error` code).
 
-use crate::runtime::Usage;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -134,7 +133,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Records one finished request.
+    /// Records one finished request and the fuel and peak linear memory
+    /// (bytes) its guest used.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the labels and plain figures of one request"
+    )]
     pub fn request(
         &self,
         tenant: &str,
@@ -142,9 +146,9 @@ impl Metrics {
         status: u16,
         error: &str,
         elapsed: Duration,
-        usage: Usage,
+        fuel: u64,
+        peak_memory: usize,
     ) {
-        let (fuel, peak_memory) = (usage.fuel, usage.peak_memory);
         let class = match status {
             200..=299 => "2xx",
             300..=399 => "3xx",
@@ -170,12 +174,12 @@ impl Metrics {
 
     /// Records a guest's usage known only after its response was sent
     /// (proxy-world components finish after streaming their body).
-    pub fn usage(&self, tenant: &str, app: &str, usage: Usage) {
+    pub fn usage(&self, tenant: &str, app: &str, fuel: u64, peak_memory: usize) {
         let labels = AppLabels {
             tenant: tenant.to_owned(),
             app: app.to_owned(),
         };
-        self.record_usage(&labels, usage.fuel, usage.peak_memory);
+        self.record_usage(&labels, fuel, peak_memory);
     }
 
     fn record_usage(&self, labels: &AppLabels, fuel: u64, peak_memory: usize) {
@@ -260,27 +264,15 @@ mod tests {
     #[test]
     fn counts_requests_by_labels_and_encodes_text() {
         let m = Metrics::default();
-        m.request(
-            "t",
-            "a",
-            200,
-            "",
-            Duration::from_micros(120),
-            Usage {
-                fuel: 5000,
-                peak_memory: 131_072,
-            },
-        );
+        m.request("t", "a", 200, "", Duration::from_micros(120), 5000, 131_072);
         m.request(
             "t",
             "a",
             503,
             "cpu-limit",
             Duration::from_millis(50),
-            Usage {
-                fuel: 600,
-                peak_memory: 131_072,
-            },
+            600,
+            131_072,
         );
         m.instance(true);
         let text = m.encode();

@@ -1,8 +1,8 @@
 //! Effective limits: host defaults, capped by the tenant's ceiling, then the
 //! app's overrides below that ceiling.
 
+use super::HttpLimits;
 use crate::runtime::{FUEL_PER_CPU_MS, Limits};
-use crate::server::HttpLimits;
 use crate::storage::records::LimitOverrides;
 use std::time::Duration;
 

@@ -1,12 +1,13 @@
 //! Turning stored records into running deployments: the AOT cache (load a
 //! compiled artifact, or compile and store one) and deployment assembly.
 
-use super::{Deployment, RegistryError, Slots, effective_http_limits, effective_limits};
+use super::HttpLimits;
+use super::{
+    Deployment, DeploymentSpec, RegistryError, Slots, effective_http_limits, effective_limits,
+};
 use crate::capabilities::Services;
-use crate::capabilities::config::ConfigCtx;
 use crate::capabilities::fetch::AllowList;
 use crate::runtime::{Limits, Runtime};
-use crate::server::HttpLimits;
 use crate::storage::blobs::BlobStore;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend};
 use crate::storage::records::{AppRecord, TenantRecord};
@@ -212,33 +213,28 @@ impl Loader {
             effective_http_limits(&self.host_http, tenant_limits, &app.manifest.limits);
         let allow = AllowList::parse(&app.manifest.allowed_hosts)
             .map_err(|err| RegistryError::Invalid(err.to_string()))?;
-        Ok(Arc::new(Deployment {
-            http_limits,
-            tenant: app.tenant.as_str().into(),
-            app: app.name.as_str().into(),
-            version,
-            function,
-            config: ConfigCtx::new(vars),
-            slots,
-            fetch: self.services.tenant_fetch_ctx(
-                &app.tenant,
-                &data_key,
-                &super::tenants::outbound_grants(&tenant.outbound_grants)?,
+        Ok(Arc::new(Deployment::new(
+            &self.services,
+            DeploymentSpec {
+                tenant: app.tenant.as_str().into(),
+                app: app.name.as_str().into(),
+                version,
+                function,
+                vars,
                 allow,
-            ),
-            geo: self.services.geo_ctx(),
-            cache: self.services.cache_ctx(&data_key),
-            logs: Some(self.log_ring(&app.tenant, &app.name)),
-            kv: self.services.kv_ctx(
-                &data_key,
-                Some(app.manifest.kv_stores.clone()),
-                tenant_limits
+                grants: super::tenants::outbound_grants(&tenant.outbound_grants)?,
+                http_limits,
+                data_key,
+                kv_stores: Some(app.manifest.kv_stores.clone()),
+                kv_quota_bytes: tenant_limits
                     .kv_quota_mib
                     .map_or(DEFAULT_TENANT_QUOTA_BYTES, |mib| {
                         mib.saturating_mul(1 << 20)
                     }),
-            ),
-        }))
+                slots,
+                logs: Some(self.log_ring(&app.tenant, &app.name)),
+            },
+        )))
     }
 
     /// The heavy mark of `tenant`, shared by all its deployments.

@@ -3,13 +3,13 @@
 //! and swaps the routing table atomically after every change: requests
 //! already running keep the `Arc<Deployment>` they started with.
 
+use super::HttpLimits;
 use super::caps::{self, RegistryCaps};
 use super::loader::Loader;
 use super::ownership::{self, Claim};
 use super::router::{Route, Router};
 use super::{Deployment, RegistryError, RouteTable};
 use crate::runtime::{Limits, Runtime};
-use crate::server::HttpLimits;
 use crate::storage::blobs::BlobStore;
 use crate::storage::control::ControlStore;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend, Namespace};

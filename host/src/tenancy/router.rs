@@ -58,11 +58,11 @@ impl Route {
         let host = if host == "*" {
             HostPattern::Any
         } else if let Some(suffix) = host.strip_prefix("*.") {
-            if !is_hostname(suffix) {
+            if !crate::names::is_hostname(suffix) {
                 return Err(invalid("the wildcard suffix is not a hostname"));
             }
             HostPattern::Wildcard(format!(".{suffix}"))
-        } else if is_hostname(&host) {
+        } else if crate::names::is_hostname(&host) {
             HostPattern::Exact(host)
         } else {
             return Err(invalid("the host is not a hostname, `*.suffix` or `*`"));
@@ -123,20 +123,6 @@ impl fmt::Display for Route {
         }
         Ok(())
     }
-}
-
-/// Whether `host` is a DNS host name: dot-separated labels of letters,
-/// digits and dashes, each 1-63 bytes, 253 in all.
-pub(crate) fn is_hostname(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
 }
 
 /// The routes of one host pattern, longest prefix first.

@@ -9,14 +9,14 @@ pub use store::{
     MAX_CACHE_ENTRY_BYTES, MAX_CACHE_KEY_BYTES, MAX_CACHE_TAG_BYTES, MAX_CACHE_TAGS,
 };
 
-use crate::runtime::bindings::verge::edge::cache as wit;
-use crate::runtime::{RequestState, RequestStateLinker};
+use super::bindings::verge::edge::cache as wit;
+use super::{PerRequest, RequestScope};
 use crate::telemetry::metrics::Metrics;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::HasSelf;
+use wasmtime::component::{HasSelf, Linker};
 
 /// One request's cache access.
 #[derive(Default)]
@@ -60,12 +60,6 @@ impl CacheCtx {
         self
     }
 
-    /// A fresh per-request copy: no guards, waits end by `wall_clock`.
-    pub fn begin(&mut self, wall_clock: Duration) {
-        self.guards = None;
-        self.deadline = Some(tokio::time::Instant::now() + wall_clock);
-    }
-
     fn count(&self, result: &'static str) {
         if let Some(metrics) = &self.metrics {
             metrics.cache_lookup(crate::storage::records::tenant_label(&self.tenant), result);
@@ -85,22 +79,35 @@ impl CacheCtx {
     }
 }
 
-fn to_wit(entry: &CacheEntry) -> wit::Entry {
-    let now = Instant::now();
-    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
-    wit::Entry {
-        body: entry.body.to_vec(),
-        headers: entry.headers.clone(),
-        age_seconds: secs(now.saturating_duration_since(entry.stored)),
-        fresh_seconds: secs((entry.stored + entry.ttl).saturating_duration_since(now)),
+impl PerRequest for CacheCtx {
+    /// A fresh copy: no fill guards, waits end by the request's wall clock.
+    fn for_request(mut self, scope: &RequestScope) -> Self {
+        self.guards = None;
+        self.deadline = Some(tokio::time::Instant::now() + scope.wall_clock);
+        self
     }
 }
 
-fn error_to_wit(err: CacheError) -> wit::Error {
-    match err {
-        CacheError::TooLarge => wit::Error::TooLarge,
-        CacheError::InvalidKey => wit::Error::InvalidKey,
-        CacheError::InvalidTag => wit::Error::InvalidTag,
+impl From<&CacheEntry> for wit::Entry {
+    fn from(entry: &CacheEntry) -> Self {
+        let now = Instant::now();
+        let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+        Self {
+            body: entry.body.to_vec(),
+            headers: entry.headers.clone(),
+            age_seconds: secs(now.saturating_duration_since(entry.stored)),
+            fresh_seconds: secs((entry.stored + entry.ttl).saturating_duration_since(now)),
+        }
+    }
+}
+
+impl From<CacheError> for wit::Error {
+    fn from(err: CacheError) -> Self {
+        match err {
+            CacheError::TooLarge => Self::TooLarge,
+            CacheError::InvalidKey => Self::InvalidKey,
+            CacheError::InvalidTag => Self::InvalidTag,
+        }
     }
 }
 
@@ -113,7 +120,7 @@ impl wit::Host for CacheCtx {
             .get(&self.tenant, &key)
             .filter(|e| e.is_fresh(Instant::now()));
         self.count(if found.is_some() { "hit" } else { "miss" });
-        Ok(found.as_deref().map(to_wit))
+        Ok(found.as_deref().map(wit::Entry::from))
     }
 
     async fn put(
@@ -136,7 +143,7 @@ impl wit::Host for CacheCtx {
         let result = store.put(&self.tenant, &key, entry);
         // Filled (or refused): either way this request no longer blocks others.
         self.release(&key);
-        Ok(result.map_err(error_to_wit))
+        Ok(result.map_err(wit::Error::from))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
@@ -163,7 +170,7 @@ impl wit::Host for CacheCtx {
         Ok(match store.lookup(&self.tenant, &key, deadline).await {
             Lookup::Hit(entry) => {
                 self.count("hit");
-                wit::LookupResult::Hit(to_wit(&entry))
+                wit::LookupResult::Hit(wit::Entry::from(&*entry))
             }
             Lookup::Stale(entry, refresh) => {
                 self.count("stale");
@@ -172,7 +179,7 @@ impl wit::Host for CacheCtx {
                     self.hold(&key, guard);
                 }
                 wit::LookupResult::Stale(wit::StaleEntry {
-                    entry: to_wit(&entry),
+                    entry: wit::Entry::from(&*entry),
                     revalidate,
                 })
             }
@@ -185,8 +192,12 @@ impl wit::Host for CacheCtx {
     }
 }
 
-pub(super) fn add_to_linker(linker: &mut RequestStateLinker) -> wasmtime::Result<()> {
-    wit::add_to_linker::<RequestState, HasSelf<CacheCtx>>(linker, |state| &mut state.cache)
+/// Links `verge:edge/cache` into `linker`, over the context `get` projects.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut CacheCtx,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasSelf<CacheCtx>>(linker, get)
 }
 
 #[cfg(test)]

@@ -5,23 +5,26 @@
 
 mod cached;
 mod client;
+mod hops;
 pub mod policy;
 mod wasi_http;
+mod wit_host;
 
 pub use cached::{CACHE_STATUS_HEADER, CachePolicy, PASS_TTL, REVALIDATE_TIMEOUT, freshness};
 pub use client::{FetchClient, Inbound, MAX_FETCH_RESPONSE_BYTES, Outbound};
 pub use policy::{AddressPolicy, AllowList, AllowListError, OutboundGrant};
 
-use crate::runtime::bindings::http_types::{Request as WitRequest, Response as WitResponse};
-use crate::runtime::{RequestState, RequestStateLinker, bindings::verge::edge::fetch as wit};
+pub(crate) use hops::{strip_hop_by_hop, strip_inbound};
+
+use super::bindings::http_types::Request as WitRequest;
+use super::bindings::verge::edge::fetch as wit;
+use super::{PerRequest, RequestScope};
 use crate::telemetry::metrics::Metrics;
-use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, LOCATION};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use http::{Method, Uri};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use wasmtime::component::HasSelf;
+use wasmtime::component::{HasSelf, Linker};
 
 /// Redirects followed per call when the guest asks for it, as browsers
 /// and curl cap them: enough for real chains, short of a loop.
@@ -30,6 +33,11 @@ pub const MAX_REDIRECTS: u32 = 10;
 /// Subrequests one request may make unless its limits say otherwise: the
 /// 50 Workers allows on its free plan.
 pub const DEFAULT_MAX_SUBREQUESTS: u32 = 50;
+
+/// How long a call may take when its context was never scoped to a request
+/// (a benchmark calling the host directly): the runtime's default wall
+/// clock, so no call waits forever. Requests always carry their own.
+pub const UNSCOPED_WALL_CLOCK: Duration = Duration::from_secs(30);
 
 /// Why a fetch failed; mirrors the WIT `error` variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,21 +79,6 @@ impl FetchError {
         }
     }
 }
-
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus
-/// the framing and `Host` the client derives itself.
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-];
 
 /// What one request may fetch: the shared client, the app's allow-list,
 /// and this request's budget. Cheap to clone from the deployment's copy.
@@ -142,14 +135,6 @@ impl FetchCtx {
         self
     }
 
-    /// Starts one request's budget: `max_subrequests` calls, all ending by
-    /// `wall_clock` from now.
-    pub fn begin(&mut self, max_subrequests: u32, wall_clock: Duration) {
-        self.max_subrequests = max_subrequests;
-        self.used = 0;
-        self.deadline = Some(Instant::now() + wall_clock);
-    }
-
     /// Subrequests made so far.
     pub fn used(&self) -> u32 {
         self.used
@@ -165,7 +150,7 @@ impl FetchCtx {
     ) -> Result<Inbound, FetchError> {
         let client = self.client()?;
         let deadline = self.deadline_within(timeout);
-        let mut outbound = outbound_from_wit(req)?;
+        let mut outbound = Outbound::try_from(req)?;
         if let (Some(policy), Some((store, tenant)), &Method::GET) =
             (cache, self.cache.clone(), &outbound.method)
         {
@@ -186,7 +171,7 @@ impl FetchCtx {
             self.take_subrequest()?;
             let inbound = client.send(outbound.clone(), deadline).await?;
             let next = match follow_redirects && hops < MAX_REDIRECTS {
-                true => redirect(&outbound, &inbound)?,
+                true => hops::redirect(&outbound, &inbound)?,
                 false => None,
             };
             match next {
@@ -216,12 +201,10 @@ impl FetchCtx {
     }
 
     /// When a call with `timeout` must end: never past the request's
-    /// deadline (the default wall clock from now if none was begun).
+    /// deadline ([`UNSCOPED_WALL_CLOCK`] from now outside a request).
     fn deadline_within(&self, timeout: Option<Duration>) -> Instant {
         let now = Instant::now();
-        let budget_end = self
-            .deadline
-            .unwrap_or(now + crate::runtime::DEFAULT_WALL_CLOCK);
+        let budget_end = self.deadline.unwrap_or(now + UNSCOPED_WALL_CLOCK);
         timeout.map_or(budget_end, |t| budget_end.min(now + t))
     }
 
@@ -253,250 +236,21 @@ impl FetchCtx {
     }
 }
 
-fn outbound_from_wit(req: WitRequest) -> Result<Outbound, FetchError> {
-    let method = Method::from_bytes(req.method.as_bytes())
-        .map_err(|_| FetchError::InvalidRequest(format!("bad method {:?}", req.method)))?;
-    let uri: Uri = req
-        .uri
-        .parse()
-        .map_err(|err| FetchError::InvalidRequest(format!("bad URL {:?}: {err}", req.uri)))?;
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
-    for (name, value) in req.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| FetchError::InvalidRequest(format!("bad header name {name:?}")))?;
-        let value = HeaderValue::from_str(&value)
-            .map_err(|_| FetchError::InvalidRequest(format!("bad value for header {name}")))?;
-        headers.append(name, value);
-    }
-    strip_hop_by_hop(&mut headers);
-    headers.remove(HOST);
-    Ok(Outbound {
-        method,
-        uri,
-        headers,
-        body: Bytes::from(req.body),
-    })
-}
-
-/// Removes hop-by-hop headers, including any the `Connection` header names.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+impl PerRequest for FetchCtx {
+    /// One request's budget: its subrequests, every call ending by its
+    /// wall clock from now.
+    fn for_request(mut self, scope: &RequestScope) -> Self {
+        self.max_subrequests = scope.max_subrequests;
+        self.used = 0;
+        self.deadline = Some(Instant::now() + scope.wall_clock);
+        self
     }
 }
 
-pub(crate) fn strip_inbound(mut inbound: Inbound) -> Inbound {
-    strip_hop_by_hop(&mut inbound.headers);
-    inbound
-}
-
-/// The next hop of a redirect, if `inbound` is one: 303 (and 301/302 after
-/// a POST) turn into a GET without body, as browsers do; 307/308 repeat the
-/// request. Credentials do not follow to another origin.
-fn redirect(prev: &Outbound, inbound: &Inbound) -> Result<Option<Outbound>, FetchError> {
-    let status = inbound.status;
-    if !matches!(status, 301 | 302 | 303 | 307 | 308) {
-        return Ok(None);
-    }
-    let Some(location) = inbound.headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
-    };
-    let uri = resolve_location(&prev.uri, location)?;
-    let mut next = prev.clone();
-    if status == 303 || (matches!(status, 301 | 302) && prev.method == Method::POST) {
-        next.method = Method::GET;
-        next.body = Bytes::new();
-        next.headers.remove(http::header::CONTENT_TYPE);
-    }
-    if uri.authority() != prev.uri.authority() || uri.scheme() != prev.uri.scheme() {
-        next.headers.remove(AUTHORIZATION);
-        next.headers.remove(COOKIE);
-    }
-    next.uri = uri;
-    Ok(Some(next))
-}
-
-fn resolve_location(base: &Uri, location: &str) -> Result<Uri, FetchError> {
-    let bad = |err: String| FetchError::InvalidRequest(format!("redirect to {location:?}: {err}"));
-    let target: Uri = location
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
-    if target.scheme().is_some() {
-        return Ok(target);
-    }
-    let mut parts = base.clone().into_parts();
-    let path = if location.starts_with('/') {
-        location.to_owned()
-    } else {
-        let dir = base.path().rsplit_once('/').map_or("", |(dir, _)| dir);
-        format!("{dir}/{location}")
-    };
-    parts.path_and_query = Some(
-        path.parse()
-            .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?,
-    );
-    Uri::from_parts(parts).map_err(|e| bad(e.to_string()))
-}
-
-fn to_wit_error(err: FetchError) -> wit::Error {
-    match err {
-        FetchError::Denied(why) => wit::Error::Denied(why),
-        FetchError::Timeout => wit::Error::Timeout,
-        FetchError::Dns(why) => wit::Error::Dns(why),
-        FetchError::Connection(why) => wit::Error::Connection(why),
-        FetchError::TooManySubrequests(_) => wit::Error::TooManySubrequests,
-        FetchError::TooLarge(_) => wit::Error::TooLarge,
-        FetchError::InvalidRequest(why) => wit::Error::InvalidRequest(why),
-    }
-}
-
-fn to_wit_response(inbound: Inbound) -> WitResponse {
-    WitResponse {
-        status: inbound.status,
-        headers: inbound
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: inbound.body.to_vec(),
-    }
-}
-
-impl wit::Host for FetchCtx {
-    async fn send(
-        &mut self,
-        req: WitRequest,
-        options: wit::Options,
-    ) -> wasmtime::Result<Result<WitResponse, wit::Error>> {
-        let timeout = options
-            .timeout_ms
-            .map(|ms| Duration::from_millis(ms.into()));
-        let policy = options.cache.map(|c| CachePolicy {
-            default_ttl: Duration::from_secs(c.default_ttl_seconds.into()),
-            stale_while_revalidate: c
-                .stale_while_revalidate_seconds
-                .map(|s| Duration::from_secs(s.into())),
-            tags: c.tags,
-        });
-        let result = self
-            .send(req, timeout, options.follow_redirects, policy)
-            .await;
-        if let Some((metrics, tenant)) = &self.metrics {
-            metrics.fetch(
-                tenant,
-                result.as_ref().map_or_else(FetchError::kind, |_| "ok"),
-            );
-        }
-        Ok(result.map(to_wit_response).map_err(to_wit_error))
-    }
-}
-
-pub(super) fn add_to_linker(linker: &mut RequestStateLinker) -> wasmtime::Result<()> {
-    wit::add_to_linker::<RequestState, HasSelf<FetchCtx>>(linker, |state| &mut state.fetch)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn outbound(method: Method, uri: &str) -> Outbound {
-        Outbound {
-            method,
-            uri: uri.parse().unwrap(),
-            headers: HeaderMap::new(),
-            body: Bytes::from_static(b"data"),
-        }
-    }
-
-    fn redirect_to(status: u16, location: &str) -> Inbound {
-        let mut headers = HeaderMap::new();
-        headers.insert(LOCATION, HeaderValue::from_str(location).unwrap());
-        Inbound {
-            status,
-            headers,
-            body: Bytes::new(),
-        }
-    }
-
-    #[test]
-    fn redirects_resolve_relative_locations_and_change_method_like_browsers() {
-        let post = outbound(Method::POST, "http://a.example/x/y?q=1");
-        let next = redirect(&post, &redirect_to(303, "/z")).unwrap().unwrap();
-        assert_eq!(next.uri, "http://a.example/z");
-        assert_eq!(next.method, Method::GET);
-        assert!(next.body.is_empty());
-        let next = redirect(&post, &redirect_to(307, "w")).unwrap().unwrap();
-        assert_eq!(next.uri, "http://a.example/x/w");
-        assert_eq!(next.method, Method::POST);
-        assert_eq!(next.body, "data");
-        assert!(redirect(&post, &redirect_to(200, "/z")).unwrap().is_none());
-    }
-
-    #[test]
-    fn credentials_do_not_follow_to_another_origin() {
-        let mut get = outbound(Method::GET, "https://a.example/");
-        get.headers
-            .insert(AUTHORIZATION, HeaderValue::from_static("Bearer t"));
-        let same = redirect(&get, &redirect_to(302, "/b")).unwrap().unwrap();
-        assert!(same.headers.contains_key(AUTHORIZATION));
-        let other = redirect(&get, &redirect_to(302, "https://b.example/"))
-            .unwrap()
-            .unwrap();
-        assert!(!other.headers.contains_key(AUTHORIZATION));
-    }
-
-    #[test]
-    fn hop_by_hop_headers_are_dropped() {
-        let req = WitRequest {
-            method: "GET".into(),
-            uri: "http://a.example/".into(),
-            headers: vec![
-                ("connection".into(), "x-private, keep-alive".into()),
-                ("x-private".into(), "1".into()),
-                ("transfer-encoding".into(), "chunked".into()),
-                ("host".into(), "evil.example".into()),
-                ("x-kept".into(), "1".into()),
-            ],
-            body: Vec::new(),
-        };
-        let out = outbound_from_wit(req).unwrap();
-        let names: Vec<&str> = out.headers.keys().map(HeaderName::as_str).collect();
-        assert_eq!(names, ["x-kept"]);
-    }
-
-    #[test]
-    fn malformed_requests_are_invalid() {
-        let bad = |method: &str, uri: &str, header: (&str, &str)| WitRequest {
-            method: method.into(),
-            uri: uri.into(),
-            headers: vec![(header.0.into(), header.1.into())],
-            body: Vec::new(),
-        };
-        for req in [
-            bad("GE T", "http://a.example/", ("a", "b")),
-            bad("GET", "http://a example/", ("a", "b")),
-            bad("GET", "http://a.example/", ("bad name", "b")),
-            bad("GET", "http://a.example/", ("a", "line\nbreak")),
-        ] {
-            assert!(matches!(
-                outbound_from_wit(req),
-                Err(FetchError::InvalidRequest(_))
-            ));
-        }
-    }
+/// Links `verge:edge/fetch` into `linker`, over the context `get` projects.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut FetchCtx,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasSelf<FetchCtx>>(linker, get)
 }

@@ -109,11 +109,11 @@ fn parse_origin(entry: &str) -> Result<Origin, &'static str> {
     let host = if host == "*" {
         HostPattern::Any
     } else if let Some(suffix) = host.strip_prefix("*.") {
-        if !crate::tenancy::router::is_hostname(suffix) {
+        if !crate::names::is_hostname(suffix) {
             return Err("a wildcard must be *.domain");
         }
         HostPattern::Subdomains(format!(".{suffix}"))
-    } else if crate::tenancy::router::is_hostname(&host) || host.parse::<IpAddr>().is_ok() {
+    } else if crate::names::is_hostname(&host) || host.parse::<IpAddr>().is_ok() {
         HostPattern::Exact(host)
     } else {
         return Err("not a valid host name or address");

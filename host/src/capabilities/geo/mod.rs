@@ -2,16 +2,15 @@
 //! operator's MaxMind-format database. Without a database, every lookup
 //! answers none, never an error page.
 
-mod client_ip;
 mod database;
 
-pub use client_ip::TrustedProxies;
 pub use database::{GEO_RELOAD_INTERVAL, GeoDb, GeoError, Location};
 
-use crate::runtime::{RequestState, RequestStateLinker, bindings::verge::edge::geo as wit};
+use super::bindings::verge::edge::geo as wit;
+use super::{PerRequest, RequestScope};
 use std::net::IpAddr;
 use std::sync::Arc;
-use wasmtime::component::HasSelf;
+use wasmtime::component::{HasSelf, Linker};
 
 /// One request's view: the database and the client's address.
 #[derive(Clone, Debug)]
@@ -44,19 +43,31 @@ impl GeoCtx {
     }
 }
 
-fn to_wit(l: Location) -> wit::Location {
-    wit::Location {
-        country_code: l.country_code,
-        country_name: l.country_name,
-        region: l.region,
-        city: l.city,
-        continent: l.continent,
-        postal_code: l.postal_code,
-        latitude: l.latitude,
-        longitude: l.longitude,
-        time_zone: l.time_zone,
-        asn: l.asn,
-        as_org: l.as_org,
+impl PerRequest for GeoCtx {
+    /// The same database, for the request's client.
+    fn for_request(self, scope: &RequestScope) -> Self {
+        Self {
+            client: scope.client_ip,
+            ..self
+        }
+    }
+}
+
+impl From<Location> for wit::Location {
+    fn from(l: Location) -> Self {
+        Self {
+            country_code: l.country_code,
+            country_name: l.country_name,
+            region: l.region,
+            city: l.city,
+            continent: l.continent,
+            postal_code: l.postal_code,
+            latitude: l.latitude,
+            longitude: l.longitude,
+            time_zone: l.time_zone,
+            asn: l.asn,
+            as_org: l.as_org,
+        }
     }
 }
 
@@ -66,7 +77,10 @@ impl wit::Host for GeoCtx {
     }
 
     fn client(&mut self) -> wasmtime::Result<Option<wit::Location>> {
-        Ok(self.client.and_then(|ip| self.db.lookup(ip)).map(to_wit))
+        Ok(self
+            .client
+            .and_then(|ip| self.db.lookup(ip))
+            .map(wit::Location::from))
     }
 
     fn lookup(&mut self, ip: String) -> wasmtime::Result<Option<wit::Location>> {
@@ -75,12 +89,16 @@ impl wit::Host for GeoCtx {
             .parse::<IpAddr>()
             .ok()
             .and_then(|ip| self.db.lookup(ip))
-            .map(to_wit))
+            .map(wit::Location::from))
     }
 }
 
-pub(super) fn add_to_linker(linker: &mut RequestStateLinker) -> wasmtime::Result<()> {
-    wit::add_to_linker::<RequestState, HasSelf<GeoCtx>>(linker, |state| &mut state.geo)
+/// Links `verge:edge/geo` into `linker`, over the context `get` projects.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut GeoCtx,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasSelf<GeoCtx>>(linker, get)
 }
 
 #[cfg(test)]

@@ -1,0 +1,147 @@
+//! The WIT side of `verge:edge/fetch`: conversions from and to the
+//! generated types, and the `Host` impl over [`FetchCtx`].
+
+use super::hops::strip_hop_by_hop;
+use super::{CachePolicy, FetchCtx, FetchError, Inbound, Outbound};
+use crate::capabilities::bindings::http_types::{Request as WitRequest, Response as WitResponse};
+use crate::capabilities::bindings::verge::edge::fetch as wit;
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use std::time::Duration;
+
+impl TryFrom<WitRequest> for Outbound {
+    type Error = FetchError;
+
+    fn try_from(req: WitRequest) -> Result<Self, FetchError> {
+        let method = Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| FetchError::InvalidRequest(format!("bad method {:?}", req.method)))?;
+        let uri: Uri = req
+            .uri
+            .parse()
+            .map_err(|err| FetchError::InvalidRequest(format!("bad URL {:?}: {err}", req.uri)))?;
+        let mut headers = HeaderMap::with_capacity(req.headers.len());
+        for (name, value) in req.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| FetchError::InvalidRequest(format!("bad header name {name:?}")))?;
+            let value = HeaderValue::from_str(&value)
+                .map_err(|_| FetchError::InvalidRequest(format!("bad value for header {name}")))?;
+            headers.append(name, value);
+        }
+        strip_hop_by_hop(&mut headers);
+        headers.remove(HOST);
+        Ok(Outbound {
+            method,
+            uri,
+            headers,
+            body: Bytes::from(req.body),
+        })
+    }
+}
+
+impl From<FetchError> for wit::Error {
+    fn from(err: FetchError) -> Self {
+        match err {
+            FetchError::Denied(why) => Self::Denied(why),
+            FetchError::Timeout => Self::Timeout,
+            FetchError::Dns(why) => Self::Dns(why),
+            FetchError::Connection(why) => Self::Connection(why),
+            FetchError::TooManySubrequests(_) => Self::TooManySubrequests,
+            FetchError::TooLarge(_) => Self::TooLarge,
+            FetchError::InvalidRequest(why) => Self::InvalidRequest(why),
+        }
+    }
+}
+
+impl From<Inbound> for WitResponse {
+    fn from(inbound: Inbound) -> Self {
+        Self {
+            status: inbound.status,
+            headers: inbound
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_owned(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: inbound.body.to_vec(),
+        }
+    }
+}
+
+impl wit::Host for FetchCtx {
+    async fn send(
+        &mut self,
+        req: WitRequest,
+        options: wit::Options,
+    ) -> wasmtime::Result<Result<WitResponse, wit::Error>> {
+        let timeout = options
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()));
+        let policy = options.cache.map(|c| CachePolicy {
+            default_ttl: Duration::from_secs(c.default_ttl_seconds.into()),
+            stale_while_revalidate: c
+                .stale_while_revalidate_seconds
+                .map(|s| Duration::from_secs(s.into())),
+            tags: c.tags,
+        });
+        let result = self
+            .send(req, timeout, options.follow_redirects, policy)
+            .await;
+        if let Some((metrics, tenant)) = &self.metrics {
+            metrics.fetch(
+                tenant,
+                result.as_ref().map_or_else(FetchError::kind, |_| "ok"),
+            );
+        }
+        Ok(result.map(WitResponse::from).map_err(wit::Error::from))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped() {
+        let req = WitRequest {
+            method: "GET".into(),
+            uri: "http://a.example/".into(),
+            headers: vec![
+                ("connection".into(), "x-private, keep-alive".into()),
+                ("x-private".into(), "1".into()),
+                ("transfer-encoding".into(), "chunked".into()),
+                ("host".into(), "evil.example".into()),
+                ("x-kept".into(), "1".into()),
+            ],
+            body: Vec::new(),
+        };
+        let out = Outbound::try_from(req).unwrap();
+        let names: Vec<&str> = out.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn malformed_requests_are_invalid() {
+        let bad = |method: &str, uri: &str, header: (&str, &str)| WitRequest {
+            method: method.into(),
+            uri: uri.into(),
+            headers: vec![(header.0.into(), header.1.into())],
+            body: Vec::new(),
+        };
+        for req in [
+            bad("GE T", "http://a.example/", ("a", "b")),
+            bad("GET", "http://a example/", ("a", "b")),
+            bad("GET", "http://a.example/", ("bad name", "b")),
+            bad("GET", "http://a.example/", ("a", "line\nbreak")),
+        ] {
+            assert!(matches!(
+                Outbound::try_from(req),
+                Err(FetchError::InvalidRequest(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! One running version of one app, built one way for the registry's
+//! loader, local-run mode and the tests: a [`DeploymentSpec`] says what
+//! the app is and may use, [`Deployment::new`] makes its capability
+//! contexts from the host's [`Services`].
+
+use super::HttpLimits;
+use crate::capabilities::fetch::{AllowList, OutboundGrant};
+use crate::capabilities::{Capabilities, Services, config::ConfigCtx, log::LogCtx};
+use crate::runtime::{Function, RequestContext};
+use crate::storage::kv::DEFAULT_TENANT_QUOTA_BYTES;
+use crate::telemetry::log_ring::LogRing;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The tenant (and data key) of local-run mode's single app.
+pub const LOCAL_TENANT: &str = "local";
+
+/// One running version of one app: the compiled function and what it may use.
+pub struct Deployment {
+    /// The owning tenant (`local` in local-run mode).
+    pub tenant: Arc<str>,
+    /// The app's name, for logs and metrics.
+    pub app: Arc<str>,
+    /// The version number serving (0 in local-run mode).
+    pub version: u32,
+    /// The compiled function.
+    pub function: Function,
+    /// Concurrency caps this deployment's requests must also pass.
+    pub slots: Slots,
+    /// The HTTP caps for this app (at most the server's).
+    pub http_limits: HttpLimits,
+    /// The app's capability contexts, the template of each request's.
+    capabilities: Capabilities,
+}
+
+/// What a deployment is made of. [`DeploymentSpec::local`] gives the
+/// defaults of local-run mode; the loader sets every field from the
+/// stored records.
+pub struct DeploymentSpec {
+    /// The owning tenant, as named in metrics.
+    pub tenant: Arc<str>,
+    /// The app's name.
+    pub app: Arc<str>,
+    /// The version number.
+    pub version: u32,
+    /// The compiled function.
+    pub function: Function,
+    /// Configuration variables and opened secrets.
+    pub vars: BTreeMap<String, String>,
+    /// The origins the app may fetch from.
+    pub allow: AllowList,
+    /// The operator's outbound grants for the tenant.
+    pub grants: Vec<OutboundGrant>,
+    /// The HTTP caps.
+    pub http_limits: HttpLimits,
+    /// The tenant's key in KV and the cache (its name unless renamed).
+    pub data_key: String,
+    /// Declared KV stores; `None` allows any (local-run mode).
+    pub kv_stores: Option<Vec<String>>,
+    /// The tenant's KV quota.
+    pub kv_quota_bytes: u64,
+    /// Concurrency caps.
+    pub slots: Slots,
+    /// Where guest logs are kept for `verge logs` (none: the terminal).
+    pub logs: Option<Arc<LogRing>>,
+}
+
+impl DeploymentSpec {
+    /// `function` as local-run mode serves it, as `app`: tenant
+    /// [`LOCAL_TENANT`], any KV store, no outbound origins, the default
+    /// caps and no variables.
+    pub fn local(app: &str, function: Function) -> Self {
+        Self {
+            tenant: LOCAL_TENANT.into(),
+            app: app.into(),
+            version: 0,
+            function,
+            vars: BTreeMap::new(),
+            allow: AllowList::default(),
+            grants: Vec::new(),
+            http_limits: HttpLimits::default(),
+            data_key: LOCAL_TENANT.to_owned(),
+            kv_stores: None,
+            kv_quota_bytes: DEFAULT_TENANT_QUOTA_BYTES,
+            slots: Slots::default(),
+            logs: None,
+        }
+    }
+}
+
+impl Deployment {
+    /// The deployment `spec` describes, its capabilities made from
+    /// `services`.
+    pub fn new(services: &Services, spec: DeploymentSpec) -> Self {
+        let DeploymentSpec {
+            tenant,
+            app,
+            version,
+            function,
+            vars,
+            allow,
+            grants,
+            http_limits,
+            data_key,
+            kv_stores,
+            kv_quota_bytes,
+            slots,
+            logs,
+        } = spec;
+        let capabilities = Capabilities {
+            config: ConfigCtx::new(vars),
+            log: LogCtx::with_ring(app.clone(), "".into(), logs),
+            kv: services.kv_ctx(&data_key, kv_stores, kv_quota_bytes),
+            fetch: services.tenant_fetch_ctx(&tenant, &data_key, &grants, allow),
+            geo: services.geo_ctx(),
+            cache: services.cache_ctx(&data_key),
+        };
+        Self {
+            tenant,
+            app,
+            version,
+            function,
+            slots,
+            http_limits,
+            capabilities,
+        }
+    }
+
+    /// What one request of this deployment brings to the runtime: the
+    /// app's capabilities, made per request when its store is built.
+    pub fn request_context(
+        &self,
+        request_id: Arc<str>,
+        client_ip: Option<IpAddr>,
+    ) -> RequestContext {
+        RequestContext {
+            capabilities: self.capabilities.clone(),
+            request_id,
+            client_ip,
+            heavy: Default::default(),
+        }
+    }
+}
+
+/// The tenant-wide and app-wide concurrency caps a request must pass, after
+/// the global one. `None` means uncapped at that level.
+#[derive(Debug, Clone, Default)]
+pub struct Slots {
+    /// Shared by every app of the tenant.
+    pub tenant: Option<Arc<tokio::sync::Semaphore>>,
+    /// Shared by every version of the app.
+    pub app: Option<Arc<tokio::sync::Semaphore>>,
+    /// Whether the tenant's calls start on the background lane; shared by
+    /// every app of the tenant.
+    pub heavy: Arc<crate::runtime::lane::HeavyMark>,
+}
