@@ -16,11 +16,11 @@
 )]
 
 use std::time::{Duration, Instant};
+use verge::capabilities::bindings::verge::edge::cache::{Host as _, LookupResult};
 use verge::capabilities::cache::{CacheCtx, CacheEntry, CacheStore};
 use verge::capabilities::config::ConfigCtx;
 use verge::capabilities::fetch::{AllowList, FetchCtx};
 use verge::capabilities::log::LogCtx;
-use verge::capabilities::bindings::verge::edge::cache::{Host as _, LookupResult};
 use verge::runtime::{EngineSettings, GuestRequest, Limits, RequestContext, Runtime};
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {

@@ -1,20 +1,32 @@
-//! Every way an admin request can fail, and the one mapping from each to
-//! a status and a message.
+//! Every way an admin request can fail, and the one exhaustive mapping
+//! from each to a status and a message, for every endpoint alike (KV
+//! included): bad input is 4xx, a host failure (storage, no randomness)
+//! is 500.
 
+use super::auth::AuthError;
 use crate::server::body::BodyError;
+use crate::storage::kv::KvError;
 use crate::tenancy::RegistryError;
 use http::StatusCode;
 
-use super::auth::AuthError;
-
 /// What a handler returns before it becomes a response.
-pub(super) enum ApiError {
-    Kv(super::kv::KvApiError),
+#[derive(Debug)]
+pub enum ApiError {
+    /// The token is missing, unknown, or not allowed to do this.
     Auth(AuthError),
+    /// A control-plane operation refused or failed.
     Registry(RegistryError),
+    /// A KV operation refused or failed.
+    Kv(KvError),
+    /// The request is malformed.
     BadRequest(String),
+    /// The body broke a cap or the body policy.
     Body(BodyError),
+    /// No such endpoint.
     NotFound,
+    /// No such KV key.
+    NoSuchKey,
+    /// The endpoint exists, not with this method.
     MethodNotAllowed,
 }
 
@@ -23,15 +35,22 @@ impl From<AuthError> for ApiError {
         Self::Auth(e)
     }
 }
+
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         Self::Registry(e)
     }
 }
 
-pub(super) fn status_of(err: &ApiError) -> (StatusCode, String) {
+impl From<KvError> for ApiError {
+    fn from(e: KvError) -> Self {
+        Self::Kv(e)
+    }
+}
+
+/// The status and message `err` answers with.
+pub fn status_of(err: &ApiError) -> (StatusCode, String) {
     match err {
-        ApiError::Kv(e) => e.status(),
         ApiError::Auth(AuthError::Unauthenticated) => (
             StatusCode::UNAUTHORIZED,
             "a valid bearer token is required".into(),
@@ -39,40 +58,61 @@ pub(super) fn status_of(err: &ApiError) -> (StatusCode, String) {
         ApiError::Auth(AuthError::Forbidden) => {
             (StatusCode::FORBIDDEN, "this token may not do that".into())
         }
+        ApiError::Registry(e) => (registry_status(e), e.to_string()),
+        ApiError::Kv(e) => (kv_status(e), kv_message(e)),
         ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
-        ApiError::Body(err) => {
-            let status = match err {
-                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::Stalled(_) | BodyError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
-                BodyError::BudgetExhausted => StatusCode::SERVICE_UNAVAILABLE,
-                BodyError::Transport(_) => StatusCode::BAD_REQUEST,
-            };
-            (status, err.to_string())
-        }
+        ApiError::Body(err) => (body_status(err), err.to_string()),
         ApiError::NotFound => (StatusCode::NOT_FOUND, "no such endpoint".into()),
+        ApiError::NoSuchKey => (StatusCode::NOT_FOUND, "no such key".into()),
         ApiError::MethodNotAllowed => (
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed here".into(),
         ),
-        ApiError::Registry(e) => {
-            let status = match e {
-                RegistryError::InvalidName { .. }
-                | RegistryError::InvalidRoute(_)
-                | RegistryError::Invalid(_)
-                | RegistryError::BadComponent(_) => StatusCode::BAD_REQUEST,
-                RegistryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                RegistryError::RouteConflict { .. }
-                | RegistryError::HostClaimed(_)
-                | RegistryError::AlreadyExists(_) => StatusCode::CONFLICT,
-                RegistryError::NotGranted(_) | RegistryError::Reserved { .. } => {
-                    StatusCode::FORBIDDEN
-                }
-                RegistryError::TooMany { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                RegistryError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
-                RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
-                RegistryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            (status, e.to_string())
-        }
+    }
+}
+
+fn registry_status(e: &RegistryError) -> StatusCode {
+    match e {
+        RegistryError::InvalidName { .. }
+        | RegistryError::InvalidRoute(_)
+        | RegistryError::Invalid(_)
+        | RegistryError::BadComponent(_) => StatusCode::BAD_REQUEST,
+        RegistryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        RegistryError::RouteConflict { .. }
+        | RegistryError::HostClaimed(_)
+        | RegistryError::AlreadyExists(_) => StatusCode::CONFLICT,
+        RegistryError::NotGranted(_) | RegistryError::Reserved { .. } => StatusCode::FORBIDDEN,
+        RegistryError::TooMany { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        RegistryError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+        RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+        RegistryError::Storage(_) | RegistryError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn kv_status(e: &KvError) -> StatusCode {
+    match e {
+        KvError::KeyTooLarge
+        | KvError::ValueTooLarge
+        | KvError::InvalidKey(_)
+        | KvError::NotAnInteger(_)
+        | KvError::TtlTooLong => StatusCode::BAD_REQUEST,
+        KvError::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+        KvError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn kv_message(e: &KvError) -> String {
+    match e {
+        KvError::Storage(detail) => format!("storage failure: {detail}"),
+        other => other.to_string(),
+    }
+}
+
+fn body_status(err: &BodyError) -> StatusCode {
+    match err {
+        BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::Stalled(_) | BodyError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+        BodyError::BudgetExhausted => StatusCode::SERVICE_UNAVAILABLE,
+        BodyError::Transport(_) => StatusCode::BAD_REQUEST,
     }
 }

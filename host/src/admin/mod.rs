@@ -19,9 +19,13 @@
 
 mod auth;
 mod bodies;
+mod dto;
+pub mod endpoint;
 mod error;
 pub mod kv;
 mod routes;
 
 pub use auth::Principal;
-pub use routes::AdminApi;
+pub use endpoint::Endpoint;
+pub use error::{ApiError, status_of};
+pub use routes::{AdminApi, MAX_ADMIN_JSON_BYTES};

@@ -1,26 +1,30 @@
-//! Admin API request handling: auth, routing, JSON in and out, and the one
-//! mapping from control-plane errors to HTTP statuses.
+//! Admin API request handling: authenticate, parse the [`Endpoint`], read
+//! the body it takes, run its one handler, and answer JSON (errors through
+//! the one mapping in [`super::error`]).
 
-use super::auth::authenticate;
+use super::auth::{Principal, authenticate};
 use super::bodies::{discard_body, read_body, spool_body};
+use super::dto::{
+    AppView, CachePurge, NewTenant, OutboundGrants, RouteGrants, VersionChoice, tenant_view,
+};
+use super::endpoint::{Access, AppRef, BodyKind, Endpoint};
 use super::error::{ApiError, status_of};
 use crate::server::limits::BodyPolicy;
-use crate::storage::records::{AppManifest, AppRecord, LimitOverrides, TenantRecord};
+use crate::storage::records::AppManifest;
 use crate::storage::spool::Spooled;
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::Registry;
 use crate::tenancy::TenantSlots;
 use crate::tenancy::registry::{MAX_COMPONENT_BYTES, VarKind};
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Largest JSON body the admin API reads.
+/// Largest JSON body (or variable value) the admin API reads.
 pub const MAX_ADMIN_JSON_BYTES: usize = 1 << 20;
 
 /// Largest body of a KV admin request: one value at the KV cap, or an
@@ -34,113 +38,6 @@ pub struct AdminApi {
     metrics: Arc<Metrics>,
     body_policy: BodyPolicy,
     uploads: TenantSlots,
-}
-
-/// An app as the API shows it: secret names only, never their values.
-#[derive(Debug, Serialize)]
-struct AppView<'a> {
-    tenant: &'a str,
-    name: &'a str,
-    routes: &'a [String],
-    kv_stores: &'a [String],
-    allowed_hosts: &'a [String],
-    config: &'a BTreeMap<String, String>,
-    secrets: Vec<&'a str>,
-    limits: &'a LimitOverrides,
-    /// What the app runs under: its limits within the tenant's ceiling
-    /// and the host's.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    effective_limits: Option<&'a LimitOverrides>,
-    active_version: Option<u32>,
-}
-
-impl<'a> AppView<'a> {
-    fn with_effective(mut self, effective: &'a LimitOverrides) -> Self {
-        self.effective_limits = Some(effective);
-        self
-    }
-}
-
-impl<'a> From<&'a AppRecord> for AppView<'a> {
-    fn from(app: &'a AppRecord) -> Self {
-        Self {
-            tenant: &app.tenant,
-            name: &app.name,
-            routes: &app.manifest.routes,
-            kv_stores: &app.manifest.kv_stores,
-            allowed_hosts: &app.manifest.allowed_hosts,
-            config: &app.manifest.config,
-            secrets: app.secrets.keys().map(String::as_str).collect(),
-            limits: &app.manifest.limits,
-            effective_limits: None,
-            active_version: app.active_version,
-        }
-    }
-}
-
-/// The body of a cache purge.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CachePurge {
-    #[serde(default)]
-    tag: Option<String>,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    all: bool,
-}
-
-fn tenant_view(t: &TenantRecord) -> serde_json::Value {
-    json!({
-        "name": t.name,
-        "limits": t.limits,
-        "route_grants": t.route_grants,
-        "outbound_grants": t.outbound_grants,
-        "created_at": t.created_at,
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTenant {
-    name: String,
-    #[serde(default)]
-    limits: LimitOverrides,
-    /// Wildcard and catch-all route hosts the tenant may use.
-    #[serde(default)]
-    route_grants: Vec<String>,
-    /// Private ranges (`CIDR` or `CIDR:PORT`) its fetches may reach.
-    #[serde(default)]
-    outbound_grants: Vec<String>,
-}
-
-/// The body of `PUT /v1/tenants/{t}/outbound-grants`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OutboundGrants {
-    outbound_grants: Vec<String>,
-}
-
-/// The body of `PUT /v1/tenants/{t}/route-grants`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteGrants {
-    route_grants: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct VersionChoice {
-    #[serde(default)]
-    version: Option<u32>,
-}
-
-/// What an app request sent: its body (read, or spooled for an upload)
-/// and whether an upload is to be activated.
-struct Sent {
-    body: Bytes,
-    spooled: Option<Spooled>,
-    activate: bool,
 }
 
 fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
@@ -191,7 +88,7 @@ impl AdminApi {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        match self.route(req).await {
+        match self.serve(req).await {
             Ok(res) => res,
             Err(err) => {
                 let (status, message) = status_of(&err);
@@ -203,18 +100,51 @@ impl AdminApi {
         }
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Reply {
-        let path: Vec<String> = req
-            .uri()
-            .path()
-            .trim_matches('/')
-            .split('/')
-            .map(str::to_owned)
-            .collect();
-        let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-        match segments.as_slice() {
-            ["healthz"] => return ok(&json!({ "status": "ok" })),
-            ["metrics"] => {
+    /// Parse, authenticate (before an unknown path is told apart, so a
+    /// caller without a token learns nothing), check access, read the body.
+    async fn serve(&self, req: Request<Incoming>) -> Reply {
+        let parsed = Endpoint::parse(req.method(), req.uri().path(), req.uri().query());
+        if let Ok(endpoint @ (Endpoint::Health | Endpoint::Ready | Endpoint::Metrics)) = parsed {
+            return self.public(&endpoint);
+        }
+        let who = authenticate(req.headers(), &self.operator_hash, &self.registry).await?;
+        let endpoint = parsed?;
+        allowed(&who, endpoint.access())?;
+        let body = match endpoint.body() {
+            BodyKind::None => Bytes::new(),
+            BodyKind::Small => read_body(req, MAX_ADMIN_JSON_BYTES, self.body_policy).await?,
+            BodyKind::KvValue => read_body(req, KV_BODY_CAP, self.body_policy).await?,
+            BodyKind::Upload => {
+                let Endpoint::Upload(app, _) = &endpoint else {
+                    return Err(ApiError::NotFound);
+                };
+                let cap = MAX_COMPONENT_BYTES + 1;
+                // Read under an upload slot (429 when none is free), so
+                // uploads buffer at most MAX_UPLOADS_IN_FLIGHT bodies.
+                let _slot = match self.uploads.take(&app.tenant) {
+                    Ok(slot) => slot,
+                    Err(busy) => {
+                        // Read and drop the body (no memory held) so the
+                        // client, still sending, gets the 429 rather than a
+                        // reset.
+                        discard_body(req, cap, self.body_policy).await;
+                        return Err(busy.into());
+                    }
+                };
+                // Spooled to a file as it arrives, never held whole.
+                let dir = self.registry.uploads_dir();
+                let spooled = spool_body(req, cap, self.body_policy, dir).await?;
+                return self.upload(app, spooled, &endpoint).await;
+            }
+        };
+        self.dispatch(endpoint, body).await
+    }
+
+    /// The endpoints that need no token.
+    fn public(&self, endpoint: &Endpoint) -> Reply {
+        match endpoint {
+            Endpoint::Health => ok(&json!({ "status": "ok" })),
+            Endpoint::Metrics => {
                 let mut res = Response::new(Full::new(Bytes::from(self.metrics.encode())));
                 res.headers_mut().insert(
                     http::header::CONTENT_TYPE,
@@ -222,104 +152,31 @@ impl AdminApi {
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     ),
                 );
-                return Ok(res);
+                Ok(res)
             }
-            ["readyz"] => {
+            _ => {
                 let r = &self.registry;
                 // Not ready while a store cannot write (a full disk, say).
                 if let Some(fault) = r.kv().fault() {
                     let state = json!({ "status": "not ready", "kv": fault });
                     return Ok(json_response(StatusCode::SERVICE_UNAVAILABLE, &state));
                 }
-                let state =
-                    json!({ "status": "ready", "apps": r.live_apps(), "compiles": r.compiles() });
-                return ok(&state);
+                ok(&json!({ "status": "ready", "apps": r.live_apps(), "compiles": r.compiles() }))
             }
-            _ => {}
         }
-        let who = authenticate(req.headers(), &self.operator_hash, &self.registry).await?;
-        if let ["v1", "tenants", t, "kv", store, ..] = segments.as_slice() {
-            who.may_act_on(t)?;
-            let prefix_len = format!("/v1/tenants/{t}/kv/{store}").len();
-            let raw_path = req.uri().path().to_owned();
-            let rest = raw_path.get(prefix_len..).unwrap_or("").to_owned();
-            let (method, query) = (req.method().clone(), req.uri().query().map(str::to_owned));
-            let body = read_body(req, KV_BODY_CAP, self.body_policy).await?;
-            return super::kv::handle(
-                &self.registry,
-                t,
-                store,
-                &rest,
-                &method,
-                query.as_deref(),
-                body,
-            )
-            .await
-            .map_err(ApiError::Kv);
-        }
-        if let (["v1", "tenants", t, "apps", a, "logs"], &Method::GET) =
-            (segments.as_slice(), req.method())
-        {
-            who.may_act_on(t)?;
-            self.registry.app((*t).to_owned(), (*a).to_owned()).await?;
-            let query = req.uri().query();
-            let number = |name: &str| {
-                query
-                    .and_then(|q| {
-                        q.split('&')
-                            .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
-                    })
-                    .and_then(|v| v.parse::<u64>().ok())
-            };
-            let after = number("after").unwrap_or(0);
-            let wait = std::time::Duration::from_secs(number("wait").unwrap_or(0));
-            let lines = self.registry.logs(t, a).wait_after(after, wait).await;
-            let next = lines.last().map_or(after, |line| line.seq);
-            return ok(&json!({ "lines": lines, "next": next }));
-        }
-        let method = req.method().clone();
-        let activate = req
-            .uri()
-            .query()
-            .is_none_or(|q| !q.split('&').any(|p| p == "activate=false"));
-        let upload = segments.last() == Some(&"versions") && method == Method::POST;
-        let cap = if upload {
-            MAX_COMPONENT_BYTES + 1
-        } else {
-            MAX_ADMIN_JSON_BYTES
-        };
-        // An upload's body is read under an upload slot (429 when none is
-        // free), so uploads buffer at most MAX_UPLOADS_IN_FLIGHT bodies.
-        let _upload_slot = match (upload, segments.get(2)) {
-            (true, Some(tenant)) => match self.uploads.take(tenant) {
-                Ok(slot) => Some(slot),
-                Err(busy) => {
-                    // Read and drop the body (no memory held) so the
-                    // client, still sending, gets the 429 rather than a
-                    // reset.
-                    discard_body(req, cap, self.body_policy).await;
-                    return Err(busy.into());
-                }
-            },
-            _ => None,
-        };
-        // An upload is spooled to a file as it arrives, never held whole.
-        let (body, spooled) = if upload {
-            let spooled =
-                spool_body(req, cap, self.body_policy, self.registry.uploads_dir()).await?;
-            (Bytes::new(), Some(spooled))
-        } else {
-            (read_body(req, cap, self.body_policy).await?, None)
-        };
+    }
+
+    /// One handler per endpoint.
+    async fn dispatch(&self, endpoint: Endpoint, body: Bytes) -> Reply {
         let r = &self.registry;
-        match (segments.as_slice(), &method) {
-            (["v1", "tenants"], &Method::GET) => {
-                who.must_be_operator()?;
+        match endpoint {
+            Endpoint::Health | Endpoint::Ready | Endpoint::Metrics => self.public(&endpoint),
+            Endpoint::Upload(..) => Err(ApiError::BadRequest("no upload".into())),
+            Endpoint::ListTenants => {
                 let tenants = r.tenants().await?;
                 ok(&tenants.iter().map(tenant_view).collect::<Vec<_>>())
             }
-            (["v1", "tenants"], &Method::POST) => {
-                who.must_be_operator()?;
+            Endpoint::CreateTenant => {
                 let new: NewTenant = parse_json(&body)?;
                 let (tenant, token) = r
                     .create_tenant(new.name, new.limits, new.route_grants, new.outbound_grants)
@@ -328,65 +185,114 @@ impl AdminApi {
                 view["token"] = json!(token);
                 Ok(json_response(StatusCode::CREATED, &view))
             }
-            (["v1", "cache", "purge"], &Method::POST) => {
-                who.must_be_operator()?;
-                let purge: CachePurge = parse_json(&body)?;
-                ok(&self.purge_cache(None, purge)?)
-            }
-            (["v1", "tenants", t, "cache", "purge"], &Method::POST) => {
-                who.may_act_on(t)?;
-                let tenant = r.tenant((*t).to_owned()).await?;
-                let purge: CachePurge = parse_json(&body)?;
-                ok(&self.purge_cache(Some(&tenant.data_key()), purge)?)
-            }
-            (["v1", "tenants", t], &Method::GET) => {
-                who.may_act_on(t)?;
-                ok(&tenant_view(&r.tenant((*t).to_owned()).await?))
-            }
-            (["v1", "tenants", t, "route-grants"], &Method::PUT) => {
-                who.must_be_operator()?;
-                let grants: RouteGrants = parse_json(&body)?;
-                let tenant = r
-                    .set_route_grants((*t).to_owned(), grants.route_grants)
-                    .await?;
-                ok(&tenant_view(&tenant))
-            }
-            (["v1", "tenants", t, "outbound-grants"], &Method::PUT) => {
-                who.must_be_operator()?;
-                let grants: OutboundGrants = parse_json(&body)?;
-                let tenant = r
-                    .set_outbound_grants((*t).to_owned(), grants.outbound_grants)
-                    .await?;
-                ok(&tenant_view(&tenant))
-            }
-            (["v1", "tenants", t], &Method::DELETE) => {
-                who.must_be_operator()?;
-                r.delete_tenant((*t).to_owned()).await?;
+            Endpoint::GetTenant(t) => ok(&tenant_view(&r.tenant(t).await?)),
+            Endpoint::DeleteTenant(t) => {
+                r.delete_tenant(t.clone()).await?;
                 ok(&json!({ "deleted": t }))
             }
-            (["v1", "tenants", t, "apps"], &Method::GET) => {
-                who.may_act_on(t)?;
-                let apps = r.apps(Some((*t).to_owned())).await?;
+            Endpoint::SetRouteGrants(t) => {
+                let grants: RouteGrants = parse_json(&body)?;
+                ok(&tenant_view(
+                    &r.set_route_grants(t, grants.route_grants).await?,
+                ))
+            }
+            Endpoint::SetOutboundGrants(t) => {
+                let grants: OutboundGrants = parse_json(&body)?;
+                let tenant = r.set_outbound_grants(t, grants.outbound_grants).await?;
+                ok(&tenant_view(&tenant))
+            }
+            Endpoint::PurgeNode => ok(&self.purge_cache(None, parse_json(&body)?)?),
+            Endpoint::PurgeTenant(t) => {
+                let tenant = r.tenant(t).await?;
+                ok(&self.purge_cache(Some(&tenant.data_key()), parse_json(&body)?)?)
+            }
+            Endpoint::ListApps(t) => {
+                let apps = r.apps(Some(t)).await?;
                 ok(&apps.iter().map(AppView::from).collect::<Vec<_>>())
             }
-            (["v1", "tenants", t, "apps", a, rest @ ..], _) => {
-                who.may_act_on(t)?;
-                self.app_route(
-                    (*t).to_owned(),
-                    (*a).to_owned(),
-                    rest,
-                    &method,
-                    Sent {
-                        body,
-                        spooled,
-                        activate,
-                    },
-                )
-                .await
+            Endpoint::GetApp(AppRef { tenant, app }) => {
+                let app = r.app(tenant.clone(), app).await?;
+                let effective = r.effective_limits(tenant, app.clone()).await?;
+                ok(&AppView::from(&app).with_effective(&effective))
             }
-            (["v1", ..], _) => Err(ApiError::MethodNotAllowed),
-            _ => Err(ApiError::NotFound),
+            Endpoint::PutApp(AppRef { tenant, app }) => {
+                let manifest: AppManifest = parse_json(&body)?;
+                let app = r.put_app(tenant.clone(), app, manifest).await?;
+                let effective = r.effective_limits(tenant, app.clone()).await?;
+                ok(&AppView::from(&app).with_effective(&effective))
+            }
+            Endpoint::DeleteApp(AppRef { tenant, app }) => {
+                r.delete_app(tenant, app.clone()).await?;
+                ok(&json!({ "deleted": app }))
+            }
+            Endpoint::ListVersions(AppRef { tenant, app }) => ok(&r.versions(tenant, app).await?),
+            Endpoint::Activate(AppRef { tenant, app }) => {
+                let choice: VersionChoice = parse_json(&body)?;
+                let version = choice.version.ok_or_else(|| {
+                    ApiError::BadRequest("activate needs {\"version\": N}".into())
+                })?;
+                ok(&AppView::from(
+                    &r.activate(tenant, app, Some(version)).await?,
+                ))
+            }
+            Endpoint::Rollback(AppRef { tenant, app }) => {
+                let choice: VersionChoice = parse_json(&body)?;
+                ok(&AppView::from(
+                    &r.activate(tenant, app, choice.version).await?,
+                ))
+            }
+            Endpoint::SetVar(app, kind, name) => {
+                let value = String::from_utf8(body.to_vec())
+                    .map_err(|_| ApiError::BadRequest("the value must be UTF-8".into()))?;
+                self.set_var(app, kind, name, Some(value)).await
+            }
+            Endpoint::UnsetVar(app, kind, name) => self.set_var(app, kind, name, None).await,
+            Endpoint::Logs(AppRef { tenant, app }, after, wait) => {
+                r.app(tenant.clone(), app.clone()).await?;
+                let wait = std::time::Duration::from_secs(wait);
+                let lines = r.logs(&tenant, &app).wait_after(after, wait).await;
+                let next = lines.last().map_or(after, |line| line.seq);
+                ok(&json!({ "lines": lines, "next": next }))
+            }
+            Endpoint::Kv(tenant, store, kv) => {
+                super::kv::handle(r, &tenant, &store, kv, body).await
+            }
         }
+    }
+
+    /// `POST .../versions`: stores the spooled upload, activating it
+    /// unless `?activate=false`.
+    async fn upload(&self, app: &AppRef, spooled: Spooled, endpoint: &Endpoint) -> Reply {
+        let activate = matches!(endpoint, Endpoint::Upload(_, true));
+        let r = &self.registry;
+        let (version, record) = r
+            .upload(app.tenant.clone(), app.app.clone(), spooled, activate)
+            .await?;
+        let effective = r
+            .effective_limits(app.tenant.clone(), record.clone())
+            .await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({
+                "version": version,
+                "active_version": record.active_version,
+                "effective_limits": effective,
+            }),
+        ))
+    }
+
+    async fn set_var(
+        &self,
+        app: AppRef,
+        kind: VarKind,
+        name: String,
+        value: Option<String>,
+    ) -> Reply {
+        let record = self
+            .registry
+            .set_var(app.tenant, app.app, kind, name, value)
+            .await?;
+        ok(&AppView::from(&record))
     }
 
     /// Purges by tag, key or everything, for one tenant or (operator,
@@ -418,81 +324,13 @@ impl AdminApi {
             )),
         }
     }
+}
 
-    async fn app_route(
-        &self,
-        t: String,
-        a: String,
-        rest: &[&str],
-        method: &Method,
-        sent: Sent,
-    ) -> Reply {
-        let Sent {
-            body,
-            spooled,
-            activate,
-        } = sent;
-        let r = &self.registry;
-        match (rest, method) {
-            ([], &Method::GET) => {
-                let app = r.app(t.clone(), a).await?;
-                let effective = r.effective_limits(t, app.clone()).await?;
-                ok(&AppView::from(&app).with_effective(&effective))
-            }
-            ([], &Method::PUT) => {
-                let manifest: AppManifest = parse_json(&body)?;
-                let app = r.put_app(t.clone(), a, manifest).await?;
-                let effective = r.effective_limits(t, app.clone()).await?;
-                ok(&AppView::from(&app).with_effective(&effective))
-            }
-            ([], &Method::DELETE) => {
-                r.delete_app(t, a.clone()).await?;
-                ok(&json!({ "deleted": a }))
-            }
-            (["versions"], &Method::GET) => ok(&r.versions(t, a).await?),
-            (["versions"], &Method::POST) => {
-                let upload = spooled.ok_or_else(|| ApiError::BadRequest("no upload".into()))?;
-                let (version, app) = r.upload(t.clone(), a, upload, activate).await?;
-                let effective = r.effective_limits(t, app.clone()).await?;
-                Ok(json_response(
-                    StatusCode::CREATED,
-                    &json!({
-                        "version": version,
-                        "active_version": app.active_version,
-                        "effective_limits": effective,
-                    }),
-                ))
-            }
-            (["activate"], &Method::POST) => {
-                let choice: VersionChoice = parse_json(&body)?;
-                let version = choice.version.ok_or_else(|| {
-                    ApiError::BadRequest("activate needs {\"version\": N}".into())
-                })?;
-                ok(&AppView::from(&r.activate(t, a, Some(version)).await?))
-            }
-            (["rollback"], &Method::POST) => {
-                let choice: VersionChoice = parse_json(&body)?;
-                ok(&AppView::from(&r.activate(t, a, choice.version).await?))
-            }
-            ([kind @ ("config" | "secrets"), name], &Method::PUT | &Method::DELETE) => {
-                let kind = if *kind == "config" {
-                    VarKind::Config
-                } else {
-                    VarKind::Secret
-                };
-                let value = if method == Method::PUT {
-                    Some(
-                        String::from_utf8(body.to_vec())
-                            .map_err(|_| ApiError::BadRequest("the value must be UTF-8".into()))?,
-                    )
-                } else {
-                    None
-                };
-                ok(&AppView::from(
-                    &r.set_var(t, a, kind, (*name).to_owned(), value).await?,
-                ))
-            }
-            _ => Err(ApiError::MethodNotAllowed),
-        }
+/// Whether `who` may call an endpoint needing `access`.
+fn allowed(who: &Principal, access: Access<'_>) -> Result<(), ApiError> {
+    match access {
+        Access::Public => Ok(()),
+        Access::Operator => Ok(who.must_be_operator()?),
+        Access::Tenant(t) => Ok(who.may_act_on(t)?),
     }
 }

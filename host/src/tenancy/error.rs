@@ -81,6 +81,10 @@ pub enum RegistryError {
     /// The component was refused (not a component, does not link, ...).
     #[error(transparent)]
     BadComponent(#[from] LoadError),
+    /// The host itself failed (no randomness for a token, say): nothing the
+    /// caller can fix.
+    #[error("host failure: {0}")]
+    Host(String),
     /// Disk or database failure.
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -492,3 +492,7 @@ fn normalise(mut manifest: AppManifest) -> Result<AppManifest, RegistryError> {
         .map_err(|err| RegistryError::Invalid(err.to_string()))?;
     Ok(manifest)
 }
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;

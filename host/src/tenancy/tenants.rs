@@ -29,7 +29,7 @@ impl Registry {
             }
             caps::room_for_one("tenants", r.store.tenants()?.len(), r.caps.max_tenants)?;
             let token = tokens::new_tenant_token(&name)
-                .map_err(|e| RegistryError::Invalid(format!("no randomness for a token: {e}")))?;
+                .map_err(|e| RegistryError::Host(format!("no randomness for a token: {e}")))?;
             let record = TenantRecord {
                 name,
                 token_sha256: tokens::token_hash(&token),
@@ -37,7 +37,7 @@ impl Registry {
                 route_grants,
                 outbound_grants: outbound,
                 generation: tokens::new_generation()
-                    .map_err(|e| RegistryError::Invalid(format!("no randomness: {e}")))?,
+                    .map_err(|e| RegistryError::Host(format!("no randomness: {e}")))?,
                 created_at: now_secs(),
             };
             r.store.put_tenant(&record)?;
