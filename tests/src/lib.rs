@@ -466,6 +466,24 @@ impl Platform {
             .await
     }
 
+    /// [`Platform::deploy`], which must answer 201 (the version is active).
+    pub async fn deployed(
+        &self,
+        token: &str,
+        tenant: &str,
+        app: &str,
+        routes: &[&str],
+        guest_name: &str,
+    ) {
+        let reply = self.deploy(token, tenant, app, routes, guest_name).await;
+        assert_eq!(
+            reply.status,
+            201,
+            "deploying {guest_name} as {tenant}/{app}: {}",
+            reply.text()
+        );
+    }
+
     /// Creates app `app` with `manifest` (JSON) and deploys guest `guest`.
     pub async fn deploy_manifest(
         &self,

@@ -21,24 +21,16 @@ async fn deploy_routes_by_host_and_prefix_and_survives_restart() {
     let acme = p
         .tenant_with("acme", serde_json::json!({}), &["*.acme.test"])
         .await;
-    assert_eq!(
-        p.deploy(&acme, "acme", "web", &["www.acme.test"], "hello")
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        p.deploy(
-            &acme,
-            "acme",
-            "api",
-            &["www.acme.test/api", "*.acme.test"],
-            "echo"
-        )
-        .await
-        .status,
-        201
-    );
+    p.deployed(&acme, "acme", "web", &["www.acme.test"], "hello")
+        .await;
+    p.deployed(
+        &acme,
+        "acme",
+        "api",
+        &["www.acme.test/api", "*.acme.test"],
+        "echo",
+    )
+    .await;
     let home = p.get("www.acme.test", "/").await;
     assert_eq!(
         (home.status.as_u16(), home.text()),
@@ -104,18 +96,10 @@ async fn tokens_are_checked_and_tenants_are_isolated() {
     let p = Platform::start(dir.path()).await;
     let a = p.tenant("alpha").await;
     let b = p.tenant("beta").await;
-    assert_eq!(
-        p.deploy(&a, "alpha", "site", &["alpha.test"], "hello")
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        p.deploy(&b, "beta", "site", &["beta.test"], "hello")
-            .await
-            .status,
-        201
-    );
+    p.deployed(&a, "alpha", "site", &["alpha.test"], "hello")
+        .await;
+    p.deployed(&b, "beta", "site", &["beta.test"], "hello")
+        .await;
 
     assert_eq!(
         p.admin("GET", "/v1/tenants/alpha/apps", None, vec![])
@@ -207,12 +191,8 @@ async fn conflicts_malformed_json_and_bad_names_are_refused() {
     let p = Platform::start(dir.path()).await;
     let a = p.tenant("alpha").await;
     let b = p.tenant("beta").await;
-    assert_eq!(
-        p.deploy(&a, "alpha", "site", &["shared.test/app"], "hello")
-            .await
-            .status,
-        201
-    );
+    p.deployed(&a, "alpha", "site", &["shared.test/app"], "hello")
+        .await;
     let steal = p
         .admin(
             "PUT",
@@ -292,12 +272,8 @@ async fn bad_uploads_are_refused_with_the_reason_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let p = Platform::start(dir.path()).await;
     let a = p.tenant("alpha").await;
-    assert_eq!(
-        p.deploy(&a, "alpha", "site", &["alpha.test"], "hello")
-            .await
-            .status,
-        201
-    );
+    p.deployed(&a, "alpha", "site", &["alpha.test"], "hello")
+        .await;
     let unknown_import = std::fs::read(guest("imports-unknown")).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
@@ -358,12 +334,8 @@ async fn config_and_secrets_reach_the_guest_and_secrets_are_never_listed() {
     let dir = tempfile::tempdir().unwrap();
     let p = Platform::start(dir.path()).await;
     let a = p.tenant("alpha").await;
-    assert_eq!(
-        p.deploy(&a, "alpha", "echo", &["echo.test"], "echo")
-            .await
-            .status,
-        201
-    );
+    p.deployed(&a, "alpha", "echo", &["echo.test"], "echo")
+        .await;
     let set = p
         .admin(
             "PUT",
@@ -407,12 +379,8 @@ async fn deploy_and_rollback_under_load_drop_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(Platform::start(dir.path()).await);
     let a = p.tenant("alpha").await;
-    assert_eq!(
-        p.deploy(&a, "alpha", "site", &["site.test"], "hello")
-            .await
-            .status,
-        201
-    );
+    p.deployed(&a, "alpha", "site", &["site.test"], "hello")
+        .await;
     let stop = Arc::new(AtomicBool::new(false));
     let (failed, hello, echo) = (
         Arc::new(AtomicU64::new(0)),

@@ -13,25 +13,17 @@ async fn a_tenant_at_its_concurrency_cap_gets_503_while_others_are_served() {
     let p = Arc::new(Platform::start(dir.path()).await);
     let limits = serde_json::json!({ "max_concurrency": 1 });
     let capped = p.tenant_with_limits("capped", limits).await;
-    assert_eq!(
-        p.deploy(
-            &capped,
-            "capped",
-            "slow",
-            &["slow.test"],
-            "sleeps-past-deadline"
-        )
-        .await
-        .status,
-        201
-    );
+    p.deployed(
+        &capped,
+        "capped",
+        "slow",
+        &["slow.test"],
+        "sleeps-past-deadline",
+    )
+    .await;
     let other = p.tenant("other").await;
-    assert_eq!(
-        p.deploy(&other, "other", "site", &["other.test"], "hello")
-            .await
-            .status,
-        201
-    );
+    p.deployed(&other, "other", "site", &["other.test"], "hello")
+        .await;
 
     let holder = {
         let p = p.clone();
@@ -62,18 +54,10 @@ async fn metrics_parse_as_openmetrics_and_move_with_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let p = Platform::start(dir.path()).await;
     let a = p.tenant("alpha").await;
-    assert_eq!(
-        p.deploy(&a, "alpha", "site", &["site.test"], "hello")
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        p.deploy(&a, "alpha", "spin", &["spin.test"], "cpu-spin")
-            .await
-            .status,
-        201
-    );
+    p.deployed(&a, "alpha", "site", &["site.test"], "hello")
+        .await;
+    p.deployed(&a, "alpha", "spin", &["spin.test"], "cpu-spin")
+        .await;
     let manifest = serde_json::json!({ "routes": ["kv.test"], "kv_stores": ["data"] });
     let r = p
         .deploy_manifest(&a, "alpha", "kv", manifest, "kv-probe")

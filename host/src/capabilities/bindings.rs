@@ -1,20 +1,16 @@
 //! The one `bindgen!` for the `verge:edge/function` world.
 //!
-//! Imports are trappable: a guest mistake comes back as a WIT value, a host
-//! failure traps. Those that wait on I/O (kv, fetch) are async; the rest are sync. Exports are async so a guest that waits on a
-//! host call never blocks a runtime thread.
+//! Every import is async, so a host call that waits on I/O never blocks a
+//! serving thread and a new interface needs no line here, and trappable: a
+//! guest mistake comes back as a WIT value, a host failure traps. Exports
+//! are async so a guest that waits on a host call yields its thread.
 
 #![allow(missing_docs, reason = "generated code")]
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "verge:edge/function",
-    imports: {
-        "verge:edge/kv": async | trappable,
-        "verge:edge/fetch": async | trappable,
-        "verge:edge/cache": async | trappable,
-        default: trappable,
-    },
+    imports: { default: async | trappable },
     exports: { default: async },
     with: { "verge:edge/kv.store": crate::capabilities::kv::KvStore },
 });

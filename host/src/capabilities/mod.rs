@@ -23,6 +23,8 @@ mod services;
 
 pub use services::{GrantedClients, Services};
 
+use crate::telemetry::log_ring::LogRing;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +69,43 @@ pub struct Capabilities {
     pub cache: cache::CacheCtx,
 }
 
+/// What one app's capabilities are made from: who it is and what its
+/// manifest and its tenant's grants allow.
+pub struct AppCapabilities {
+    /// The tenant, as named in metrics.
+    pub tenant: Arc<str>,
+    /// The app, as named in log lines.
+    pub app: Arc<str>,
+    /// The tenant's key in KV and the cache.
+    pub data_key: String,
+    /// Configuration variables and opened secrets.
+    pub vars: BTreeMap<String, String>,
+    /// The origins the app may fetch from.
+    pub allow: fetch::AllowList,
+    /// The operator's outbound grants for the tenant.
+    pub grants: Vec<fetch::OutboundGrant>,
+    /// Declared KV stores; `None` allows any (local-run mode).
+    pub kv_stores: Option<Vec<String>>,
+    /// The tenant's KV quota.
+    pub kv_quota_bytes: u64,
+    /// Where guest logs are kept for `verge logs` (none: the terminal).
+    pub logs: Option<Arc<LogRing>>,
+}
+
 impl Capabilities {
+    /// Every context of the app `app` describes, over the host's `services`:
+    /// the template each request's copy is made from.
+    pub fn for_app(services: &Services, app: AppCapabilities) -> Self {
+        Self {
+            config: config::ConfigCtx::new(app.vars),
+            log: log::LogCtx::with_ring(app.app, "".into(), app.logs),
+            kv: services.kv_ctx(&app.data_key, app.kv_stores, app.kv_quota_bytes),
+            fetch: services.tenant_fetch_ctx(&app.tenant, &app.data_key, &app.grants, app.allow),
+            geo: services.geo_ctx(),
+            cache: services.cache_ctx(&app.data_key),
+        }
+    }
+
     /// `config` and `log`, and no KV, fetch, geo or cache access.
     pub fn new(config: config::ConfigCtx, log: log::LogCtx) -> Self {
         Self {

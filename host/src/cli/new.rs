@@ -86,7 +86,7 @@ A [Verge](https://example.invalid/verge) edge function.
     verge dev                # serve on http://127.0.0.1:8080, rebuild on change
     curl http://127.0.0.1:8080/
 
-    verge deploy .           # to a daemon (VERGE_ADMIN_URL, VERGE_TOKEN)
+    verge deploy .           # to a daemon (VERGE_URL, VERGE_TOKEN)
 
 `src/lib.rs` is the handler; `verge.toml` holds its routes, KV stores,
 allowed outbound hosts and configuration.

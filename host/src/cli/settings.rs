@@ -252,7 +252,7 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<DaemonFile> {
         let dir = tempfile::tempdir()?;
-        let path = dir.path().join("verge.toml");
+        let path = dir.path().join("daemon.toml");
         std::fs::write(&path, text)?;
         DaemonFile::read(&path)
     }
@@ -304,7 +304,7 @@ mod tests {
     fn unknown_keys_and_bad_values_name_the_key() {
         let err = parse("[limits]\ncpu = 5\n").unwrap_err().to_string();
         assert!(err.contains("cpu"), "{err}");
-        assert!(err.contains("verge.toml"), "{err}");
+        assert!(err.contains("daemon.toml"), "{err}");
         let err = parse("listen = \"not an address\"\n")
             .unwrap_err()
             .to_string();

@@ -7,11 +7,11 @@
 //! another engine) and loads. Without a worker binary (the library in
 //! tests), the compile runs on a blocking thread, unbounded.
 
+pub use super::engine::CompileWorker;
 use super::engine::{EngineSettings, Runtime, engine_config};
 use super::error::LoadError;
 use crate::storage::spool::Upload;
 use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -20,15 +20,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 /// JavaScript component needs on this machine kind (~13 s), far below the
 /// ~26 min a 32 MiB compile bomb could take.
 pub const DEFAULT_COMPILE_BUDGET: Duration = Duration::from_secs(60);
-
-/// Where compiles run.
-#[derive(Debug, Clone)]
-pub struct CompileWorker {
-    /// The `verge` binary to run as `verge compile-worker`.
-    pub binary: PathBuf,
-    /// Past this the child is killed.
-    pub budget: Duration,
-}
 
 /// The serialized artifact of `bytes`, compiled by `runtime`'s worker when
 /// it has one (killed past the budget, or when this future is dropped),

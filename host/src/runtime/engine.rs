@@ -84,7 +84,7 @@ pub struct Runtime {
     linker: Arc<Linker<RequestState>>,
     pooling: bool,
     settings: EngineSettings,
-    worker: Option<super::compile::CompileWorker>,
+    worker: Option<CompileWorker>,
 }
 
 impl Runtime {
@@ -124,13 +124,13 @@ impl Runtime {
     }
 
     /// Compiles uploads in `worker` processes (see [`super::compile`]).
-    pub fn with_compile_worker(mut self, worker: Option<super::compile::CompileWorker>) -> Self {
+    pub fn with_compile_worker(mut self, worker: Option<CompileWorker>) -> Self {
         self.worker = worker;
         self
     }
 
     /// Where uploads are compiled, if not in this process.
-    pub fn compile_worker(&self) -> Option<&super::compile::CompileWorker> {
+    pub fn compile_worker(&self) -> Option<&CompileWorker> {
         self.worker.as_ref()
     }
 
@@ -311,4 +311,13 @@ fn spawn_epoch_ticker(engine: EngineWeak) {
     if let Err(err) = spawned {
         tracing::error!(error = %err, "could not start the epoch ticker; wall-clock limits fall back to timers");
     }
+}
+
+/// Where compiles run.
+#[derive(Debug, Clone)]
+pub struct CompileWorker {
+    /// The `verge` binary to run as `verge compile-worker`.
+    pub binary: std::path::PathBuf,
+    /// Past this the child is killed.
+    pub budget: std::time::Duration,
 }

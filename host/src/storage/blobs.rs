@@ -4,7 +4,8 @@
 //! never leaves a half-written file under a real name.
 
 use super::StorageError;
-use sha2::{Digest, Sha256};
+pub use super::sha256_hex;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -14,11 +15,6 @@ pub struct BlobStore {
     components: PathBuf,
     compiled: PathBuf,
     uploads: PathBuf,
-}
-
-/// sha256 of `bytes`, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 impl BlobStore {

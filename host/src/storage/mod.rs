@@ -8,6 +8,7 @@ pub mod records;
 pub mod secrets;
 pub mod spool;
 
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 /// A storage failure. These are host problems (disk, corruption), never
@@ -98,3 +99,8 @@ from_redb!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// sha256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -47,7 +47,7 @@ impl Upload {
     /// Its sha256, lower-case hex.
     pub fn sha256(&self) -> String {
         match self {
-            Self::Bytes(bytes) => super::blobs::sha256_hex(bytes),
+            Self::Bytes(bytes) => super::sha256_hex(bytes),
             Self::Spooled(spooled) => spooled.sha256.clone(),
         }
     }
@@ -169,10 +169,7 @@ mod tests {
         writer.write(b"world").await.unwrap();
         let spooled = writer.finish().await.unwrap();
         let upload = Upload::from(spooled);
-        assert_eq!(
-            upload.sha256(),
-            super::super::blobs::sha256_hex(b"hello world")
-        );
+        assert_eq!(upload.sha256(), crate::storage::sha256_hex(b"hello world"));
         assert_eq!(upload.len(), 11);
         assert_eq!(&upload.bytes().unwrap()[..], b"hello world");
         let path = upload.file().unwrap().to_owned();

@@ -3,6 +3,7 @@
 //! raise or lower them in `[tenancy]` of the config file.
 
 use super::RegistryError;
+use crate::capabilities::fetch::OutboundGrant;
 
 /// Tenants on one node: far above a node's useful size, low enough that
 /// listing them stays a small answer.
@@ -181,4 +182,12 @@ mod tests {
         assert!(check_tenant_name("op").is_err());
         assert!(check_tenant_name("ops").is_ok());
     }
+}
+
+/// Parses a tenant's outbound grants (`CIDR` or `CIDR:PORT`).
+pub(super) fn outbound_grants(grants: &[String]) -> Result<Vec<OutboundGrant>, RegistryError> {
+    grants
+        .iter()
+        .map(|grant| grant.parse().map_err(RegistryError::Invalid))
+        .collect()
 }

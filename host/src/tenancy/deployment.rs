@@ -5,7 +5,7 @@
 
 use super::HttpLimits;
 use crate::capabilities::fetch::{AllowList, OutboundGrant};
-use crate::capabilities::{Capabilities, Services, config::ConfigCtx, log::LogCtx};
+use crate::capabilities::{AppCapabilities, Capabilities, Services};
 use crate::runtime::{Function, RequestContext};
 use crate::storage::kv::DEFAULT_TENANT_QUOTA_BYTES;
 use crate::telemetry::log_ring::LogRing;
@@ -108,14 +108,20 @@ impl Deployment {
             slots,
             logs,
         } = spec;
-        let capabilities = Capabilities {
-            config: ConfigCtx::new(vars),
-            log: LogCtx::with_ring(app.clone(), "".into(), logs),
-            kv: services.kv_ctx(&data_key, kv_stores, kv_quota_bytes),
-            fetch: services.tenant_fetch_ctx(&tenant, &data_key, &grants, allow),
-            geo: services.geo_ctx(),
-            cache: services.cache_ctx(&data_key),
-        };
+        let capabilities = Capabilities::for_app(
+            services,
+            AppCapabilities {
+                tenant: tenant.clone(),
+                app: app.clone(),
+                data_key,
+                vars,
+                allow,
+                grants,
+                kv_stores,
+                kv_quota_bytes,
+                logs,
+            },
+        );
         Self {
             tenant,
             app,

@@ -222,7 +222,7 @@ impl Loader {
                 function,
                 vars,
                 allow,
-                grants: super::tenants::outbound_grants(&tenant.outbound_grants)?,
+                grants: super::caps::outbound_grants(&tenant.outbound_grants)?,
                 http_limits,
                 data_key,
                 kv_stores: Some(app.manifest.kv_stores.clone()),

@@ -6,7 +6,6 @@ use super::caps;
 use super::registry::{Registry, check_name};
 use super::router::Route;
 use super::tokens;
-use crate::capabilities::fetch::OutboundGrant;
 use crate::storage::records::{AppRecord, LimitOverrides, TenantRecord, now_secs};
 use std::sync::Arc;
 
@@ -23,7 +22,7 @@ impl Registry {
             check_name("tenant", &name)?;
             caps::check_tenant_name(&name)?;
             let route_grants = check_grants(route_grants)?;
-            outbound_grants(&outbound)?;
+            caps::outbound_grants(&outbound)?;
             if r.store.tenant(&name)?.is_some() {
                 return Err(RegistryError::AlreadyExists(format!("tenant {name}")));
             }
@@ -69,7 +68,7 @@ impl Registry {
         grants: Vec<String>,
     ) -> Result<TenantRecord, RegistryError> {
         self.update_tenant(name, move |record| {
-            outbound_grants(&grants)?;
+            caps::outbound_grants(&grants)?;
             record.outbound_grants = grants;
             Ok(())
         })
@@ -156,12 +155,4 @@ fn check_grants(grants: Vec<String>) -> Result<Vec<String>, RegistryError> {
         }
     }
     Ok(grants)
-}
-
-/// Parses a tenant's outbound grants (`CIDR` or `CIDR:PORT`).
-pub(super) fn outbound_grants(grants: &[String]) -> Result<Vec<OutboundGrant>, RegistryError> {
-    grants
-        .iter()
-        .map(|grant| grant.parse().map_err(RegistryError::Invalid))
-        .collect()
 }
