@@ -14,6 +14,9 @@
 //! Bounded: `VERGE_BENCH_ROUNDS` (5) rounds of `VERGE_BENCH_SECS` (2) s per
 //! server, each phase at most `MAX_REQUESTS_PER_RUN` requests.
 //! `VERGE_BENCH_VERGE=PATH` measures another `verge` binary (an older build).
+//! `VERGE_BENCH_AGAINST=PATH` adds the `against` scenario: the SDK hello on
+//! that binary and on this one, beside raw hyper, in the same rounds (a
+//! refactor's before and after).
 
 #![allow(
     clippy::unwrap_used,
@@ -65,6 +68,38 @@ fn main() -> anyhow::Result<()> {
             100.0 * median_ratio(&s[1], &s[0]),
             s[0].median_rps(),
             s[1].median_rps(),
+            s[1].median_p99_us() / 1000.0
+        );
+        failed += compare::failed(&s);
+    }
+    if let Some(before) = std::env::var_os("VERGE_BENCH_AGAINST") {
+        let hyper = ChildServer::hyper(env!("CARGO_BIN_EXE_hyper-hello").as_ref())?;
+        let old = ChildServer::verge(before.as_ref(), &guests["hello"], true)?;
+        let new = ChildServer::verge(&verge, &guests["hello"], true)?;
+        println!(
+            "against: SDK hello on {} and on this build",
+            PathBuf::from(&before).display()
+        );
+        let s = compare::run(
+            &load_rt,
+            plan,
+            connections,
+            "/x",
+            &[
+                ("hyper", hyper.addr),
+                ("before", old.addr),
+                ("after", new.addr),
+            ],
+        )?;
+        println!(
+            "against: after/before median {:.1}% of requests/s ({:.0} vs {:.0} req/s; {:.1}% and {:.1}% of hyper's {:.0}), p99 {:.2} vs {:.2} ms",
+            100.0 * median_ratio(&s[2], &s[1]),
+            s[2].median_rps(),
+            s[1].median_rps(),
+            100.0 * median_ratio(&s[2], &s[0]),
+            100.0 * median_ratio(&s[1], &s[0]),
+            s[0].median_rps(),
+            s[2].median_p99_us() / 1000.0,
             s[1].median_p99_us() / 1000.0
         );
         failed += compare::failed(&s);

@@ -166,6 +166,14 @@ pub(super) fn check_tenant_name(name: &str) -> Result<(), RegistryError> {
     Ok(())
 }
 
+/// Parses a tenant's outbound grants (`CIDR` or `CIDR:PORT`).
+pub(super) fn outbound_grants(grants: &[String]) -> Result<Vec<OutboundGrant>, RegistryError> {
+    grants
+        .iter()
+        .map(|grant| grant.parse().map_err(RegistryError::Invalid))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,12 +190,4 @@ mod tests {
         assert!(check_tenant_name("op").is_err());
         assert!(check_tenant_name("ops").is_ok());
     }
-}
-
-/// Parses a tenant's outbound grants (`CIDR` or `CIDR:PORT`).
-pub(super) fn outbound_grants(grants: &[String]) -> Result<Vec<OutboundGrant>, RegistryError> {
-    grants
-        .iter()
-        .map(|grant| grant.parse().map_err(RegistryError::Invalid))
-        .collect()
 }
