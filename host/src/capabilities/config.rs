@@ -27,7 +27,7 @@ impl ConfigCtx {
 }
 
 impl wit::Host for ConfigCtx {
-    async fn get(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+    fn get(&mut self, name: String) -> wasmtime::Result<Option<String>> {
         Ok(ConfigCtx::get(self, &name).map(str::to_owned))
     }
 }

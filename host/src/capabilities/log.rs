@@ -149,7 +149,7 @@ fn truncate(message: &str, max: usize) -> &str {
 }
 
 impl wit::Host for LogCtx {
-    async fn write(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+    fn write(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         LogCtx::write(self, level, &message);
         Ok(())
     }

@@ -72,18 +72,18 @@ impl From<Location> for wit::Location {
 }
 
 impl wit::Host for GeoCtx {
-    async fn client_ip(&mut self) -> wasmtime::Result<Option<String>> {
+    fn client_ip(&mut self) -> wasmtime::Result<Option<String>> {
         Ok(self.client.map(|ip| ip.to_string()))
     }
 
-    async fn client(&mut self) -> wasmtime::Result<Option<wit::Location>> {
+    fn client(&mut self) -> wasmtime::Result<Option<wit::Location>> {
         Ok(self
             .client
             .and_then(|ip| self.db.lookup(ip))
             .map(wit::Location::from))
     }
 
-    async fn lookup(&mut self, ip: String) -> wasmtime::Result<Option<wit::Location>> {
+    fn lookup(&mut self, ip: String) -> wasmtime::Result<Option<wit::Location>> {
         Ok(ip
             .trim()
             .parse::<IpAddr>()
