@@ -116,3 +116,38 @@ fn body_status(err: &BodyError) -> StatusCode {
         BodyError::Transport(_) => StatusCode::BAD_REQUEST,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(err: ApiError) -> u16 {
+        status_of(&err).0.as_u16()
+    }
+
+    #[test]
+    fn one_table_for_every_endpoint_host_failures_are_500() {
+        let conflict = RegistryError::RouteConflict {
+            route: "a.test".into(),
+            owner: "t/a".into(),
+        };
+        assert_eq!(status(conflict.into()), 409);
+        assert_eq!(
+            status(RegistryError::NotFound("tenant t".into()).into()),
+            404
+        );
+        assert_eq!(status(RegistryError::Invalid("bad".into()).into()), 400);
+        assert_eq!(
+            status(RegistryError::Host("no randomness".into()).into()),
+            500
+        );
+        assert_eq!(status(KvError::Storage("disk full".into()).into()), 500);
+        assert_eq!(status(KvError::QuotaExceeded.into()), 507);
+        assert_eq!(status(KvError::KeyTooLarge.into()), 400);
+        assert_eq!(status(ApiError::NoSuchKey), 404);
+        assert_eq!(status(ApiError::MethodNotAllowed), 405);
+        assert_eq!(status(AuthError::Forbidden.into()), 403);
+        let (_, message) = status_of(&KvError::Storage("disk full".into()).into());
+        assert!(message.contains("storage failure"), "{message}");
+    }
+}
