@@ -24,8 +24,14 @@ pub enum BuildError {
     #[error("could not add the {GUEST_TARGET} target (rustup said: {0})")]
     Target(String),
     /// cargo reported errors (they were printed to stderr).
-    #[error("cargo build failed in {0}")]
+    #[error("cargo build failed in {} (its errors are above)", .0.display())]
     Cargo(PathBuf),
+    /// The directory is not a crate.
+    #[error(
+        "{} has no Cargo.toml: pass a function crate directory (`verge new NAME` creates one) or a .wasm component",
+        .0.display()
+    )]
+    NotACrate(PathBuf),
     /// The build succeeded but produced no component.
     #[error("the build in {0} produced no .wasm component (is the crate a cdylib?)")]
     NoArtifact(PathBuf),
@@ -83,6 +89,9 @@ pub fn ensure_target() -> Result<(), BuildError> {
 /// `.cargo/config.toml` (stack size, target) applies. cargo's diagnostics go
 /// to this process's stderr.
 pub fn build(dir: &Path, target_dir: Option<&Path>) -> Result<Vec<Artifact>, BuildError> {
+    if !dir.join("Cargo.toml").is_file() {
+        return Err(BuildError::NotACrate(dir.to_owned()));
+    }
     ensure_target()?;
     let mut cmd = Command::new(cargo());
     cmd.current_dir(dir)

@@ -23,6 +23,7 @@ extern crate self as verge_sdk;
 
 pub mod cache;
 pub mod config;
+mod error;
 pub mod fetch;
 pub mod geo;
 pub mod kv;
@@ -30,6 +31,7 @@ pub mod log;
 mod request;
 mod response;
 
+pub use error::Error;
 pub use request::Request;
 pub use response::{IntoResponse, Response};
 pub use verge_sdk_macros::handler;

@@ -45,6 +45,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "cache-probe",
     "cpu-spin",
     "echo",
+    "fallible",
     "fetch-probe",
     "fuel-burn",
     "geo-probe",
@@ -370,6 +371,7 @@ impl Platform {
             start_empty: false,
             secrets_key_file: None,
             previous_secrets_key_file: None,
+            public_url: None,
         };
         let daemon = verge::daemon::start_platform(&config, &platform)
             .await

@@ -19,17 +19,26 @@ pub(super) struct AppView<'a> {
     allowed_hosts: &'a [String],
     config: &'a BTreeMap<String, String>,
     secrets: Vec<&'a str>,
+    /// When each secret was last set (Unix seconds); never a value.
+    secrets_set_at: &'a BTreeMap<String, u64>,
     limits: &'a LimitOverrides,
     /// What the app runs under: its limits within the tenant's ceiling
     /// and the host's.
     #[serde(skip_serializing_if = "Option::is_none")]
     effective_limits: Option<&'a LimitOverrides>,
     active_version: Option<u32>,
+    /// Where it answers: each route as a URL.
+    urls: Vec<String>,
 }
 
 impl<'a> AppView<'a> {
     pub(super) fn with_effective(mut self, effective: &'a LimitOverrides) -> Self {
         self.effective_limits = Some(effective);
+        self
+    }
+
+    pub(super) fn with_urls(mut self, urls: &super::urls::PublicUrls) -> Self {
+        self.urls = urls.for_routes(self.routes);
         self
     }
 }
@@ -44,9 +53,11 @@ impl<'a> From<&'a AppRecord> for AppView<'a> {
             allowed_hosts: &app.manifest.allowed_hosts,
             config: &app.manifest.config,
             secrets: app.secrets.keys().map(String::as_str).collect(),
+            secrets_set_at: &app.secrets_set_at,
             limits: &app.manifest.limits,
             effective_limits: None,
             active_version: app.active_version,
+            urls: Vec::new(),
         }
     }
 }
@@ -126,7 +137,15 @@ impl<'de> Deserialize<'de> for Import {
                 mut map: A,
             ) -> Result<Import, A::Error> {
                 let mut entries = Vec::new();
-                while let Some((key, value)) = map.next_entry::<String, String>()? {
+                let entry = |n: usize, e: A::Error| {
+                    <A::Error as serde::de::Error>::custom(format!(
+                        "entry {n}: {e} (each entry is \"key\": \"text value\")"
+                    ))
+                };
+                while let Some((key, value)) = map
+                    .next_entry::<String, String>()
+                    .map_err(|e| entry(entries.len() + 1, e))?
+                {
                     push_capped(
                         &mut entries,
                         ImportEntry {
@@ -143,7 +162,15 @@ impl<'de> Deserialize<'de> for Import {
                 mut seq: A,
             ) -> Result<Import, A::Error> {
                 let mut entries = Vec::new();
-                while let Some(entry) = seq.next_element::<ImportEntry>()? {
+                let bad = |n: usize, e: A::Error| {
+                    <A::Error as serde::de::Error>::custom(format!(
+                        "entry {n}: {e} (each entry is {{\"key\": text, \"value\": text, \"ttl\": seconds?}})"
+                    ))
+                };
+                while let Some(entry) = seq
+                    .next_element::<ImportEntry>()
+                    .map_err(|e| bad(entries.len() + 1, e))?
+                {
                     push_capped(&mut entries, entry)?;
                 }
                 Ok(Import(entries))

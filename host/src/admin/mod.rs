@@ -31,8 +31,10 @@ pub mod endpoint;
 mod error;
 pub mod kv;
 mod routes;
+mod urls;
 
 pub use auth::Principal;
 pub use endpoint::Endpoint;
 pub use error::{ApiError, status_of};
 pub use routes::{AdminApi, MAX_ADMIN_JSON_BYTES};
+pub use urls::PublicUrls;

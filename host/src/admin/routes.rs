@@ -9,6 +9,7 @@ use super::dto::{
 };
 use super::endpoint::{Access, AppRef, BodyKind, Endpoint};
 use super::error::{ApiError, status_of};
+use super::urls::PublicUrls;
 use crate::server::limits::BodyPolicy;
 use crate::storage::records::AppManifest;
 use crate::storage::spool::Spooled;
@@ -38,6 +39,7 @@ pub struct AdminApi {
     metrics: Arc<Metrics>,
     body_policy: BodyPolicy,
     uploads: TenantSlots,
+    urls: PublicUrls,
 }
 
 fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
@@ -75,7 +77,20 @@ impl AdminApi {
             metrics,
             body_policy: BodyPolicy::default(),
             uploads: TenantSlots::uploads(),
+            urls: PublicUrls::default(),
         }
+    }
+
+    /// Shows apps' routes as URLs on `urls` (the data plane as people
+    /// reach it).
+    pub fn with_public_urls(mut self, urls: PublicUrls) -> Self {
+        self.urls = urls;
+        self
+    }
+
+    /// An app as the API shows it, with its URLs.
+    fn view<'a>(&self, app: &'a crate::storage::records::AppRecord) -> AppView<'a> {
+        AppView::from(app).with_urls(&self.urls)
     }
 
     /// Reads request bodies under `policy` (the listener's).
@@ -208,18 +223,18 @@ impl AdminApi {
             }
             Endpoint::ListApps(t) => {
                 let apps = r.apps(Some(t)).await?;
-                ok(&apps.iter().map(AppView::from).collect::<Vec<_>>())
+                ok(&apps.iter().map(|a| self.view(a)).collect::<Vec<_>>())
             }
             Endpoint::GetApp(AppRef { tenant, app }) => {
                 let app = r.app(tenant.clone(), app).await?;
                 let effective = r.effective_limits(tenant, app.clone()).await?;
-                ok(&AppView::from(&app).with_effective(&effective))
+                ok(&self.view(&app).with_effective(&effective))
             }
             Endpoint::PutApp(AppRef { tenant, app }) => {
                 let manifest: AppManifest = parse_json(&body)?;
                 let app = r.put_app(tenant.clone(), app, manifest).await?;
                 let effective = r.effective_limits(tenant, app.clone()).await?;
-                ok(&AppView::from(&app).with_effective(&effective))
+                ok(&self.view(&app).with_effective(&effective))
             }
             Endpoint::DeleteApp(AppRef { tenant, app }) => {
                 r.delete_app(tenant, app.clone()).await?;
@@ -231,15 +246,11 @@ impl AdminApi {
                 let version = choice.version.ok_or_else(|| {
                     ApiError::BadRequest("activate needs {\"version\": N}".into())
                 })?;
-                ok(&AppView::from(
-                    &r.activate(tenant, app, Some(version)).await?,
-                ))
+                ok(&self.view(&r.activate(tenant, app, Some(version)).await?))
             }
             Endpoint::Rollback(AppRef { tenant, app }) => {
                 let choice: VersionChoice = parse_json(&body)?;
-                ok(&AppView::from(
-                    &r.activate(tenant, app, choice.version).await?,
-                ))
+                ok(&self.view(&r.activate(tenant, app, choice.version).await?))
             }
             Endpoint::SetVar(app, kind, name) => {
                 let value = String::from_utf8(body.to_vec())
@@ -277,6 +288,8 @@ impl AdminApi {
                 "version": version,
                 "active_version": record.active_version,
                 "effective_limits": effective,
+                "routes": record.manifest.routes,
+                "urls": self.urls.for_routes(&record.manifest.routes),
             }),
         ))
     }
@@ -292,7 +305,7 @@ impl AdminApi {
             .registry
             .set_var(app.tenant, app.app, kind, name, value)
             .await?;
-        ok(&AppView::from(&record))
+        ok(&self.view(&record))
     }
 
     /// Purges by tag, key or everything, for one tenant or (operator,
@@ -313,8 +326,7 @@ impl AdminApi {
                 Ok(json!({ "purged": u32::from(existed) }))
             }
             (tenant, CachePurge { tag: None, key: None, all: true }) => {
-                cache.purge_all(tenant);
-                Ok(json!({ "purged": "all" }))
+                Ok(json!({ "purged": cache.purge_all(tenant) }))
             }
             (None, _) => Err(ApiError::BadRequest(
                 "across tenants only {\"all\": true}; purge a tag or key under /v1/tenants/T/cache/purge".into(),

@@ -36,10 +36,13 @@ pub(super) async fn run(api: &Api, cmd: CacheCmd) -> anyhow::Result<()> {
     let answer = api
         .call(Method::POST, &path, Some(body.to_string().into_bytes()))
         .await?;
-    if api.json {
-        println!("{answer}");
-    } else {
-        println!("purged {}", answer["purged"]);
-    }
+    let n = answer["purged"].as_u64().unwrap_or(0);
+    let what = match (&tag, &key) {
+        (Some(tag), _) => format!(" tagged {tag}"),
+        (_, Some(key)) => format!(" under key {key}"),
+        _ => String::new(),
+    };
+    let noun = if n == 1 { "entry" } else { "entries" };
+    api.say(&answer, &format!("purged {n} {noun}{what}"));
     Ok(())
 }

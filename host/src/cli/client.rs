@@ -9,61 +9,130 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-/// How the CLI reaches the admin API.
+/// Where the admin API lives unless a flag, `VERGE_URL` or a profile
+/// says otherwise.
+pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:9900";
+
+/// How the CLI reaches the admin API. Flags and environment variables win
+/// over the saved profile (`verge login`), which wins over the defaults.
 #[derive(Debug, Args, Clone)]
 pub struct ApiArgs {
-    /// The admin API's URL.
-    #[arg(
-        long,
-        global = true,
-        default_value = "http://127.0.0.1:9900",
-        env = "VERGE_URL"
-    )]
-    pub url: String,
-    /// A bearer token: the operator's, or a tenant's.
+    /// The admin API's URL (`http://` is assumed when no scheme is given)
+    /// [default: the profile's, else http://127.0.0.1:9900].
+    #[arg(long, global = true, env = "VERGE_URL")]
+    pub url: Option<String>,
+    /// A bearer token: the operator's, or a tenant's [default: the
+    /// profile's].
     #[arg(long, global = true, env = "VERGE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The saved profile to use (`verge login --profile NAME`) [default:
+    /// `default`, when saved].
+    #[arg(long, global = true, env = "VERGE_PROFILE")]
+    pub profile: Option<String>,
     /// The tenant to act on; defaults to the tenant a tenant token names.
     #[arg(long, global = true, env = "VERGE_TENANT")]
     pub tenant: Option<String>,
-    /// Print JSON instead of tables.
+    /// Print JSON instead of tables, errors too (`{"error", "status"}` on
+    /// stderr).
     #[arg(long, global = true)]
     pub json: bool,
 }
+
+/// Where the token in use came from, for messages that say what to fix.
+#[derive(Debug, Clone)]
+enum TokenSource {
+    /// `--token` or `VERGE_TOKEN`.
+    Given,
+    /// A saved profile.
+    Profile(String),
+    /// Nowhere.
+    Missing,
+}
+
+/// A request the admin API refused or could not answer: its status (none
+/// when it was never reached) and a message for people.
+#[derive(Debug)]
+pub struct ApiCallError {
+    /// The HTTP status, if the API answered.
+    pub status: Option<u16>,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiCallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiCallError {}
 
 /// A connected admin-API client.
 pub struct Api {
     base: String,
     token: Option<String>,
+    source: TokenSource,
     tenant: Option<String>,
     /// Print JSON instead of tables.
     pub json: bool,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
+/// `url` with `http://` when it names no scheme, without a trailing `/`.
+pub fn normalise_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    }
+}
+
 impl Api {
-    /// A client for `args`.
-    pub fn new(args: &ApiArgs) -> Self {
+    /// A client for `args` (and the saved profile, when one applies).
+    pub fn new(args: &ApiArgs) -> anyhow::Result<Self> {
+        let profile = super::profile::load(args.profile.as_deref())?;
+        let (token, source) = match (&args.token, &profile) {
+            (Some(token), _) => (Some(token.clone()), TokenSource::Given),
+            (None, Some((name, p))) => (Some(p.token.clone()), TokenSource::Profile(name.clone())),
+            (None, None) => (None, TokenSource::Missing),
+        };
+        // What `cat token-file` gives has a newline: the token is the rest.
+        let token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+        if let Some(t) = &token
+            && (t.chars().any(char::is_whitespace) || !t.starts_with("verge_"))
+        {
+            bail!(
+                "the token {} is malformed: Verge tokens look like verge_TENANT_… (from `verge tenants create`) or verge_op_… (the operator's, in DATA_DIR/admin-token on the daemon's machine)",
+                source_name(&source)
+            );
+        }
+        let url = args
+            .url
+            .clone()
+            .or_else(|| profile.as_ref().map(|(_, p)| p.url.clone()))
+            .unwrap_or_else(|| DEFAULT_ADMIN_URL.to_owned());
         let tenant = args.tenant.clone().or_else(|| {
-            args.token
+            token
                 .as_deref()
                 .and_then(crate::tenancy::tokens::tenant_of_token)
                 .map(str::to_owned)
         });
-        Self {
-            base: args.url.trim_end_matches('/').to_owned(),
-            token: args.token.clone(),
+        Ok(Self {
+            base: normalise_url(&url),
+            token,
+            source,
             tenant,
             json: args.json,
             client: Client::builder(TokioExecutor::new()).build_http(),
-        }
+        })
     }
 
     /// The tenant to act on, or a clear error.
     pub fn tenant(&self) -> anyhow::Result<&str> {
-        self.tenant
-            .as_deref()
-            .context("no tenant: pass --tenant (or VERGE_TENANT), or use a tenant token")
+        self.tenant.as_deref().context(
+            "no tenant: pass --tenant (or VERGE_TENANT), or use a tenant token (VERGE_TOKEN, --token or `verge login`)",
+        )
     }
 
     /// Sends a request; returns the JSON answer or fails with the API's reason.
@@ -89,12 +158,16 @@ impl Api {
         if let Some(token) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let res = self
-            .client
-            .request(req)
-            .await
-            .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .with_context(|| format!("{url} is not a usable URL"))?;
+        let res = self.client.request(req).await.map_err(|err| ApiCallError {
+            status: None,
+            message: format!(
+                "cannot reach the admin API at {} ({err}); is `verge serve` running there? Set it with --url, VERGE_URL or `verge login`",
+                self.base
+            ),
+        })?;
         let status = res.status();
         let bytes = res.into_body().collect().await?.to_bytes();
         if !status.is_success() {
@@ -103,9 +176,58 @@ impl Api {
                 || String::from_utf8_lossy(&bytes).into_owned(),
                 str::to_owned,
             );
-            bail!("{method} {path}: {} {reason}", status.as_u16());
+            let message = match status.as_u16() {
+                401 => self.unauthorized(),
+                403 => self.forbidden(&reason),
+                code => format!("{method} {path}: {code} {reason}"),
+            };
+            return Err(ApiCallError {
+                status: Some(status.as_u16()),
+                message,
+            }
+            .into());
         }
         Ok(bytes)
+    }
+
+    fn unauthorized(&self) -> String {
+        match self.source {
+            TokenSource::Missing => format!(
+                "the admin API at {} needs a token: set VERGE_TOKEN, pass --token, or run `verge login`. Tenant tokens come from `verge tenants create`; the operator token is in DATA_DIR/admin-token on the daemon's machine",
+                self.base
+            ),
+            _ => format!(
+                "the admin API at {} refused the token {}: it is not one this daemon issued (a deleted tenant, another daemon's data dir?). Tenant tokens come from `verge tenants create`; the operator token is in DATA_DIR/admin-token on the daemon's machine",
+                self.base,
+                source_name(&self.source)
+            ),
+        }
+    }
+
+    fn forbidden(&self, reason: &str) -> String {
+        match self
+            .token
+            .as_deref()
+            .and_then(crate::tenancy::tokens::tenant_of_token)
+        {
+            Some(tenant) => format!(
+                "this needs the operator token (DATA_DIR/admin-token on the daemon's machine), or tenant {tenant}'s own apps: the token {} belongs to tenant {tenant} ({reason})",
+                source_name(&self.source)
+            ),
+            None => format!(
+                "the token {} may not do that: {reason}",
+                source_name(&self.source)
+            ),
+        }
+    }
+
+    /// Prints `answer` as JSON with `--json`, else `text`.
+    pub fn say(&self, answer: &Value, text: &str) {
+        if self.json {
+            self.print(answer, &[]);
+        } else {
+            println!("{text}");
+        }
     }
 
     /// Prints `value` as JSON, or as a table of `columns` for people.
@@ -164,5 +286,14 @@ fn cell(value: &Value) -> String {
             .collect::<Vec<_>>()
             .join(","),
         other => other.to_string(),
+    }
+}
+
+/// Where the token came from, as the user would name it.
+fn source_name(source: &TokenSource) -> String {
+    match source {
+        TokenSource::Given => "from VERGE_TOKEN or --token".into(),
+        TokenSource::Profile(name) => format!("of profile {name}"),
+        TokenSource::Missing => "(none given)".into(),
     }
 }

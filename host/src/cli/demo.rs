@@ -63,6 +63,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         start_empty: false,
         secrets_key_file: None,
         previous_secrets_key_file: None,
+        public_url: None,
     };
     let running = daemon::start_platform(&config, &platform).await?;
     let registry = running

@@ -80,7 +80,15 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
             return Err(err);
         }
     };
+    let no_route = answer["routes"].as_array().is_some_and(Vec::is_empty);
+    let warning = no_route.then(|| {
+        format!(
+            "{app} has no route, so it serves nothing: add one with `--route HOST[/PREFIX]` or `routes = [\"HOST\"]` in verge.toml and deploy again"
+        )
+    });
     if api.json {
+        let mut answer = answer;
+        answer["warnings"] = serde_json::json!(warning.iter().collect::<Vec<_>>());
         api.print(&answer, &[]);
         return Ok(());
     }
@@ -102,6 +110,13 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
             .get(..12)
             .unwrap_or("?")
     );
+    for url in answer["urls"].as_array().into_iter().flatten() {
+        println!("  {}", url.as_str().unwrap_or("?"));
+    }
+    println!("  limits: {}", limits_summary(&answer["effective_limits"]));
+    if let Some(warning) = warning {
+        eprintln!("verge: warning: {warning}");
+    }
     Ok(())
 }
 
@@ -127,5 +142,24 @@ async fn undo_manifest(api: &Api, app_path: &str, before: Option<&serde_json::Va
     };
     if let Err(err) = undone {
         eprintln!("verge: could not undo the app change after the refused upload: {err:#}");
+    }
+}
+
+/// The effective limits in one line: `50 ms CPU, 30000 ms wall clock, ...`.
+fn limits_summary(limits: &serde_json::Value) -> String {
+    let parts: Vec<String> = [
+        ("cpu_ms", "ms CPU"),
+        ("wall_clock_ms", "ms wall clock"),
+        ("memory_mib", "MiB memory"),
+        ("max_subrequests", "subrequests"),
+        ("max_concurrency", "concurrent requests"),
+    ]
+    .iter()
+    .filter_map(|(key, unit)| limits[*key].as_u64().map(|v| format!("{v} {unit}")))
+    .collect();
+    if parts.is_empty() {
+        "the host's defaults".into()
+    } else {
+        parts.join(", ")
     }
 }

@@ -132,6 +132,9 @@ async fn rebuild(host: &Arc<LocalHost>, args: &DevArgs, data_dir: &Path, url: &s
 pub(super) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let dir = std::fs::canonicalize(&args.dir)
         .with_context(|| format!("finding the function crate {}", args.dir.display()))?;
+    if !dir.join("Cargo.toml").is_file() {
+        return Err(guest_build::BuildError::NotACrate(dir).into());
+    }
     let args = DevArgs { dir, ..args };
     let data_dir = args
         .data_dir

@@ -6,10 +6,13 @@ mod client;
 mod demo;
 pub mod deploy;
 mod dev;
+mod input;
 mod kv;
+mod login;
 mod logs;
 pub mod manifest;
 mod new;
+mod profile;
 mod serve;
 mod settings;
 
@@ -77,16 +80,16 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
-    /// List, show or delete apps.
+    /// List (the default), show or delete apps.
     Apps {
         /// What to do.
         #[command(subcommand)]
-        cmd: admin::AppsCmd,
+        cmd: Option<admin::AppsCmd>,
         /// How to reach the admin API.
         #[command(flatten)]
         api: client::ApiArgs,
     },
-    /// List an app's versions.
+    /// List an app's versions, the active one marked.
     Versions {
         /// The app.
         app: String,
@@ -114,11 +117,11 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
-    /// Set or unset an app's configuration variables.
+    /// Set, get, list or unset an app's configuration variables.
     Config {
         /// What to do.
         #[command(subcommand)]
-        cmd: admin::VarCmd,
+        cmd: admin::ConfigCmd,
         /// How to reach the admin API.
         #[command(flatten)]
         api: client::ApiArgs,
@@ -141,11 +144,12 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
-    /// Set or unset an app's secrets (never listed back).
+    /// Set, list or unset an app's secrets (values never shown, never on
+    /// the command line).
     Secret {
         /// What to do.
         #[command(subcommand)]
-        cmd: admin::VarCmd,
+        cmd: admin::SecretCmd,
         /// How to reach the admin API.
         #[command(flatten)]
         api: client::ApiArgs,
@@ -160,11 +164,28 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Check a token against an admin API and save it with the URL as a
+    /// profile (the token from a hidden prompt, or stdin when piped).
+    Login {
+        /// Where and as what.
+        #[command(flatten)]
+        args: login::LoginArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `verge completions bash >
+    /// /etc/bash_completion.d/verge`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 impl Cli {
     /// Runs the chosen command to completion.
     pub async fn run(self) -> anyhow::Result<()> {
+        use client::Api;
         match self.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
@@ -177,24 +198,61 @@ impl Cli {
                 crate::runtime::compile::run_worker(&settings, pooling)?;
                 Ok(())
             }
-            Command::Deploy { args, api } => deploy::run(&client::Api::new(&api), args).await,
-            Command::Apps { cmd, api } => admin::apps(&client::Api::new(&api), cmd).await,
-            Command::Versions { app, api } => admin::versions(&client::Api::new(&api), &app).await,
-            Command::Rollback { app, to, api } => {
-                admin::rollback(&client::Api::new(&api), &app, to).await
-            }
-            Command::Tenants { cmd, api } => admin::tenants(&client::Api::new(&api), cmd).await,
-            Command::Config { cmd, api } => {
-                admin::vars(&client::Api::new(&api), "config", cmd).await
-            }
-            Command::Kv { cmd, api } => kv::run(&client::Api::new(&api), cmd).await,
-            Command::Cache { cmd, api } => cache::run(&client::Api::new(&api), cmd).await,
-            Command::Logs { args, api } => logs::run(&client::Api::new(&api), args).await,
-            Command::Secret { cmd, api } => {
-                admin::vars(&client::Api::new(&api), "secrets", cmd).await
+            Command::Deploy { args, api } => deploy::run(&Api::new(&api)?, args).await,
+            Command::Apps { cmd, api } => admin::apps(&Api::new(&api)?, cmd).await,
+            Command::Versions { app, api } => admin::versions(&Api::new(&api)?, &app).await,
+            Command::Rollback { app, to, api } => admin::rollback(&Api::new(&api)?, &app, to).await,
+            Command::Tenants { cmd, api } => admin::tenants(&Api::new(&api)?, cmd).await,
+            Command::Config { cmd, api } => admin::config(&Api::new(&api)?, cmd).await,
+            Command::Kv { cmd, api } => kv::run(&Api::new(&api)?, cmd).await,
+            Command::Cache { cmd, api } => cache::run(&Api::new(&api)?, cmd).await,
+            Command::Logs { args, api } => logs::run(&Api::new(&api)?, args).await,
+            Command::Secret { cmd, api } => admin::secrets(&Api::new(&api)?, cmd).await,
+            Command::Login { args, json } => login::run(args, json).await,
+            Command::Completions { shell } => {
+                let mut command = <Self as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "verge", &mut std::io::stdout());
+                Ok(())
             }
         }
     }
+
+    /// Whether errors are to be printed as JSON (`--json` on a verb that
+    /// takes it).
+    pub fn json_errors(&self) -> bool {
+        match &self.command {
+            Command::Deploy { api, .. }
+            | Command::Apps { api, .. }
+            | Command::Versions { api, .. }
+            | Command::Rollback { api, .. }
+            | Command::Tenants { api, .. }
+            | Command::Config { api, .. }
+            | Command::Kv { api, .. }
+            | Command::Cache { api, .. }
+            | Command::Logs { api, .. }
+            | Command::Secret { api, .. } => api.json,
+            Command::Login { json, .. } => *json,
+            Command::Serve(_)
+            | Command::Demo(_)
+            | Command::Dev(_)
+            | Command::New(_)
+            | Command::CompileWorker { .. }
+            | Command::Completions { .. } => false,
+        }
+    }
+}
+
+/// How a failed command is reported: one `verge: ...` line, or with
+/// `--json` one `{"error": ..., "status": ...}` object (status: the admin
+/// API's HTTP status, when it answered).
+pub fn report_error(err: &anyhow::Error, json: bool) -> String {
+    if !json {
+        return format!("verge: {err:#}");
+    }
+    let status = err
+        .downcast_ref::<client::ApiCallError>()
+        .and_then(|e| e.status);
+    serde_json::json!({ "error": format!("{err:#}"), "status": status }).to_string()
 }
 
 /// Resolves when the process gets SIGINT (Ctrl-C) or SIGTERM.

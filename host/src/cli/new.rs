@@ -92,8 +92,11 @@ A [Verge](https://example.invalid/verge) edge function.
 allowed outbound hosts and configuration.
 "#;
 
+/// An app name (the registry's rule) that is also a Cargo package name:
+/// Cargo refuses names that start with a digit.
 fn valid_name(name: &str) -> bool {
     crate::storage::records::is_valid_name(name)
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 fn default_sdk() -> PathBuf {
@@ -103,7 +106,7 @@ fn default_sdk() -> PathBuf {
 pub(super) fn run(args: NewArgs) -> anyhow::Result<()> {
     if !valid_name(&args.name) {
         bail!(
-            "{:?} is not a valid function name: use lower-case letters, digits and dashes (at most 63)",
+            "{:?} is not a valid function name: start with a lower-case letter, then lower-case letters, digits and dashes (at most 63); it names the crate and the app",
             args.name
         );
     }

@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// sealed again under --secrets-key-file at start.
     #[arg(long, value_name = "FILE")]
     pub previous_secrets_key_file: Option<PathBuf>,
+    /// How people reach the data plane, e.g. `https://edge.example.net`
+    /// behind a proxy: `verge deploy` prints each route with its scheme and
+    /// port [default: the data plane's own address].
+    #[arg(long, env = "VERGE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     /// Start even if the data dir was initialised and has lost
     /// control.redb or kv.redb (they are created empty). Without it such a
     /// start is refused, naming the file.
@@ -325,6 +330,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .clone()
                 .or_else(|| file.secrets.key_file.clone()),
             previous_secrets_key_file: args.previous_secrets_key_file.clone(),
+            public_url: args.public_url.clone().or_else(|| file.public_url.clone()),
         };
         let running = daemon::start_platform(&config, &platform).await?;
         let apps = running.registry.as_ref().map_or(0, |r| r.live_apps());

@@ -17,6 +17,9 @@ pub struct DaemonFile {
     pub listen: Option<SocketAddr>,
     /// Admin API address.
     pub admin_listen: Option<SocketAddr>,
+    /// How people reach the data plane (`https://edge.example.net`): the
+    /// scheme and port `verge deploy` prints routes with.
+    pub public_url: Option<String>,
     /// State directory.
     pub data_dir: Option<PathBuf>,
     /// The operator token (prefer the env var or the generated file).

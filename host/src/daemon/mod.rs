@@ -110,6 +110,9 @@ pub struct PlatformConfig {
     pub secrets_key_file: Option<PathBuf>,
     /// A previous key, to open secrets sealed before a rotation.
     pub previous_secrets_key_file: Option<PathBuf>,
+    /// How people reach the data plane (scheme and port of the URLs the
+    /// admin API shows); `None`: the data plane's bound address.
+    pub public_url: Option<String>,
 }
 
 /// A started daemon.
@@ -279,8 +282,14 @@ pub async fn start_platform(
             .collect(),
     );
     let admin_limits = config.connections.admin();
+    let public_urls = match &platform.public_url {
+        Some(url) => crate::admin::PublicUrls::parse(url).map_err(anyhow::Error::msg)?,
+        None => crate::admin::PublicUrls::listening(false, plane.addr.port()),
+    };
     let admin = Arc::new(
-        AdminApi::new(registry.clone(), operator_hash, metrics).with_body_policy(admin_limits.body),
+        AdminApi::new(registry.clone(), operator_hash, metrics)
+            .with_body_policy(admin_limits.body)
+            .with_public_urls(public_urls),
     );
     let handler = move |req| {
         let admin = admin.clone();

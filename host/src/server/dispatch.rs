@@ -166,6 +166,18 @@ impl Dispatcher {
             usage.fuel,
             usage.peak_memory,
         );
+        if let Some(ring) = deployment.as_deref().and_then(|d| d.logs.as_ref()) {
+            ring.push_request(
+                &request_id,
+                crate::telemetry::log_ring::RequestLine {
+                    method: method.as_str().to_owned(),
+                    path: path.clone(),
+                    status: response.status().as_u16(),
+                    micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    error: (!error.is_empty()).then(|| error.to_owned()),
+                },
+            );
+        }
         if let Some(log) = &self.access_log {
             log.record(&AccessRecord {
                 request_id: &request_id,

@@ -62,7 +62,8 @@ impl ControlStore {
         let opened = super::guard_corruption(
             path,
             || {
-                let db = Database::create(path)?;
+                let db = Database::create(path)
+                    .map_err(|e| StorageError::Corrupted(super::open_failure(path, e)))?;
                 let tx = db.begin_write()?;
                 tx.open_table(TENANTS)?;
                 tx.open_table(APPS)?;
@@ -238,6 +239,7 @@ mod tests {
 
     fn app(tenant: &str, name: &str) -> AppRecord {
         AppRecord {
+            secrets_set_at: Default::default(),
             tenant: tenant.into(),
             name: name.into(),
             manifest: AppManifest::default(),

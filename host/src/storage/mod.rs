@@ -34,7 +34,7 @@ pub enum StorageError {
         /// Why.
         source: serde_json::Error,
     },
-    /// A data file is corrupt (the message names it).
+    /// A data file is corrupt or will not open (the message names it).
     #[error("{0}")]
     Corrupted(String),
     /// A failure in a data file, with the file's name.
@@ -99,6 +99,18 @@ from_redb!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// Why a database file would not open, naming the file: another process
+/// holding it (a second daemon on the same data dir) is said so.
+pub fn open_failure(path: &std::path::Path, err: redb::DatabaseError) -> String {
+    match err {
+        redb::DatabaseError::DatabaseAlreadyOpen => format!(
+            "{} is locked by another process (is another verge running on this data dir?): stop it, or give this one its own --data-dir",
+            path.display()
+        ),
+        other => format!("{}: {other}", path.display()),
+    }
+}
 
 /// sha256 of `bytes`, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {

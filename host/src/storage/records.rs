@@ -121,6 +121,9 @@ pub struct AppRecord {
     /// Secrets: readable by the guest through `config`, never listed back.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// When each secret was last set (Unix seconds), for `verge secret list`.
+    #[serde(default)]
+    pub secrets_set_at: BTreeMap<String, u64>,
     /// The version serving traffic, if any.
     pub active_version: Option<u32>,
     /// The number the next upload gets.

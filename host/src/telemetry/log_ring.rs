@@ -28,6 +28,26 @@ pub struct LogLine {
     pub request_id: String,
     /// The text.
     pub message: String,
+    /// Set on the one line each request ends with (level `request`): what
+    /// the client got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestLine>,
+}
+
+/// How one request ended, as `verge logs` shows it beside its guest lines.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RequestLine {
+    /// The method.
+    pub method: String,
+    /// The path.
+    pub path: String,
+    /// The status the client got.
+    pub status: u16,
+    /// Time in the host, microseconds.
+    pub micros: u64,
+    /// The `verge-error` code, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -50,8 +70,30 @@ impl LogRing {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Appends a line, dropping the oldest past [`LOG_RING_LINES`].
+    /// Appends a guest line, dropping the oldest past [`LOG_RING_LINES`].
     pub fn push(&self, level: &'static str, request_id: &str, message: &str) {
+        self.append(level, request_id, message.to_owned(), None);
+    }
+
+    /// Appends the line a request ends with.
+    pub fn push_request(&self, request_id: &str, request: RequestLine) {
+        let message = format!(
+            "{} {} {} {:.1} ms",
+            request.method,
+            request.path,
+            request.status,
+            request.micros as f64 / 1000.0
+        );
+        self.append("request", request_id, message, Some(request));
+    }
+
+    fn append(
+        &self,
+        level: &'static str,
+        request_id: &str,
+        message: String,
+        request: Option<RequestLine>,
+    ) {
         let unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -67,7 +109,8 @@ impl LogRing {
                 unix_ms,
                 level,
                 request_id: request_id.to_owned(),
-                message: message.to_owned(),
+                message,
+                request,
             });
         }
         self.grew.notify_waiters();

@@ -30,6 +30,9 @@ pub struct Deployment {
     pub slots: Slots,
     /// The HTTP caps for this app (at most the server's).
     pub http_limits: HttpLimits,
+    /// Where the app's log lines are kept for `verge logs` (none in
+    /// local-run mode, where they go to the terminal).
+    pub logs: Option<Arc<LogRing>>,
     /// The app's capability contexts, the template of each request's.
     capabilities: Capabilities,
 }
@@ -119,7 +122,7 @@ impl Deployment {
                 grants,
                 kv_stores,
                 kv_quota_bytes,
-                logs,
+                logs: logs.clone(),
             },
         );
         Self {
@@ -129,6 +132,7 @@ impl Deployment {
             function,
             slots,
             http_limits,
+            logs,
             capabilities,
         }
     }

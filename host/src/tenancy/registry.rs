@@ -356,7 +356,18 @@ impl Registry {
                 let owned = apps.iter().filter(|a| a.tenant == tenant).count();
                 caps::room_for_one("apps per tenant", owned, r.caps.max_apps_per_tenant)?;
             }
-            let record = match r.store.app(&tenant, &app)? {
+            let existing = r.store.app(&tenant, &app)?;
+            if let Some(name) = existing.as_ref().and_then(|e| {
+                manifest
+                    .config
+                    .keys()
+                    .find(|name| e.secrets.contains_key(*name))
+            }) {
+                return Err(RegistryError::Invalid(format!(
+                    "{name} is already a secret of {app}: a variable and a secret may not share a name (unset the secret first)"
+                )));
+            }
+            let record = match existing {
                 Some(existing) => AppRecord {
                     manifest,
                     ..existing
@@ -366,6 +377,7 @@ impl Registry {
                     name: app,
                     manifest,
                     secrets: BTreeMap::new(),
+                    secrets_set_at: BTreeMap::new(),
                     active_version: None,
                     next_version: 1,
                 },
@@ -445,6 +457,23 @@ impl Registry {
                 )));
             }
             let mut record = r.app_record(&tenant, &app)?;
+            let (other, other_kind) = match kind {
+                VarKind::Config => (&record.secrets, "a secret"),
+                VarKind::Secret => (&record.manifest.config, "a config variable"),
+            };
+            if value.is_some() && other.contains_key(&name) {
+                return Err(RegistryError::Invalid(format!(
+                    "{name} is already {other_kind} of {app}: a variable and a secret may not share a name (unset it first)"
+                )));
+            }
+            if kind == VarKind::Secret {
+                match value {
+                    Some(_) => record
+                        .secrets_set_at
+                        .insert(name.clone(), crate::storage::records::now_secs()),
+                    None => record.secrets_set_at.remove(&name),
+                };
+            }
             let vars = match kind {
                 VarKind::Config => &mut record.manifest.config,
                 VarKind::Secret => &mut record.secrets,

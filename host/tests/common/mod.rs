@@ -251,3 +251,47 @@ pub fn nested_blocks_component(depth: usize) -> Vec<u8> {
     section(1, &module, &mut component); // a core module section
     component
 }
+
+/// What one CLI run gives: success, stdout, stderr.
+pub struct CliRun {
+    pub ok: bool,
+    pub out: String,
+    pub err: String,
+}
+
+/// Runs the `verge` CLI with exactly `env` (besides PATH and HOME-less
+/// defaults: no VERGE_* from the test's own environment), feeding `stdin`.
+pub fn cli_env(env: &[(&str, &str)], stdin: &[u8], args: &[&str]) -> CliRun {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_verge"));
+    command
+        .args(args)
+        .env_remove("VERGE_URL")
+        .env_remove("VERGE_TOKEN")
+        .env_remove("VERGE_PROFILE")
+        .env_remove("VERGE_TENANT")
+        .env("CARGO_TARGET_DIR", root.join("target/guests"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    CliRun {
+        ok: out.status.success(),
+        out: text(&out.stdout),
+        err: text(&out.stderr),
+    }
+}
+
+/// Runs the CLI against `d` as `token`, with `stdin`.
+pub fn cli_in(d: &Daemon, token: &str, stdin: &[u8], args: &[&str]) -> CliRun {
+    let url = format!("http://{}", d.admin);
+    cli_env(&[("VERGE_URL", &url), ("VERGE_TOKEN", token)], stdin, args)
+}

@@ -255,8 +255,15 @@ impl CacheStore {
         removed
     }
 
-    /// Removes every entry of `tenant`, or of everyone.
-    pub fn purge_all(&self, tenant: Option<&str>) {
+    /// Removes every entry of `tenant`, or of everyone; returns how many
+    /// there were.
+    pub fn purge_all(&self, tenant: Option<&str>) -> u64 {
+        let prefix = tenant.map(|t| format!("{t}\0"));
+        let count = self
+            .entries
+            .iter()
+            .filter(|(key, _)| prefix.as_ref().is_none_or(|p| key.starts_with(p.as_str())))
+            .count();
         match tenant {
             None => self.entries.invalidate_all(),
             Some(tenant) => {
@@ -270,6 +277,7 @@ impl CacheStore {
             }
         }
         self.entries.run_pending_tasks();
+        u64::try_from(count).unwrap_or(u64::MAX)
     }
 
     fn guard(&self, full: String) -> FillGuard {

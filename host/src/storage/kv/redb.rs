@@ -200,7 +200,8 @@ impl RedbKv {
     /// Opens (or creates) `path` and starts the writer and sweeper threads.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, KvError> {
         let db = guarded(path, || {
-            let db = Database::create(path).map_err(storage)?;
+            let db = Database::create(path)
+                .map_err(|e| KvError::Storage(super::super::open_failure(path, e)))?;
             let tx = db.begin_write().map_err(storage)?;
             tx.open_table(VALUES).map_err(storage)?;
             tx.open_table(EXPIRY).map_err(storage)?;
