@@ -32,6 +32,12 @@ mod request;
 mod response;
 
 pub use error::Error;
+
+/// The examples of `docs/writing-functions.md`, compiled as doc tests so
+/// the guide's code builds as written.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/writing-functions.md")]
+pub struct WritingFunctionsExamples;
 pub use request::Request;
 pub use response::{IntoResponse, Response};
 pub use verge_sdk_macros::handler;

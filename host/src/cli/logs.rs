@@ -80,11 +80,18 @@ fn sampled(id: &str, rate: f64) -> bool {
     if rate >= 1.0 {
         return true;
     }
-    // FNV-1a: stable across runs, so one request is in or out everywhere.
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+    // FNV-1a, then murmur3's finaliser so similar ids spread over the
+    // whole range: stable across runs, so one request is in or out
+    // wherever it is looked at.
+    let mut h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    (hash as f64 / u64::MAX as f64) < rate
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    (h as f64 / u64::MAX as f64) < rate
 }
 
 fn time(line: &Value) -> String {
