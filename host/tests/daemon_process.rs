@@ -219,8 +219,14 @@ fn the_cli_manages_tenants_apps_versions_and_variables() {
 
     let (ok, _, _) = cli(&d, &token, &["config", "set", "hello", "greeting", "hej"]);
     assert!(ok);
-    let (ok, _, _) = cli(&d, &token, &["secret", "set", "hello", "api-key", "s3cret"]);
-    assert!(ok);
+    // Secrets come from stdin, never argv (see cli_usability.rs).
+    let run = common::cli_in(
+        &d,
+        &token,
+        b"s3cret\n",
+        &["secret", "set", "hello", "api-key"],
+    );
+    assert!(run.ok, "{}", run.err);
     let (ok, out, _) = cli(&d, &token, &["apps", "list"]);
     assert!(
         ok && out.contains("greeting=hej") && out.contains("api-key") && !out.contains("s3cret"),
@@ -244,9 +250,9 @@ fn the_cli_manages_tenants_apps_versions_and_variables() {
     let forged = format!("verge_acme_{}", "0".repeat(64));
     let (ok, _, err) = cli(&d, &forged, &["apps", "list"]);
     assert!(!ok && err.contains("401"), "{err}");
-    let (ok, _, err) = cli(&d, &token, &["apps", "delete", "nope"]);
+    let (ok, _, err) = cli(&d, &token, &["apps", "delete", "nope", "--yes"]);
     assert!(!ok && err.contains("404"), "{err}");
-    let (ok, out, _) = cli(&d, &token, &["apps", "delete", "hello"]);
+    let (ok, out, _) = cli(&d, &token, &["apps", "delete", "hello", "--yes"]);
     assert!(ok, "{out}");
     assert_eq!(http(d.data, "GET", "/", "hello.test", b"").unwrap().0, 404);
     d.child.kill().unwrap();

@@ -177,8 +177,8 @@ impl Api {
                 str::to_owned,
             );
             let message = match status.as_u16() {
-                401 => self.unauthorized(),
-                403 => self.forbidden(&reason),
+                401 => format!("401 unauthorized: {}", self.unauthorized()),
+                403 => format!("403 forbidden: {}", self.forbidden(&reason)),
                 code => format!("{method} {path}: {code} {reason}"),
             };
             return Err(ApiCallError {

@@ -15,6 +15,7 @@ mod new;
 mod profile;
 mod serve;
 mod settings;
+mod templates;
 
 use clap::{Parser, Subcommand};
 

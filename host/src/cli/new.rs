@@ -7,8 +7,16 @@ use std::path::{Path, PathBuf};
 /// Options of `verge new`.
 #[derive(Debug, Args)]
 pub struct NewArgs {
-    /// The function's name: lower-case letters, digits and dashes.
-    pub name: String,
+    /// The function's name: a lower-case letter, then lower-case letters,
+    /// digits and dashes.
+    #[arg(required_unless_present = "list")]
+    pub name: Option<String>,
+    /// What to start from (`verge new --list` shows them).
+    #[arg(long, short, default_value = "http")]
+    pub template: String,
+    /// List the templates.
+    #[arg(long)]
+    pub list: bool,
     /// Where to create it [default: ./NAME].
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -27,7 +35,7 @@ publish = false
 crate-type = ["cdylib"]
 
 [dependencies]
-verge-sdk = { path = "{sdk}" }
+{dependencies}
 
 # A crate of its own, even when created inside another workspace.
 [workspace]
@@ -50,35 +58,6 @@ target = "wasm32-wasip2"
 rustflags = ["-C", "link-arg=-zstack-size=65536"]
 "#;
 
-const LIB_RS: &str = r#"//! {name}: a Verge function.
-
-use verge_sdk::{Request, Response};
-
-#[verge_sdk::handler]
-fn handle(req: Request) -> Response {
-    match (req.method().as_str(), req.path()) {
-        ("GET", "/") => {
-            let greeting = verge_sdk::config::get("greeting").unwrap_or_else(|| "hello".into());
-            Response::text(format!("{greeting} from {name}\n"))
-        }
-        ("GET", "/json") => Response::json(&verge_sdk::serde_json::json!({ "app": "{name}", "path": req.path() })),
-        _ => Response::error(404, "not found\n"),
-    }
-}
-"#;
-
-const VERGE_TOML: &str = r#"# The app manifest `verge deploy` and `verge dev` read.
-name = "{name}"
-routes = ["{name}.localhost"]
-# KV stores the function may open, e.g. ["data"].
-kv_stores = []
-# Origins it may fetch, e.g. ["https://api.example.com"].
-allowed_hosts = []
-
-[config]
-greeting = "hello"
-"#;
-
 const README: &str = r#"# {name}
 
 A [Verge](https://example.invalid/verge) edge function.
@@ -90,7 +69,7 @@ A [Verge](https://example.invalid/verge) edge function.
 
 `src/lib.rs` is the handler; `verge.toml` holds its routes, KV stores,
 allowed outbound hosts and configuration.
-"#;
+{template_readme}"#;
 
 /// An app name (the registry's rule) that is also a Cargo package name:
 /// Cargo refuses names that start with a digit.
@@ -104,16 +83,32 @@ fn default_sdk() -> PathBuf {
 }
 
 pub(super) fn run(args: NewArgs) -> anyhow::Result<()> {
-    if !valid_name(&args.name) {
+    if args.list {
+        for t in super::templates::TEMPLATES {
+            println!("{:<11} {}", t.name, t.about);
+        }
+        return Ok(());
+    }
+    let Some(name) = args.name.clone() else {
+        bail!("give the function a name: `verge new NAME`");
+    };
+    let Some(template) = super::templates::find(&args.template) else {
         bail!(
-            "{:?} is not a valid function name: start with a lower-case letter, then lower-case letters, digits and dashes (at most 63); it names the crate and the app",
-            args.name
+            "no template {:?}; there are: {}",
+            args.template,
+            super::templates::TEMPLATES
+                .iter()
+                .map(|t| t.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    if !valid_name(&name) {
+        bail!(
+            "{name:?} is not a valid function name: start with a lower-case letter, then lower-case letters, digits and dashes (at most 63); it names the crate and the app"
         );
     }
-    let dir = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&args.name));
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&name));
     if dir.exists() && dir.read_dir().map_or(true, |mut d| d.next().is_some()) {
         bail!("{} already exists and is not empty", dir.display());
     }
@@ -125,16 +120,17 @@ pub(super) fn run(args: NewArgs) -> anyhow::Result<()> {
         )
     })?;
     let sdk_text = sdk.to_string_lossy().replace('\\', "/");
-    let fill = |template: &str| {
-        template
-            .replace("{name}", &args.name)
+    let fill = |text: &str| {
+        text.replace("{dependencies}", template.dependencies)
+            .replace("{template_readme}", template.readme)
+            .replace("{name}", &name)
             .replace("{sdk}", &sdk_text)
     };
     let files = [
         ("Cargo.toml", fill(CARGO_TOML)),
         (".cargo/config.toml", CARGO_CONFIG.to_owned()),
-        ("src/lib.rs", fill(LIB_RS)),
-        ("verge.toml", fill(VERGE_TOML)),
+        ("src/lib.rs", fill(template.lib_rs)),
+        ("verge.toml", fill(template.manifest)),
         ("README.md", fill(README)),
         (".gitignore", "/target\n".to_owned()),
     ];
@@ -146,7 +142,11 @@ pub(super) fn run(args: NewArgs) -> anyhow::Result<()> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    println!("verge: created {} in {}", args.name, dir.display());
+    println!(
+        "verge: created {name} from the {} template in {}",
+        template.name,
+        dir.display()
+    );
     println!("  cd {} && verge dev", dir.display());
     Ok(())
 }
