@@ -34,17 +34,23 @@ async fn guest_logs_are_kept_per_app_and_can_be_followed() {
         .iter()
         .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
         .collect();
+    // The guest's lines, then the line the request ended with (what
+    // `verge logs` shows like `wrangler tail`).
     assert_eq!(
-        text,
+        text[..3],
         [
             ("info", "echo /first"),
             ("info", "stdout line from echo"),
             ("warn", "stderr line from echo"),
         ]
     );
+    assert_eq!(text.len(), 4, "{text:?}");
+    assert_eq!(text[3].0, "request");
+    assert!(text[3].1.starts_with("GET /first 200 "), "{text:?}");
+    assert_eq!(lines[3]["request"]["status"], 200);
     assert!(lines.iter().all(|l| l["request_id"] == request_id.as_str()));
     let next = first["next"].as_u64().unwrap();
-    assert_eq!(next, 3);
+    assert_eq!(next, 4);
 
     // A follower waits for the next request's lines.
     let started = Instant::now();
@@ -66,12 +72,12 @@ async fn guest_logs_are_kept_per_app_and_can_be_followed() {
     );
     let lines = followed["lines"].as_array().unwrap();
     assert_eq!(lines[0]["message"], "echo /second");
-    assert_eq!(lines[0]["seq"], 4);
+    assert_eq!(lines[0]["seq"], 5);
 
     // Nothing new: an empty page after the wait.
-    let (_, empty) = logs(&p, &token, "echo", "?after=6&wait=0").await;
+    let (_, empty) = logs(&p, &token, "echo", "?after=8&wait=0").await;
     assert_eq!(empty["lines"], json!([]));
-    assert_eq!(empty["next"], 6);
+    assert_eq!(empty["next"], 8);
     // Another tenant cannot read them; unknown apps are 404.
     assert_eq!(logs(&p, &other, "echo", "").await.0, 403);
     assert_eq!(logs(&p, &token, "nope", "").await.0, 404);

@@ -66,6 +66,9 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         public_url: None,
     };
     let running = daemon::start_platform(&config, &platform).await?;
+    // The image example's originals: a small origin on loopback, reachable
+    // by tenant `demo` only through its outbound grant for that one port.
+    let origin = serve_samples(args.examples.join("image/sample")).await?;
     let registry = running
         .registry
         .clone()
@@ -75,7 +78,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "demo".into(),
             LimitOverrides::default(),
             Vec::new(),
-            Vec::new(),
+            vec![format!("127.0.0.1/32:{}", origin.port())],
         )
         .await?;
     let port = running.addr.port();
@@ -98,6 +101,11 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             AppManifest::default()
         };
         manifest.routes = vec![format!("{name}.localhost")];
+        if name == "image" {
+            let url = format!("http://{origin}");
+            manifest.allowed_hosts = vec![url.clone()];
+            manifest.config.insert("origin".into(), url);
+        }
         registry
             .put_app("demo".into(), name.clone(), manifest)
             .await?;
@@ -118,7 +126,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .await?;
         let path = match name.as_str() {
             "redirect" => "/docs",
-            "image" => "/img/photo.jpg?w=320",
+            "image" => "/img/photo.png?w=160&fmt=webp",
             _ => "/",
         };
         println!("  {name:<10} curl -i http://{name}.localhost:{port}{path}");
@@ -133,7 +141,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  curl -i http://redirect.localhost:{port}/docs");
     println!(
-        "verge: the image example resizes originals from its `origin` config (examples/image/verge.toml); point it at a host you list in allowed_hosts"
+        "verge: the image example resizes originals from a demo origin on http://{origin} (examples/image/sample/); in production, set `origin` and allowed_hosts"
     );
     println!("verge: a token the auth example accepts (sub demo-user, valid 24 h):");
     println!(
@@ -148,6 +156,63 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("verge: ready; stop with Ctrl-C");
     run_until_signal(running).await
+}
+
+/// Serves the files of `dir` (by name, no subdirectories) on a loopback
+/// port: the demo's stand-in for an image origin.
+async fn serve_samples(dir: PathBuf) -> anyhow::Result<SocketAddr> {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the demo origin")?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let name = req.uri().path().trim_start_matches('/').to_owned();
+                        let found = (!name.contains('/') && !name.starts_with('.'))
+                            .then(|| std::fs::read(dir.join(&name)).ok())
+                            .flatten();
+                        let response = match found {
+                            Some(bytes) => {
+                                let mut res = hyper::Response::new(Full::new(Bytes::from(bytes)));
+                                let kind = if name.ends_with(".png") {
+                                    "image/png"
+                                } else {
+                                    "application/octet-stream"
+                                };
+                                res.headers_mut().insert(
+                                    http::header::CONTENT_TYPE,
+                                    http::HeaderValue::from_static(kind),
+                                );
+                                res
+                            }
+                            None => {
+                                let mut res = hyper::Response::new(Full::new(Bytes::from_static(
+                                    b"not found\n",
+                                )));
+                                *res.status_mut() = http::StatusCode::NOT_FOUND;
+                                res
+                            }
+                        };
+                        async move { Ok::<_, std::convert::Infallible>(response) }
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
 }
 
 /// An HS256 JWT for the auth example's demo config (its verge.toml's
