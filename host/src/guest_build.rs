@@ -102,6 +102,10 @@ pub fn build(dir: &Path, target_dir: Option<&Path>) -> Result<Vec<Artifact>, Bui
     if let Some(target_dir) = target_dir {
         cmd.arg("--target-dir").arg(target_dir);
     }
+    // NO_COLOR (https://no-color.org) is not cargo's own switch.
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        cmd.env("CARGO_TERM_COLOR", "never");
+    }
     // Settings of an outer cargo (tests, `cargo run`) meant for the host
     // target must not leak into the guest build. (A user's
     // CARGO_TARGET_DIR is respected: it only says where output goes.)

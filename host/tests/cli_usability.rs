@@ -434,3 +434,34 @@ fn logs_show_each_request_with_its_lines_and_filter_by_status() {
         run.out
     );
 }
+
+#[test]
+fn deploying_a_crate_shows_its_steps_without_colour_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path());
+    let t = tenant(&d);
+    let hello = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
+    let hello = hello.to_string_lossy().into_owned();
+    let url = format!("http://{}", d.admin);
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests");
+    let target = target.to_string_lossy().into_owned();
+    let run = cli_env(
+        &[
+            ("VERGE_URL", &url),
+            ("VERGE_TOKEN", &t),
+            ("NO_COLOR", "1"),
+            ("CARGO_TARGET_DIR", &target),
+        ],
+        b"",
+        &["deploy", &hello, "--route", "hello.test"],
+    );
+    assert!(run.ok, "{}", run.err);
+    assert!(run.err.contains("verge: building"), "{}", run.err);
+    assert!(run.err.contains("verge: uploading hello"), "{}", run.err);
+    assert!(
+        !run.err.contains('\u{1b}') && !run.out.contains('\u{1b}'),
+        "no ANSI: {}",
+        run.err
+    );
+    assert!(run.out.contains("http://hello.test:"), "{}", run.out);
+}

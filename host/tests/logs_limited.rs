@@ -74,3 +74,44 @@ fn failure_logs_are_rate_limited_per_app_and_control_plane_events_are_logged() {
     assert!(text.contains("tenant created"), "{text}");
     assert!(text.contains("deployed"), "{text}");
 }
+
+#[test]
+fn a_guest_panic_is_logged_once_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let data = dir.path().join("data");
+    let d = start_with(
+        &data,
+        &Options {
+            stderr: Some(&log),
+            args: &["--no-access-log"],
+            json_logs: true,
+            ..Options::default()
+        },
+    );
+    common::deploy(&d, "acme", "panics", "boom", "boom.test");
+    assert_eq!(
+        http(d.data, "GET", "/once", "boom.test", b"").unwrap().0,
+        500
+    );
+    // The app's own log keeps the guest's lines.
+    let (status, ring) = common::admin(&d, "GET", "/v1/tenants/acme/apps/boom/logs", b"");
+    assert_eq!(status, 200);
+    assert!(
+        ring.contains("the panics guest panicked on /once"),
+        "{ring}"
+    );
+    drop(d);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mentions: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("the panics guest panicked on /once"))
+        .collect();
+    assert_eq!(mentions.len(), 1, "once in the host's log:\n{text}");
+    assert!(mentions[0].contains("request failed"), "{}", mentions[0]);
+    assert!(
+        mentions[0].contains("panicked at"),
+        "with where: {}",
+        mentions[0]
+    );
+}

@@ -36,6 +36,18 @@ struct LogTags {
     request_id: Arc<str>,
     written: AtomicU32,
     ring: Option<Arc<LogRing>>,
+    /// The panic report the guest wrote to stderr, if any (see
+    /// [`LogCtx::panic_message`]).
+    panic: std::sync::Mutex<PanicReport>,
+}
+
+/// What a Rust guest's panic hook prints to stderr: `thread '…' panicked
+/// at FILE:LINE:COL:`, the message (one or more lines), then `note: run
+/// with RUST_BACKTRACE=1 …`.
+#[derive(Debug, Default)]
+struct PanicReport {
+    message: Option<String>,
+    reading: bool,
 }
 
 impl LogCtx {
@@ -52,6 +64,7 @@ impl LogCtx {
                 request_id,
                 written: AtomicU32::new(0),
                 ring,
+                panic: Default::default(),
             }),
         }
     }
@@ -61,6 +74,43 @@ impl LogCtx {
         &self.inner.request_id
     }
 
+    /// The panic the guest reported on stderr during this request, as one
+    /// line (`panicked at src/lib.rs:8:5: the message`), so the host's
+    /// failure line can carry it instead of a bare trap.
+    pub fn panic_message(&self) -> Option<String> {
+        self.panic_report().message.clone()
+    }
+
+    fn panic_report(&self) -> std::sync::MutexGuard<'_, PanicReport> {
+        self.inner
+            .panic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a stderr `line` is part of a panic report (noted for
+    /// [`LogCtx::panic_message`]).
+    fn note_stderr(&self, line: &str) -> bool {
+        let mut report = self.panic_report();
+        if let Some(at) = line.find("panicked at ") {
+            report.message = Some(line[at..].trim_end_matches(':').to_owned());
+            report.reading = true;
+            return true;
+        }
+        if !report.reading {
+            return false;
+        }
+        if line.starts_with("note: ") {
+            report.reading = false;
+        } else if let Some(message) = &mut report.message
+            && message.len() < MAX_LOG_RECORD_BYTES
+        {
+            message.push_str(": ");
+            message.push_str(line);
+        }
+        true
+    }
+
     /// Records written so far, including dropped ones.
     pub fn records(&self) -> u32 {
         self.inner.written.load(Ordering::Relaxed)
@@ -68,20 +118,30 @@ impl LogCtx {
 
     /// Writes one record, enforcing the size and count caps.
     pub fn write(&self, level: Level, message: &str) {
+        self.write_to(level, message, true);
+    }
+
+    /// [`LogCtx::write`] to the app's ring only, not the host's log.
+    fn write_unmirrored(&self, level: Level, message: &str) {
+        self.write_to(level, message, false);
+    }
+
+    fn write_to(&self, level: Level, message: &str, mirror: bool) {
         let n = self.inner.written.fetch_add(1, Ordering::Relaxed);
         if n >= MAX_LOG_RECORDS_PER_REQUEST {
             if n == MAX_LOG_RECORDS_PER_REQUEST {
                 self.emit(
                     Level::Warn,
                     "log record limit reached; further records from this request are dropped",
+                    true,
                 );
             }
             return;
         }
-        self.emit(level, truncate(message, MAX_LOG_RECORD_BYTES));
+        self.emit(level, truncate(message, MAX_LOG_RECORD_BYTES), mirror);
     }
 
-    fn emit(&self, level: Level, message: &str) {
+    fn emit(&self, level: Level, message: &str, mirror: bool) {
         let (app, id) = (&*self.inner.app, &*self.inner.request_id);
         if let Some(ring) = &self.inner.ring {
             ring.push(level_name(level), id, message);
@@ -90,12 +150,16 @@ impl LogCtx {
             // flood with, not the operator's disk).
             static MIRRORED: std::sync::LazyLock<crate::telemetry::log_limit::LogLimit> =
                 std::sync::LazyLock::new(Default::default);
-            if MIRRORED
-                .allow(&format!("{:p}", Arc::as_ptr(ring)))
-                .is_none()
+            if !mirror
+                || MIRRORED
+                    .allow(&format!("{:p}", Arc::as_ptr(ring)))
+                    .is_none()
             {
                 return;
             }
+        }
+        if !mirror {
+            return;
         }
         match level {
             Level::Trace => {
@@ -205,7 +269,14 @@ impl GuestOutput {
 
     fn flush_line(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
-        self.log.write(self.level, text.trim_end_matches('\r'));
+        let text = text.trim_end_matches('\r');
+        if self.level == Level::Warn && self.log.note_stderr(text) {
+            // Kept for `verge logs`; the host's own log says it once, in
+            // the request's failure line.
+            self.log.write_unmirrored(self.level, text);
+        } else {
+            self.log.write(self.level, text);
+        }
         self.line.clear();
     }
 }

@@ -39,6 +39,15 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
         Some(path) => Some(ManifestFile::read(path)?),
         None => None,
     };
+    // Step lines on stderr for people; none with --json.
+    let step = |text: String| {
+        if !api.json {
+            eprintln!("verge: {text}");
+        }
+    };
+    if args.path.is_dir() {
+        step(format!("building {} ...", args.path.display()));
+    }
     let path = args.path.clone();
     let (built_name, wasm) =
         tokio::task::spawn_blocking(move || resolve_component(&path)).await??;
@@ -57,6 +66,10 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
         api.call(Method::PUT, &app_path, Some(serde_json::to_vec(&manifest)?))
             .await?;
     }
+    step(format!(
+        "uploading {app} ({} bytes) for tenant {tenant}; the daemon compiles it ...",
+        bytes.len()
+    ));
     let query = if args.no_activate {
         "?activate=false"
     } else {

@@ -134,6 +134,11 @@ pub(super) fn conclude<T>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(classify(&err, store.data().limiter.memory_denied)),
     };
+    // A Rust panic traps; what the guest's panic hook printed says why.
+    let result = match (result, store.data().capabilities.log.panic_message()) {
+        (Err(GuestError::Trap(_)), Some(panic)) => Err(GuestError::Trap(format!("guest {panic}"))),
+        (result, _) => result,
+    };
     (result, usage)
 }
 
