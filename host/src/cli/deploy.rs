@@ -39,14 +39,17 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
         Some(path) => Some(ManifestFile::read(path)?),
         None => None,
     };
-    // Step lines on stderr for people; none with --json.
+    // Step lines on stderr for a person at a terminal; scripts (and
+    // --json) keep stdout for the result and at most one line of reason on
+    // failure. "building" always shows: cargo's own output follows it.
+    let person = !api.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let step = |text: String| {
-        if !api.json {
+        if person {
             eprintln!("verge: {text}");
         }
     };
-    if args.path.is_dir() {
-        step(format!("building {} ...", args.path.display()));
+    if args.path.is_dir() && !api.json {
+        eprintln!("verge: building {} ...", args.path.display());
     }
     let path = args.path.clone();
     let (built_name, wasm) =
