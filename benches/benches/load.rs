@@ -16,7 +16,8 @@
 //! `VERGE_BENCH_VERGE=PATH` measures another `verge` binary (an older build).
 //! `VERGE_BENCH_AGAINST=PATH` adds the `against` scenario: the SDK hello on
 //! that binary and on this one, beside raw hyper, in the same rounds (a
-//! refactor's before and after).
+//! refactor's before and after); `VERGE_BENCH_AGAINST_GUEST` picks another
+//! guest (e.g. `wasi-hello`).
 
 #![allow(
     clippy::unwrap_used,
@@ -74,10 +75,15 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(before) = std::env::var_os("VERGE_BENCH_AGAINST") {
         let hyper = ChildServer::hyper(env!("CARGO_BIN_EXE_hyper-hello").as_ref())?;
-        let old = ChildServer::verge(before.as_ref(), &guests["hello"], true)?;
-        let new = ChildServer::verge(&verge, &guests["hello"], true)?;
+        // VERGE_BENCH_AGAINST_GUEST=wasi-hello compares the proxy world.
+        let guest = std::env::var("VERGE_BENCH_AGAINST_GUEST").unwrap_or_else(|_| "hello".into());
+        let component = guests
+            .get(&guest)
+            .ok_or_else(|| anyhow::anyhow!("no guest {guest}"))?;
+        let old = ChildServer::verge(before.as_ref(), component, true)?;
+        let new = ChildServer::verge(&verge, component, true)?;
         println!(
-            "against: SDK hello on {} and on this build",
+            "against: {guest} on {} and on this build",
             PathBuf::from(&before).display()
         );
         let s = compare::run(

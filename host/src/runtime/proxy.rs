@@ -16,44 +16,41 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// How a proxy-world request went once its guest finished (which may be
-/// after the response head was sent, while the body streamed).
-pub type ProxyDone = oneshot::Receiver<(Result<(), GuestError>, Usage)>;
+/// after the response head was sent, while the body streamed): called on
+/// the guest's own task, so finishing a request costs no second task.
+pub trait ProxyDone: FnOnce(Result<(), GuestError>, Usage) + Send + 'static {}
+
+impl<F: FnOnce(Result<(), GuestError>, Usage) + Send + 'static> ProxyDone for F {}
 
 impl Function {
     /// Runs one request through a `wasi:http/proxy` component. Returns the
     /// response head as soon as the guest sets it (its body streams while
-    /// the guest runs), or the error if the guest failed first; `done`
-    /// reports the guest's end and its usage.
+    /// the guest runs), or the error if the guest failed first; `done` is
+    /// called with the guest's end and its usage.
     pub async fn handle_proxy<B>(
         &self,
         req: http::Request<B>,
         https: bool,
         ctx: RequestContext,
-    ) -> (
-        Result<http::Response<HyperOutgoingBody>, GuestError>,
-        ProxyDone,
-    )
+        done: impl ProxyDone,
+    ) -> Result<http::Response<HyperOutgoingBody>, GuestError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let (done_tx, done) = oneshot::channel();
         let Pre::Proxy(pre) = &self.pre else {
-            let _ = done_tx.send((Ok(()), Usage::default()));
-            return (
-                Err(GuestError::Instantiate(
-                    "not a wasi:http/proxy component".into(),
-                )),
-                done,
-            );
+            done(Ok(()), Usage::default());
+            return Err(GuestError::Instantiate(
+                "not a wasi:http/proxy component".into(),
+            ));
         };
         let limits = self.limits;
         let metering = self.metering;
         let mut store = Store::new(&self.engine, RequestState::new(&limits, ctx));
         store.limiter_async(|state| &mut state.limiter);
         if let Err(err) = prepare_store(&mut store, &limits, metering) {
-            let _ = done_tx.send((Ok(()), Usage::default()));
-            return (Err(GuestError::Instantiate(format!("{err:#}"))), done);
+            done(Ok(()), Usage::default());
+            return Err(GuestError::Instantiate(format!("{err:#}")));
         }
         let (response_tx, response_rx) = oneshot::channel();
         let scheme = if https { Scheme::Https } else { Scheme::Http };
@@ -65,8 +62,8 @@ impl Function {
         let (request, outparam) = match resources {
             Ok(pair) => pair,
             Err(err) => {
-                let _ = done_tx.send((Ok(()), Usage::default()));
-                return (Err(GuestError::Instantiate(format!("{err:#}"))), done);
+                done(Ok(()), Usage::default());
+                return Err(GuestError::Instantiate(format!("{err:#}")));
             }
         };
         let pre = pre.clone();
@@ -89,13 +86,13 @@ impl Function {
                 let _ = finished_tx.send(err.clone());
             }
             drop(store);
-            let _ = done_tx.send((result, usage));
+            done(result, usage);
         });
         // The head, or the failure that came first.
         let no_response =
             || GuestError::Trap("the component returned without setting a response".into());
         let mut finished_rx = finished_rx;
-        let head = tokio::select! {
+        tokio::select! {
             biased;
             response = response_rx => match response {
                 Ok(Ok(response)) => Ok(response),
@@ -105,8 +102,7 @@ impl Function {
                 Err(_dropped) => Err((&mut finished_rx).await.unwrap_or_else(|_| no_response())),
             },
             failed = &mut finished_rx => Err(failed.unwrap_or_else(|_| no_response())),
-        };
-        (head, done)
+        }
     }
 }
 
