@@ -157,15 +157,25 @@ impl Dispatcher {
             .get(ERROR_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        self.metrics.request(
-            tenant,
-            app,
-            response.status().as_u16(),
-            error,
-            started.elapsed(),
-            usage.fuel,
-            usage.peak_memory,
-        );
+        match deployment.as_deref() {
+            Some(d) => self.metrics.request_of(
+                &d.meters,
+                response.status().as_u16(),
+                error,
+                started.elapsed(),
+                usage.fuel,
+                usage.peak_memory,
+            ),
+            None => self.metrics.request(
+                tenant,
+                app,
+                response.status().as_u16(),
+                error,
+                started.elapsed(),
+                usage.fuel,
+                usage.peak_memory,
+            ),
+        }
         if let Some(ring) = deployment.as_deref().and_then(|d| d.logs.as_ref()) {
             ring.push_request(
                 &request_id,

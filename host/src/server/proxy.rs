@@ -41,13 +41,14 @@ impl Dispatcher {
         let permits = self.admit(deployment).await?;
         let in_flight = InFlight::start(self.metrics().clone());
         let (tenant, app) = (deployment.tenant.clone(), deployment.app.clone());
+        let meters = deployment.meters.clone();
         let metrics = self.metrics().clone();
         let failure_logs = self.failure_logs().clone();
         // Slots are released, and usage and late failures recorded, when
         // the guest is done (after the body has streamed), on its own task.
         let done = move |result: Result<(), crate::runtime::GuestError>,
                          usage: crate::runtime::Usage| {
-            metrics.usage(&tenant, &app, usage.fuel, usage.peak_memory);
+            metrics.usage_of(&meters, usage.fuel, usage.peak_memory);
             if let Err(err) = result {
                 let detail = err.to_string();
                 if let Some(dropped) = failure_logs.allow(&format!("{tenant}/{app}")) {

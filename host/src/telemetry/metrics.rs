@@ -44,6 +44,38 @@ pub struct CallLabels {
     pub outcome: &'static str,
 }
 
+/// Status classes, in [`AppMeters`]' order.
+const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+/// One app's request series, resolved on their first use and kept (the
+/// handles share the families' counters), so recording a request builds no
+/// labels and takes no lock: what [`Metrics::request_of`] uses.
+#[derive(Debug)]
+pub struct AppMeters {
+    labels: AppLabels,
+    /// Guest answers (no `verge-error`) by status class.
+    answers: [std::sync::OnceLock<Counter>; 4],
+    latency: std::sync::OnceLock<Histogram>,
+    fuel: std::sync::OnceLock<Counter>,
+    peak_memory: std::sync::OnceLock<Histogram>,
+}
+
+impl AppMeters {
+    /// The series of `tenant`'s `app`, none created yet.
+    pub fn new(tenant: &str, app: &str) -> Self {
+        Self {
+            labels: AppLabels {
+                tenant: tenant.to_owned(),
+                app: app.to_owned(),
+            },
+            answers: Default::default(),
+            latency: Default::default(),
+            fuel: Default::default(),
+            peak_memory: Default::default(),
+        }
+    }
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Registry,
@@ -172,6 +204,69 @@ impl Metrics {
         self.record_usage(&app_labels, fuel, peak_memory);
     }
 
+    /// [`Metrics::request`] for an app whose series `meters` holds: no
+    /// labels built, no family lock taken once each series exists. Only a
+    /// host error (a non-empty `verge-error`) goes through the families.
+    pub fn request_of(
+        &self,
+        meters: &AppMeters,
+        status: u16,
+        error: &str,
+        elapsed: Duration,
+        fuel: u64,
+        peak_memory: usize,
+    ) {
+        if !error.is_empty() {
+            let labels = &meters.labels;
+            self.request(
+                &labels.tenant,
+                &labels.app,
+                status,
+                error,
+                elapsed,
+                fuel,
+                peak_memory,
+            );
+            return;
+        }
+        let class = match status {
+            200..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            _ => 3,
+        };
+        meters.answers[class]
+            .get_or_init(|| {
+                let labels = RequestLabels {
+                    tenant: meters.labels.tenant.clone(),
+                    app: meters.labels.app.clone(),
+                    status_class: STATUS_CLASSES[class].to_owned(),
+                    error: String::new(),
+                };
+                self.requests.get_or_create(&labels).clone()
+            })
+            .inc();
+        meters
+            .latency
+            .get_or_init(|| self.latency.get_or_create(&meters.labels).clone())
+            .observe(elapsed.as_secs_f64());
+        self.usage_of(meters, fuel, peak_memory);
+    }
+
+    /// [`Metrics::usage`] through `meters`.
+    pub fn usage_of(&self, meters: &AppMeters, fuel: u64, peak_memory: usize) {
+        if fuel > 0 || peak_memory > 0 {
+            meters
+                .fuel
+                .get_or_init(|| self.fuel.get_or_create(&meters.labels).clone())
+                .inc_by(fuel);
+            meters
+                .peak_memory
+                .get_or_init(|| self.peak_memory.get_or_create(&meters.labels).clone())
+                .observe(peak_memory as f64);
+        }
+    }
+
     /// Records a guest's usage known only after its response was sent
     /// (proxy-world components finish after streaming their body).
     pub fn usage(&self, tenant: &str, app: &str, fuel: u64, peak_memory: usize) {
@@ -260,6 +355,37 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meters_record_the_same_series_as_the_labelled_path() {
+        let (by_labels, by_meters) = (Metrics::default(), Metrics::default());
+        let meters = AppMeters::new("t", "a");
+        for (status, error) in [(200, ""), (200, ""), (404, ""), (503, "cpu-limit")] {
+            let elapsed = Duration::from_micros(120);
+            by_labels.request("t", "a", status, error, elapsed, 5000, 131_072);
+            by_meters.request_of(&meters, status, error, elapsed, 5000, 131_072);
+        }
+        by_labels.usage("t", "a", 7, 65_536);
+        by_meters.usage_of(&meters, 7, 65_536);
+        // The app's series, not the process gauges (RSS moves between reads).
+        let series = |m: &Metrics| -> Vec<String> {
+            m.encode()
+                .lines()
+                .filter(|l| l.contains("tenant="))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(series(&by_labels), series(&by_meters));
+        assert!(
+            by_meters.encode().contains(
+                r#"verge_requests_total{tenant="t",app="a",status_class="2xx",error=""} 2"#
+            )
+        );
+        assert!(
+            !by_meters.encode().contains("3xx"),
+            "no series before its first use"
+        );
+    }
 
     #[test]
     fn counts_requests_by_labels_and_encodes_text() {

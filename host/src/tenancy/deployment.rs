@@ -33,6 +33,8 @@ pub struct Deployment {
     /// Where the app's log lines are kept for `verge logs` (none in
     /// local-run mode, where they go to the terminal).
     pub logs: Option<Arc<LogRing>>,
+    /// The app's request metrics, resolved once.
+    pub meters: Arc<crate::telemetry::metrics::AppMeters>,
     /// The app's capability contexts, the template of each request's.
     capabilities: Capabilities,
 }
@@ -126,6 +128,7 @@ impl Deployment {
             },
         );
         Self {
+            meters: Arc::new(crate::telemetry::metrics::AppMeters::new(&tenant, &app)),
             tenant,
             app,
             version,
