@@ -369,11 +369,14 @@ mod tests {
         by_meters.usage_of(&meters, 7, 65_536);
         // The app's series, not the process gauges (RSS moves between reads).
         let series = |m: &Metrics| -> Vec<String> {
-            m.encode()
+            let mut lines: Vec<String> = m
+                .encode()
                 .lines()
                 .filter(|l| l.contains("tenant="))
                 .map(str::to_owned)
-                .collect()
+                .collect();
+            lines.sort();
+            lines
         };
         assert_eq!(series(&by_labels), series(&by_meters));
         assert!(
