@@ -12,20 +12,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 mod common;
 
-/// Builds share the repository's guest target dir, so the SDK and its
-/// dependencies compile once per checkout, not once per test run.
 fn verge() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_verge"));
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests");
-    cmd.env("CARGO_TARGET_DIR", target).env("RUST_LOG", "warn");
-    cmd
+    common::verge_building()
 }
 
 struct Dev {

@@ -12,22 +12,28 @@
 
 mod common;
 
-use common::{Options, http, start_with};
+use common::{Daemon, Options, http, start_with};
+
+/// A daemon on `data` logging JSON lines at info to `log`, without the
+/// access log.
+fn with_json_log(data: &std::path::Path, log: &std::path::Path) -> Daemon {
+    start_with(
+        data,
+        &Options {
+            stderr: Some(log),
+            args: &["--no-access-log"],
+            json_logs: true,
+            ..Options::default()
+        },
+    )
+}
 
 #[test]
 fn failure_logs_are_rate_limited_per_app_and_control_plane_events_are_logged() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.log");
     let data = dir.path().join("data");
-    let d = start_with(
-        &data,
-        &Options {
-            stderr: Some(&log),
-            args: &["--no-access-log"],
-            json_logs: true,
-            ..Options::default()
-        },
-    );
+    let d = with_json_log(&data, &log);
     common::deploy(&d, "acme", "panics", "boom", "boom.test");
     let started = std::time::Instant::now();
     for _ in 0..200 {
@@ -80,15 +86,7 @@ fn a_guest_panic_is_logged_once_with_its_message() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.log");
     let data = dir.path().join("data");
-    let d = start_with(
-        &data,
-        &Options {
-            stderr: Some(&log),
-            args: &["--no-access-log"],
-            json_logs: true,
-            ..Options::default()
-        },
-    );
+    let d = with_json_log(&data, &log);
     common::deploy(&d, "acme", "panics", "boom", "boom.test");
     assert_eq!(
         http(d.data, "GET", "/once", "boom.test", b"").unwrap().0,

@@ -20,10 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn verge() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_verge"));
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests");
-    cmd.env("CARGO_TARGET_DIR", target).env("RUST_LOG", "warn");
-    cmd
+    common::verge_building()
 }
 
 struct Served(Child, SocketAddr);

@@ -30,14 +30,6 @@ pub type GrantedClients =
     std::collections::HashMap<String, (Vec<fetch::OutboundGrant>, Arc<fetch::FetchClient>)>;
 
 impl Services {
-    /// Fetch for `tenant` to the origins of `allow`, counted in the metrics
-    /// and able to use the edge cache.
-    pub fn fetch_ctx(&self, tenant: &str, allow: fetch::AllowList) -> fetch::FetchCtx {
-        fetch::FetchCtx::new(self.fetch.clone(), allow)
-            .with_metrics(self.metrics.clone(), tenant)
-            .with_cache(self.cache.clone(), tenant)
-    }
-
     /// Fetch for the tenant of `data_key` (named `tenant` in metrics) with
     /// the operator's outbound `grants`: through the shared client when it
     /// has none, else through its own (its own policy and pool).

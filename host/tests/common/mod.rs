@@ -295,3 +295,13 @@ pub fn cli_in(d: &Daemon, token: &str, stdin: &[u8], args: &[&str]) -> CliRun {
     let url = format!("http://{}", d.admin);
     cli_env(&[("VERGE_URL", &url), ("VERGE_TOKEN", token)], stdin, args)
 }
+
+/// The `verge` binary for CLI runs that build guests: builds share the
+/// repository's guest target dir, so the SDK and its dependencies compile
+/// once per checkout, not once per test run.
+pub fn verge_building() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_verge"));
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests");
+    cmd.env("CARGO_TARGET_DIR", target).env("RUST_LOG", "warn");
+    cmd
+}

@@ -33,14 +33,6 @@ impl GeoCtx {
     pub fn new(db: Arc<GeoDb>) -> Self {
         Self { db, client: None }
     }
-
-    /// The same database for a request from `client`.
-    pub fn for_client(&self, client: Option<IpAddr>) -> Self {
-        Self {
-            db: self.db.clone(),
-            client,
-        }
-    }
 }
 
 impl PerRequest for GeoCtx {
