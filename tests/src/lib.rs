@@ -19,13 +19,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::oneshot;
+use verge::capabilities::AppCapabilities;
 use verge::capabilities::fetch::AllowList;
 use verge::runtime::{EngineSettings, Limits, Runtime};
 use verge::server::TrustedProxies;
 use verge::server::{Dispatcher, HttpLimits, Server};
 use verge::storage::kv::redb::RedbKv;
 use verge::storage::kv::{KvBackend, SystemClock};
-use verge::tenancy::{Deployment, DeploymentSpec, RouteTable};
+use verge::tenancy::{Deployment, DeploymentSpec, RouteTable, local_capabilities};
 
 pub mod geo_fixtures;
 pub mod origin;
@@ -216,9 +217,12 @@ impl TestServer {
             let deployment = Deployment::new(
                 &services,
                 DeploymentSpec {
-                    vars: setup.vars.iter().cloned().collect(),
-                    allow: allow.clone(),
                     http_limits: setup.http,
+                    capabilities: AppCapabilities {
+                        vars: setup.vars.iter().cloned().collect(),
+                        allow: allow.clone(),
+                        ..local_capabilities(app)
+                    },
                     ..DeploymentSpec::local(app, function)
                 },
             );

@@ -3,13 +3,14 @@
 //! without dropping the server.
 
 use super::{DaemonConfig, RunningDaemon, serve_data_plane};
+use crate::capabilities::AppCapabilities;
 use crate::capabilities::Services;
 use crate::capabilities::fetch::AllowList;
 use crate::runtime::{Limits, Runtime};
 use crate::storage::kv::redb::RedbKv;
 use crate::storage::kv::{KvBackend, SystemClock};
 use crate::tenancy::HttpLimits;
-use crate::tenancy::{Deployment, DeploymentSpec, RouteTable};
+use crate::tenancy::{Deployment, DeploymentSpec, RouteTable, local_capabilities};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -70,9 +71,12 @@ impl LocalHost {
             services,
             DeploymentSpec {
                 version,
-                vars: app.vars.clone(),
-                allow,
                 http_limits: http,
+                capabilities: AppCapabilities {
+                    vars: app.vars.clone(),
+                    allow,
+                    ..local_capabilities(&app.name)
+                },
                 ..DeploymentSpec::local(&app.name, function)
             },
         ))

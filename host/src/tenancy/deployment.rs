@@ -4,7 +4,7 @@
 //! contexts from the host's [`Services`].
 
 use super::HttpLimits;
-use crate::capabilities::fetch::{AllowList, OutboundGrant};
+use crate::capabilities::fetch::AllowList;
 use crate::capabilities::{AppCapabilities, Capabilities, Services};
 use crate::runtime::{Function, RequestContext};
 use crate::storage::kv::DEFAULT_TENANT_QUOTA_BYTES;
@@ -39,58 +39,50 @@ pub struct Deployment {
     capabilities: Capabilities,
 }
 
-/// What a deployment is made of. [`DeploymentSpec::local`] gives the
-/// defaults of local-run mode; the loader sets every field from the
+/// What a deployment is made of: the function, its caps and slots, and
+/// what its capabilities are built from. [`DeploymentSpec::local`] gives
+/// the defaults of local-run mode; the loader sets every field from the
 /// stored records.
 pub struct DeploymentSpec {
-    /// The owning tenant, as named in metrics.
-    pub tenant: Arc<str>,
-    /// The app's name.
-    pub app: Arc<str>,
     /// The version number.
     pub version: u32,
     /// The compiled function.
     pub function: Function,
-    /// Configuration variables and opened secrets.
-    pub vars: BTreeMap<String, String>,
-    /// The origins the app may fetch from.
-    pub allow: AllowList,
-    /// The operator's outbound grants for the tenant.
-    pub grants: Vec<OutboundGrant>,
     /// The HTTP caps.
     pub http_limits: HttpLimits,
-    /// The tenant's key in KV and the cache (its name unless renamed).
-    pub data_key: String,
-    /// Declared KV stores; `None` allows any (local-run mode).
-    pub kv_stores: Option<Vec<String>>,
-    /// The tenant's KV quota.
-    pub kv_quota_bytes: u64,
     /// Concurrency caps.
     pub slots: Slots,
-    /// Where guest logs are kept for `verge logs` (none: the terminal).
-    pub logs: Option<Arc<LogRing>>,
+    /// Who the app is and what it may use.
+    pub capabilities: AppCapabilities,
 }
 
 impl DeploymentSpec {
     /// `function` as local-run mode serves it, as `app`: tenant
-    /// [`LOCAL_TENANT`], any KV store, no outbound origins, the default
-    /// caps and no variables.
+    /// [`LOCAL_TENANT`], the default caps, and [`local_capabilities`].
     pub fn local(app: &str, function: Function) -> Self {
         Self {
-            tenant: LOCAL_TENANT.into(),
-            app: app.into(),
             version: 0,
             function,
-            vars: BTreeMap::new(),
-            allow: AllowList::default(),
-            grants: Vec::new(),
             http_limits: HttpLimits::default(),
-            data_key: LOCAL_TENANT.to_owned(),
-            kv_stores: None,
-            kv_quota_bytes: DEFAULT_TENANT_QUOTA_BYTES,
             slots: Slots::default(),
-            logs: None,
+            capabilities: local_capabilities(app),
         }
+    }
+}
+
+/// What local-run mode's `app` may use: any KV store, no outbound origins,
+/// no variables, logs to the terminal.
+pub fn local_capabilities(app: &str) -> AppCapabilities {
+    AppCapabilities {
+        tenant: LOCAL_TENANT.into(),
+        app: app.into(),
+        data_key: LOCAL_TENANT.to_owned(),
+        vars: BTreeMap::new(),
+        allow: AllowList::default(),
+        grants: Vec::new(),
+        kv_stores: None,
+        kv_quota_bytes: DEFAULT_TENANT_QUOTA_BYTES,
+        logs: None,
     }
 }
 
@@ -99,33 +91,16 @@ impl Deployment {
     /// `services`.
     pub fn new(services: &Services, spec: DeploymentSpec) -> Self {
         let DeploymentSpec {
-            tenant,
-            app,
             version,
             function,
-            vars,
-            allow,
-            grants,
             http_limits,
-            data_key,
-            kv_stores,
-            kv_quota_bytes,
             slots,
-            logs,
+            capabilities,
         } = spec;
-        let capabilities = Capabilities::for_app(
-            services,
-            AppCapabilities {
-                tenant: tenant.clone(),
-                app: app.clone(),
-                data_key,
-                vars,
-                allow,
-                grants,
-                kv_stores,
-                kv_quota_bytes,
-                logs: logs.clone(),
-            },
+        let (tenant, app, logs) = (
+            capabilities.tenant.clone(),
+            capabilities.app.clone(),
+            capabilities.logs.clone(),
         );
         Self {
             meters: Arc::new(crate::telemetry::metrics::AppMeters::new(&tenant, &app)),
@@ -136,7 +111,7 @@ impl Deployment {
             slots,
             http_limits,
             logs,
-            capabilities,
+            capabilities: Capabilities::for_app(services, capabilities),
         }
     }
 

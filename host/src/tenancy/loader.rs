@@ -5,8 +5,8 @@ use super::HttpLimits;
 use super::{
     Deployment, DeploymentSpec, RegistryError, Slots, effective_http_limits, effective_limits,
 };
-use crate::capabilities::Services;
 use crate::capabilities::fetch::AllowList;
+use crate::capabilities::{AppCapabilities, Services};
 use crate::runtime::{Limits, Runtime};
 use crate::storage::blobs::BlobStore;
 use crate::storage::kv::{DEFAULT_TENANT_QUOTA_BYTES, KvBackend};
@@ -216,23 +216,25 @@ impl Loader {
         Ok(Arc::new(Deployment::new(
             &self.services,
             DeploymentSpec {
-                tenant: app.tenant.as_str().into(),
-                app: app.name.as_str().into(),
                 version,
                 function,
-                vars,
-                allow,
-                grants: super::caps::outbound_grants(&tenant.outbound_grants)?,
                 http_limits,
-                data_key,
-                kv_stores: Some(app.manifest.kv_stores.clone()),
-                kv_quota_bytes: tenant_limits
-                    .kv_quota_mib
-                    .map_or(DEFAULT_TENANT_QUOTA_BYTES, |mib| {
-                        mib.saturating_mul(1 << 20)
-                    }),
                 slots,
-                logs: Some(self.log_ring(&app.tenant, &app.name)),
+                capabilities: AppCapabilities {
+                    tenant: app.tenant.as_str().into(),
+                    app: app.name.as_str().into(),
+                    data_key,
+                    vars,
+                    allow,
+                    grants: super::caps::outbound_grants(&tenant.outbound_grants)?,
+                    kv_stores: Some(app.manifest.kv_stores.clone()),
+                    kv_quota_bytes: tenant_limits
+                        .kv_quota_mib
+                        .map_or(DEFAULT_TENANT_QUOTA_BYTES, |mib| {
+                            mib.saturating_mul(1 << 20)
+                        }),
+                    logs: Some(self.log_ring(&app.tenant, &app.name)),
+                },
             },
         )))
     }

@@ -15,7 +15,7 @@ mod tenants;
 pub mod tokens;
 
 pub use caps::{MAX_UPLOADS_IN_FLIGHT, RESERVED_TENANT_NAMES, RegistryCaps, TenantSlots};
-pub use deployment::{Deployment, DeploymentSpec, Slots};
+pub use deployment::{Deployment, DeploymentSpec, LOCAL_TENANT, Slots, local_capabilities};
 pub use error::RegistryError;
 pub use http_caps::{
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_MAX_RESPONSE_BODY_BYTES,
