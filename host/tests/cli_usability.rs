@@ -471,21 +471,7 @@ fn deploying_a_crate_shows_its_steps_without_colour_off_a_terminal() {
 fn a_second_daemon_on_the_same_data_dir_names_the_locked_file() {
     let dir = tempfile::tempdir().unwrap();
     let _first = start(dir.path());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_verge"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("VERGE_ADMIN_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::refused_start(dir.path());
     assert!(err.contains(".redb is locked by another process"), "{err}");
     assert!(err.contains("--data-dir"), "{err}");
 }

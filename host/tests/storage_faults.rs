@@ -16,42 +16,6 @@ use common::{Options, admin, start, start_with};
 use std::path::Path;
 use std::process::Command;
 
-/// Runs `verge serve` on `dir` expecting it to refuse within 30 s;
-/// returns stderr.
-fn refused_start(dir: &Path) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("VERGE_ADMIN_TOKEN", common::TOKEN)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the start was not refused within 30 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    assert!(!status.success(), "the start was not refused");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    stderr
-}
-
 #[test]
 fn a_lost_or_emptied_store_is_refused_with_the_file_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,12 +28,12 @@ fn a_lost_or_emptied_store_is_refused_with_the_file_named() {
     drop(d);
 
     std::fs::remove_file(data.join("kv.redb")).unwrap();
-    let err = refused_start(&data);
+    let err = common::refused_start(&data);
     assert!(err.contains("kv.redb") && err.contains("missing"), "{err}");
     assert!(err.contains("--start-empty"), "{err}");
 
     std::fs::File::create(data.join("kv.redb")).unwrap();
-    let err = refused_start(&data);
+    let err = common::refused_start(&data);
     assert!(err.contains("kv.redb") && err.contains("empty"), "{err}");
 
     let d = start_with(
@@ -85,7 +49,7 @@ fn a_lost_or_emptied_store_is_refused_with_the_file_named() {
     drop(d);
 
     std::fs::write(data.join("control.redb"), b"").unwrap();
-    let err = refused_start(&data);
+    let err = common::refused_start(&data);
     assert!(
         err.contains("control.redb") && err.contains("empty"),
         "{err}"
@@ -284,7 +248,7 @@ fn garbage_in_a_store_is_refused_naming_the_file_without_a_panic_backtrace() {
     std::fs::copy(data.join("kv.redb"), dir.path().join("kv.redb.good")).unwrap();
     for file in ["kv.redb", "control.redb"] {
         corrupt_the_middle(&data.join(file));
-        let err = refused_start(&data);
+        let err = common::refused_start(&data);
         assert!(
             err.contains(file) && err.contains("corrupt"),
             "{file}: {err}"

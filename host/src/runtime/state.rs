@@ -34,16 +34,10 @@ impl RequestContext {
     /// A context with `config` and `log` and no KV, fetch, geo or cache
     /// access; the request id is the log's.
     pub fn new(config: ConfigCtx, log: LogCtx) -> Self {
-        Self::of(Capabilities::new(config, log), None)
-    }
-
-    /// A request with `capabilities` from `client_ip`, tagged with the
-    /// id the capabilities' log already carries.
-    pub fn of(capabilities: Capabilities, client_ip: Option<IpAddr>) -> Self {
         Self {
-            request_id: capabilities.log.request_id().clone(),
-            capabilities,
-            client_ip,
+            request_id: log.request_id().clone(),
+            capabilities: Capabilities::new(config, log),
+            client_ip: None,
             heavy: Default::default(),
         }
     }

@@ -253,7 +253,8 @@ impl Metrics {
         self.usage_of(meters, fuel, peak_memory);
     }
 
-    /// [`Metrics::usage`] through `meters`.
+    /// Records a guest's usage known only after its response was sent
+    /// (proxy-world components finish after streaming their body).
     pub fn usage_of(&self, meters: &AppMeters, fuel: u64, peak_memory: usize) {
         if fuel > 0 || peak_memory > 0 {
             meters
@@ -265,16 +266,6 @@ impl Metrics {
                 .get_or_init(|| self.peak_memory.get_or_create(&meters.labels).clone())
                 .observe(peak_memory as f64);
         }
-    }
-
-    /// Records a guest's usage known only after its response was sent
-    /// (proxy-world components finish after streaming their body).
-    pub fn usage(&self, tenant: &str, app: &str, fuel: u64, peak_memory: usize) {
-        let labels = AppLabels {
-            tenant: tenant.to_owned(),
-            app: app.to_owned(),
-        };
-        self.record_usage(&labels, fuel, peak_memory);
     }
 
     fn record_usage(&self, labels: &AppLabels, fuel: u64, peak_memory: usize) {
@@ -365,7 +356,12 @@ mod tests {
             by_labels.request("t", "a", status, error, elapsed, 5000, 131_072);
             by_meters.request_of(&meters, status, error, elapsed, 5000, 131_072);
         }
-        by_labels.usage("t", "a", 7, 65_536);
+        // A proxy-world guest's usage, recorded after its body streamed.
+        let labels = AppLabels {
+            tenant: "t".into(),
+            app: "a".into(),
+        };
+        by_labels.record_usage(&labels, 7, 65_536);
         by_meters.usage_of(&meters, 7, 65_536);
         // The app's series, not the process gauges (RSS moves between reads).
         let series = |m: &Metrics| -> Vec<String> {

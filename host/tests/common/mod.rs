@@ -305,3 +305,39 @@ pub fn verge_building() -> Command {
     cmd.env("CARGO_TARGET_DIR", target).env("RUST_LOG", "warn");
     cmd
 }
+
+/// Runs `verge serve` on `dir` expecting it to refuse within 30 s;
+/// returns stderr.
+pub fn refused_start(dir: &Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verge"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("VERGE_ADMIN_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the start was not refused within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success(), "the start was not refused");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    stderr
+}
