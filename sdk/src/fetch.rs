@@ -19,6 +19,22 @@
 //! Every call counts against the request's subrequest budget (50 by
 //! default) and ends by the request's deadline. The fetched
 //! [`Response`] can be returned from the handler as is.
+//!
+//! Several origins at once: [`RequestBuilder::start`] returns a [`Pending`]
+//! fetch that runs while the function goes on; [`wait_all`] waits for a
+//! batch and [`select`] for whichever answers first. Three 300 ms origins
+//! then take 300 ms, not 900.
+//!
+//! ```no_run
+//! use verge_sdk::fetch;
+//!
+//! # fn run() -> Result<(), fetch::Error> {
+//! let profile = fetch::get("https://profile.example/me").start()?;
+//! let posts = fetch::get("https://posts.example/latest").start()?;
+//! let [profile, posts] = fetch::wait_all([profile, posts]);
+//! let _ = (profile?.body().len(), posts.map(|r| r.status()));
+//! # Ok(()) }
+//! ```
 
 use crate::Response;
 use crate::wit::verge::edge::fetch as wit;
@@ -144,6 +160,20 @@ impl RequestBuilder {
 
     /// Sends the request and reads the whole response.
     pub fn send(self) -> Result<Response, Error> {
+        let (req, options) = self.into_wit()?;
+        wit::send(&req, &options).map(Response::from_wit)
+    }
+
+    /// Starts the request and returns at once; the response comes with
+    /// [`Pending::wait`]. It counts against the subrequest budget now
+    /// (`too-many-subrequests` past it). At most 6 fetches of a request
+    /// run at once: a 7th start waits for one of them to finish.
+    pub fn start(self) -> Result<Pending, Error> {
+        let (req, options) = self.into_wit()?;
+        wit::start(&req, &options).map(Pending)
+    }
+
+    fn into_wit(self) -> Result<(WitRequest, wit::Options), Error> {
         if let Some(why) = self.invalid {
             return Err(Error::InvalidRequest(why));
         }
@@ -158,8 +188,56 @@ impl RequestBuilder {
             follow_redirects: self.follow_redirects,
             cache: self.cache,
         };
-        wit::send(&req, &options).map(Response::from_wit)
+        Ok((req, options))
     }
+}
+
+/// A fetch in flight, from [`RequestBuilder::start`]. Dropping it aborts
+/// the origin request; [`crate::wait_until`] lets it finish after the
+/// response instead.
+#[derive(Debug)]
+#[must_use = "dropping a pending fetch aborts it"]
+pub struct Pending(pub(crate) wit::Pending);
+
+impl Pending {
+    /// Whether the response (or the error) is in, so [`Pending::wait`]
+    /// returns at once.
+    pub fn is_ready(&self) -> bool {
+        self.0.ready()
+    }
+
+    /// Waits for the response.
+    pub fn wait(self) -> Result<Response, Error> {
+        wit::Pending::wait(self.0).map(Response::from_wit)
+    }
+}
+
+/// Waits for every fetch of `pending`; the answers come in the same order.
+/// They run at once, so this takes as long as the slowest.
+pub fn wait_all<const N: usize>(pending: [Pending; N]) -> [Result<Response, Error>; N] {
+    pending.map(Pending::wait)
+}
+
+/// Waits until one of `pending` is ready and returns its index (the
+/// others keep running); `None` for an empty slice.
+///
+/// ```no_run
+/// use verge_sdk::fetch;
+///
+/// # fn run() -> Result<(), fetch::Error> {
+/// let mut racing = vec![
+///     fetch::get("https://a.example/").start()?,
+///     fetch::get("https://b.example/").start()?,
+/// ];
+/// if let Some(first) = fetch::select(&racing) {
+///     let _winner = racing.swap_remove(first).wait()?;
+/// }
+/// // The loser is aborted when `racing` is dropped.
+/// # Ok(()) }
+/// ```
+pub fn select(pending: &[Pending]) -> Option<usize> {
+    let handles: Vec<&wit::Pending> = pending.iter().map(|p| &p.0).collect();
+    wit::select(&handles).map(|index| index as usize)
 }
 
 /// Sends an incoming request on to `url`, keeping its method, headers and

@@ -21,6 +21,7 @@
 
 extern crate self as verge_sdk;
 
+mod background;
 pub mod cache;
 pub mod config;
 mod error;
@@ -31,6 +32,7 @@ pub mod log;
 mod request;
 mod response;
 
+pub use background::{WaitUntil, wait_until};
 pub use error::Error;
 
 /// The examples of `docs/writing-functions.md`, compiled as doc tests so
@@ -58,7 +60,7 @@ pub use serde_json;
 pub mod wit {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "verge:edge/function",
+        world: "verge:edge/sdk-function",
         pub_export_macro: true,
         default_bindings_module: "::verge_sdk::wit",
         runtime_path: "::verge_sdk::__private::wit_bindgen::rt",
@@ -68,7 +70,9 @@ pub mod wit {
 /// Support code for the `#[handler]` macro. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::background::run_deferred;
     pub use crate::wit::export;
+    pub use crate::wit::exports::verge::edge::deferred::Guest as DeferredGuest;
     pub use crate::wit::exports::verge::edge::handler::Guest;
     pub use crate::wit::verge::edge::http_types::{Request as WitRequest, Response as WitResponse};
     pub use wit_bindgen;

@@ -47,6 +47,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "cpu-spin",
     "echo",
     "fallible",
+    "fetch-async-probe",
     "fetch-probe",
     "fuel-burn",
     "geo-probe",
@@ -63,6 +64,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "sleeps-past-deadline",
     "stack-overflow",
     "wasi-hello",
+    "wit-0-1-0",
 ];
 
 /// The repository root.

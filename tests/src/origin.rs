@@ -10,6 +10,10 @@
 //!   304 when `If-None-Match` is E (counted in [`Origin::not_modified`])
 //! - `/files/NAME`: the bytes given to [`Origin::start_with_files`]
 //! - anything else: 404 `origin: no such page PATH`
+//!
+//! It also tracks how many requests it is answering at once (the most at
+//! any moment: [`Origin::max_active`]) and how many the client abandoned
+//! before the answer was ready ([`Origin::abandoned`]).
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -27,8 +31,42 @@ use std::time::Duration;
 pub struct Origin {
     /// Where it listens.
     pub addr: SocketAddr,
-    hits: Arc<AtomicU64>,
+    stats: Arc<Stats>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What an origin counts.
+#[derive(Default)]
+struct Stats {
+    hits: AtomicU64,
+    active: AtomicU64,
+    max_active: AtomicU64,
+    abandoned: AtomicU64,
+}
+
+/// One request being answered; counted as abandoned if dropped before the
+/// answer is ready (the client went away).
+struct Answering<'a> {
+    stats: &'a Stats,
+    done: bool,
+}
+
+impl<'a> Answering<'a> {
+    fn start(stats: &'a Stats) -> Self {
+        stats.hits.fetch_add(1, Ordering::SeqCst);
+        let now = stats.active.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.max_active.fetch_max(now, Ordering::SeqCst);
+        Self { stats, done: false }
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.stats.active.fetch_sub(1, Ordering::SeqCst);
+        if !self.done {
+            self.stats.abandoned.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Drop for Origin {
@@ -127,14 +165,20 @@ async fn answer(req: Request<Incoming>, files: Files) -> Response<Full<Bytes>> {
 }
 
 /// Serves one connection, counting its requests.
-async fn serve_connection<IO>(io: IO, counter: Arc<AtomicU64>, files: Files)
+async fn serve_connection<IO>(io: IO, stats: Arc<Stats>, files: Files)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| {
-        counter.fetch_add(1, Ordering::SeqCst);
+        let stats = stats.clone();
         let files = files.clone();
-        async move { Ok::<_, std::convert::Infallible>(answer(req, files).await) }
+        async move {
+            let mut answering = Answering::start(&stats);
+            let response = answer(req, files).await;
+            answering.done = true;
+            drop(answering);
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let _ = auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(io), service)
@@ -170,8 +214,8 @@ impl Origin {
     async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>, files: Files) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicU64::new(0));
-        let counter = hits.clone();
+        let stats = Arc::new(Stats::default());
+        let counter = stats.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -192,7 +236,7 @@ impl Origin {
                 });
             }
         });
-        Self { addr, hits, task }
+        Self { addr, stats, task }
     }
 
     /// `http://127.0.0.1:PORT` + `path`.
@@ -207,6 +251,21 @@ impl Origin {
 
     /// Requests served so far.
     pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::SeqCst)
+        self.stats.hits.load(Ordering::SeqCst)
+    }
+
+    /// The most requests it was answering at one moment.
+    pub fn max_active(&self) -> u64 {
+        self.stats.max_active.load(Ordering::SeqCst)
+    }
+
+    /// Requests it is answering now.
+    pub fn active(&self) -> u64 {
+        self.stats.active.load(Ordering::SeqCst)
+    }
+
+    /// Requests whose client went away before the answer was ready.
+    pub fn abandoned(&self) -> u64 {
+        self.stats.abandoned.load(Ordering::SeqCst)
     }
 }

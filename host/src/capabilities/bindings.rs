@@ -20,7 +20,10 @@ wasmtime::component::bindgen!({
         default: trappable,
     },
     exports: { default: async },
-    with: { "verge:edge/kv.store": crate::capabilities::kv::KvStore },
+    with: {
+        "verge:edge/kv.store": crate::capabilities::kv::KvStore,
+        "verge:edge/fetch.pending": crate::capabilities::fetch::PendingFetch,
+    },
 });
 
 pub use self::verge::edge::http_types;

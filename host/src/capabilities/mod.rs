@@ -12,6 +12,7 @@
 //! [`Capabilities`] holds one of each; the runtime keeps it in every
 //! request's store and links them all with [`add_to_linker`].
 
+pub mod background;
 pub mod bindings;
 pub mod cache;
 pub mod config;
@@ -67,6 +68,8 @@ pub struct Capabilities {
     pub geo: geo::GeoCtx,
     /// The tenant's view of the edge cache.
     pub cache: cache::CacheCtx,
+    /// Work left for after the response.
+    pub background: background::BackgroundCtx,
 }
 
 /// What one app's capabilities are made from: who it is and what its
@@ -103,6 +106,7 @@ impl Capabilities {
             fetch: services.tenant_fetch_ctx(&app.tenant, &app.data_key, &app.grants, app.allow),
             geo: services.geo_ctx(),
             cache: services.cache_ctx(&app.data_key),
+            background: background::BackgroundCtx::default(),
         }
     }
 
@@ -115,6 +119,7 @@ impl Capabilities {
             fetch: fetch::FetchCtx::default(),
             geo: geo::GeoCtx::default(),
             cache: cache::CacheCtx::default(),
+            background: background::BackgroundCtx::default(),
         }
     }
 }
@@ -128,6 +133,7 @@ impl PerRequest for Capabilities {
             fetch: self.fetch.for_request(scope),
             geo: self.geo.for_request(scope),
             cache: self.cache.for_request(scope),
+            background: self.background.for_request(scope),
         }
     }
 }
@@ -149,8 +155,13 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
     fn config_of<T: CapabilityView>(t: &mut T) -> &mut config::ConfigCtx {
         &mut t.capabilities().config
     }
-    fn fetch_of<T: CapabilityView>(t: &mut T) -> &mut fetch::FetchCtx {
-        &mut t.capabilities().fetch
+    fn fetch_of<T: CapabilityView>(t: &mut T) -> fetch::FetchView<'_> {
+        let (caps, table) = t.capabilities_and_table();
+        fetch::FetchView::new(&mut caps.fetch, table)
+    }
+    fn background_of<T: CapabilityView>(t: &mut T) -> background::BackgroundView<'_> {
+        let (caps, table) = t.capabilities_and_table();
+        background::BackgroundView::new(&mut caps.background, table)
     }
     fn geo_of<T: CapabilityView>(t: &mut T) -> &mut geo::GeoCtx {
         &mut t.capabilities().geo
@@ -162,6 +173,7 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
     fn log_of<T: CapabilityView>(t: &mut T) -> &mut log::LogCtx {
         &mut t.capabilities().log
     }
+    background::add_to_linker(linker, background_of::<T>)?;
     cache::add_to_linker(linker, cache_of::<T>)?;
     config::add_to_linker(linker, config_of::<T>)?;
     fetch::add_to_linker(linker, fetch_of::<T>)?;

@@ -233,7 +233,7 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(LoadError::link)?;
         // A Verge function, else a standard `wasi:http/proxy` component.
-        let pre = match crate::capabilities::bindings::FunctionPre::new(instance_pre.clone()) {
+        let pre = match super::instance::VergePre::new(&component, instance_pre.clone()) {
             Ok(pre) => super::instance::Pre::Verge(pre),
             Err(verge_err) => match wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre) {
                 Ok(pre) => super::instance::Pre::Proxy(pre),

@@ -1,6 +1,7 @@
 //! What can go wrong loading a component or running a request.
 
 use thiserror::Error;
+use wasmtime::Trap;
 
 /// Why a component was refused. The message is meant for the person who
 /// deployed it.
@@ -74,4 +75,58 @@ pub enum GuestError {
     /// Instantiation failed for a host-side reason (e.g. the pool is full).
     #[error("could not start the function: {0}")]
     Instantiate(String),
+}
+
+impl GuestError {
+    /// A short stable name, for metrics: `cpu-limit`, `memory-limit`,
+    /// `timeout`, `trap` or `instantiate`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::CpuLimit => "cpu-limit",
+            Self::MemoryLimit => "memory-limit",
+            Self::Timeout => "timeout",
+            Self::Trap(_) => "trap",
+            Self::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// How a guest call failed: instantiating it, or the call itself.
+pub(super) enum CallError {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+/// Maps a failed call to what the client is told. A trap after a refused
+/// memory growth is the memory limit (the guest's allocator gives up).
+pub(super) fn classify(err: &CallError, memory_denied: bool) -> GuestError {
+    let err = match err {
+        CallError::Instantiate(err) => {
+            if let Some(trap) = err.downcast_ref::<Trap>() {
+                return classify_trap(*trap, memory_denied, err);
+            }
+            let message = format!("{err:#}");
+            // Past the table-element or instance limit: a resource limit
+            // like memory, and reported as one.
+            if memory_denied || message.contains("resource limit exceeded") {
+                return GuestError::MemoryLimit;
+            }
+            return GuestError::Instantiate(message);
+        }
+        CallError::Call(err) => err,
+    };
+    match err.downcast_ref::<Trap>() {
+        Some(trap) => classify_trap(*trap, memory_denied, err),
+        None if memory_denied => GuestError::MemoryLimit,
+        None => GuestError::Trap(format!("{err:#}")),
+    }
+}
+
+fn classify_trap(trap: Trap, memory_denied: bool, err: &wasmtime::Error) -> GuestError {
+    match trap {
+        Trap::OutOfFuel => GuestError::CpuLimit,
+        Trap::Interrupt => GuestError::Timeout,
+        _ if memory_denied => GuestError::MemoryLimit,
+        _ => GuestError::Trap(format!("{err:#}")),
+    }
 }

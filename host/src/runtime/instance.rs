@@ -1,14 +1,16 @@
 //! One loaded function: its `InstancePre` and limits, and the per-request
 //! path (fresh store → instantiate → `handle` → classify the outcome).
 
-use super::error::GuestError;
+use super::error::{CallError, GuestError, classify};
 use super::limits::{FUEL_YIELD_INTERVAL, Limits};
 use super::state::{RequestContext, RequestState};
-use crate::capabilities::bindings::FunctionPre;
+use crate::capabilities::bindings::FunctionIndices;
 use crate::capabilities::bindings::http_types::{Request, Response};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::{Engine, Store, Trap};
+use tokio::time::Instant;
+use wasmtime::component::{Component, ComponentExportIndex, Instance, InstancePre};
+use wasmtime::{Engine, Store};
 
 /// The measured outcome of one guest call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,8 +24,38 @@ pub struct Usage {
 /// The world a component exports: a Verge function, or a standard
 /// `wasi:http/proxy` component.
 pub(crate) enum Pre {
-    Verge(FunctionPre<RequestState>),
+    Verge(VergePre),
     Proxy(wasmtime_wasi_http::p2::bindings::ProxyPre<RequestState>),
+}
+
+/// A linked Verge function: its exports, and its `deferred.run` when it
+/// exports `verge:edge/deferred`.
+pub(crate) struct VergePre {
+    pre: InstancePre<RequestState>,
+    indices: FunctionIndices,
+    deferred: Option<ComponentExportIndex>,
+}
+
+/// The interface whose `run` the host calls after the response when the
+/// guest asked with `background.defer`.
+pub const DEFERRED_INTERFACE: &str = "verge:edge/deferred@0.1.1";
+
+impl VergePre {
+    /// Checks that `component` exports the `verge:edge/function` world.
+    pub(super) fn new(
+        component: &Component,
+        pre: InstancePre<RequestState>,
+    ) -> wasmtime::Result<Self> {
+        let indices = FunctionIndices::new(&pre)?;
+        let deferred = component
+            .get_export_index(None, DEFERRED_INTERFACE)
+            .and_then(|iface| component.get_export_index(Some(&iface), "run"));
+        Ok(Self {
+            pre,
+            indices,
+            deferred,
+        })
+    }
 }
 
 /// The world of a Verge-SDK function.
@@ -104,12 +136,32 @@ impl Function {
                 Usage::default(),
             );
         }
+        store
+            .data_mut()
+            .capabilities
+            .background
+            .allow_defer(pre.deferred.is_some());
         // The epoch deadline stops running wasm; this timer also stops a
         // guest parked in a host call. A tick of slack lets the precise
         // epoch trap win when both fire.
-        let deadline = limits.wall_clock + DEADLINE_SLACK;
-        let outcome = tokio::time::timeout(deadline, call(pre, &mut store, &req)).await;
-        conclude(&store, &limits, self.metering, outcome)
+        let deadline = Instant::now() + limits.wall_clock + DEADLINE_SLACK;
+        let outcome = tokio::time::timeout_at(deadline, call(pre, &mut store, &req)).await;
+        let (outcome, instance) = match outcome {
+            Ok(Ok((response, instance))) => (Ok(Ok(response)), Some(instance)),
+            Ok(Err(err)) => (Ok(Err(err)), None),
+            Err(elapsed) => (Err(elapsed), None),
+        };
+        let concluded = conclude(&store, &limits, self.metering, outcome);
+        let after = store.data_mut().capabilities.background.take();
+        if let Some(instance) = instance
+            && !after.is_empty()
+        {
+            let run = pre.deferred;
+            tokio::spawn(super::after_response::run(
+                store, instance, run, after, deadline,
+            ));
+        }
+        concluded
     }
 }
 
@@ -156,59 +208,26 @@ pub(super) fn prepare_store(
     Ok(())
 }
 
-pub(super) enum CallError {
-    Instantiate(wasmtime::Error),
-    Call(wasmtime::Error),
-}
-
 async fn call(
-    pre: &FunctionPre<RequestState>,
+    pre: &VergePre,
     store: &mut Store<RequestState>,
     req: &Request,
-) -> Result<Response, CallError> {
+) -> Result<(Response, Instance), CallError> {
     let instance = pre
+        .pre
         .instantiate_async(&mut *store)
         .await
         .map_err(CallError::Instantiate)?;
-    instance
+    let exports = pre
+        .indices
+        .load(&mut *store, &instance)
+        .map_err(CallError::Instantiate)?;
+    let response = exports
         .verge_edge_handler()
         .call_handle(&mut *store, req)
         .await
-        .map_err(CallError::Call)
-}
-
-/// Maps a failed call to what the client is told. A trap after a refused
-/// memory growth is the memory limit (the guest's allocator gives up).
-fn classify(err: &CallError, memory_denied: bool) -> GuestError {
-    let err = match err {
-        CallError::Instantiate(err) => {
-            if let Some(trap) = err.downcast_ref::<Trap>() {
-                return classify_trap(*trap, memory_denied, err);
-            }
-            let message = format!("{err:#}");
-            // Past the table-element or instance limit: a resource limit
-            // like memory, and reported as one.
-            if memory_denied || message.contains("resource limit exceeded") {
-                return GuestError::MemoryLimit;
-            }
-            return GuestError::Instantiate(message);
-        }
-        CallError::Call(err) => err,
-    };
-    match err.downcast_ref::<Trap>() {
-        Some(trap) => classify_trap(*trap, memory_denied, err),
-        None if memory_denied => GuestError::MemoryLimit,
-        None => GuestError::Trap(format!("{err:#}")),
-    }
-}
-
-fn classify_trap(trap: Trap, memory_denied: bool, err: &wasmtime::Error) -> GuestError {
-    match trap {
-        Trap::OutOfFuel => GuestError::CpuLimit,
-        Trap::Interrupt => GuestError::Timeout,
-        _ if memory_denied => GuestError::MemoryLimit,
-        _ => GuestError::Trap(format!("{err:#}")),
-    }
+        .map_err(CallError::Call)?;
+    Ok((response, instance))
 }
 
 /// How long past the deadline the host waits before giving up on a guest

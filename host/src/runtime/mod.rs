@@ -1,6 +1,7 @@
 //! The Wasm runtime: one engine per process, one compiled component and one
 //! `InstancePre` per deployed version, one fresh `Store` per request.
 
+mod after_response;
 pub mod compile;
 mod engine;
 mod error;

@@ -4,8 +4,9 @@
 //! function. Outbound `wasi:http` calls go through the fetch gates (see
 //! `capabilities::fetch::wasi_http`).
 
+use super::error::CallError;
 use super::error::GuestError;
-use super::instance::{CallError, DEADLINE_SLACK, Function, Pre, Usage, conclude, prepare_store};
+use super::instance::{DEADLINE_SLACK, Function, Pre, Usage, conclude, prepare_store};
 use super::state::{RequestContext, RequestState};
 use bytes::Bytes;
 use hyper::body::Body;

@@ -87,6 +87,8 @@ pub struct Metrics {
     admission_waiting: Gauge,
     kv_ops: Family<CallLabels, Counter>,
     fetches: Family<CallLabels, Counter>,
+    fetch_in_flight: Gauge,
+    background: Family<CallLabels, Counter>,
     cache_lookups: Family<CallLabels, Counter>,
 }
 
@@ -143,6 +145,18 @@ impl Default for Metrics {
             "Outbound fetches (redirect hops included) by tenant and outcome",
             fetches.clone(),
         );
+        let fetch_in_flight = Gauge::default();
+        registry.register(
+            "fetch_in_flight",
+            "Outbound fetches running now, started and not yet answered or aborted",
+            fetch_in_flight.clone(),
+        );
+        let background = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "background_tasks",
+            "Work run after the response (op: fetch or deferred) by tenant and outcome",
+            background.clone(),
+        );
         let cache_lookups = Family::<CallLabels, Counter>::default();
         registry.register(
             "cache_lookups",
@@ -159,6 +173,8 @@ impl Default for Metrics {
             admission_waiting,
             kv_ops,
             fetches,
+            fetch_in_flight,
+            background,
             cache_lookups,
         }
     }
@@ -298,6 +314,27 @@ impl Metrics {
     /// Counts one KV operation.
     pub fn kv_op(&self, tenant: &str, op: &'static str, outcome: &'static str) {
         self.kv_ops
+            .get_or_create(&CallLabels {
+                tenant: tenant.to_owned(),
+                op,
+                outcome,
+            })
+            .inc();
+    }
+
+    /// A fetch task started (`true`) or ended.
+    pub fn fetch_in_flight(&self, started: bool) {
+        if started {
+            self.fetch_in_flight.inc();
+        } else {
+            self.fetch_in_flight.dec();
+        }
+    }
+
+    /// Counts one piece of work run after a response: `op` is `fetch` or
+    /// `deferred`, `outcome` is `ok` or what stopped it.
+    pub fn background(&self, tenant: &str, op: &'static str, outcome: &'static str) {
+        self.background
             .get_or_create(&CallLabels {
                 tenant: tenant.to_owned(),
                 op,

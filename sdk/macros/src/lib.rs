@@ -71,6 +71,12 @@ fn expand_handler(func: &ItemFn) -> syn::Result<proc_macro2::TokenStream> {
             }
         }
 
+        impl ::verge_sdk::__private::DeferredGuest for __VergeHandler {
+            fn run() {
+                ::verge_sdk::__private::run_deferred()
+            }
+        }
+
         ::verge_sdk::__private::export!(__VergeHandler with_types_in ::verge_sdk::wit);
     })
 }

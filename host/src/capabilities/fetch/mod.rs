@@ -6,13 +6,16 @@
 mod cached;
 mod client;
 mod hops;
+mod pending;
 pub mod policy;
 mod wasi_http;
 mod wit_host;
 
 pub use cached::{CACHE_STATUS_HEADER, CachePolicy, PASS_TTL, REVALIDATE_TIMEOUT, freshness};
 pub use client::{FetchClient, Inbound, MAX_FETCH_RESPONSE_BYTES, Outbound};
+pub use pending::{Budget, MAX_IN_FLIGHT_SUBREQUESTS, PendingFetch};
 pub use policy::{AddressPolicy, AllowList, AllowListError, OutboundGrant};
+pub use wit_host::FetchView;
 
 pub(crate) use hops::{strip_hop_by_hop, strip_inbound};
 
@@ -21,10 +24,11 @@ use super::bindings::verge::edge::fetch as wit;
 use super::{PerRequest, RequestScope};
 use crate::telemetry::metrics::Metrics;
 use http::{Method, Uri};
+use pending::InFlightGauge;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker};
 
 /// Redirects followed per call when the guest asks for it, as browsers
 /// and curl cap them: enough for real chains, short of a loop.
@@ -87,7 +91,9 @@ pub struct FetchCtx {
     client: Option<Arc<FetchClient>>,
     allow: Arc<AllowList>,
     max_subrequests: u32,
-    used: u32,
+    /// Made on the first fetch, so a request that fetches nothing pays
+    /// for no budget.
+    budget: Option<Arc<Budget>>,
     deadline: Option<Instant>,
     metrics: Option<(Arc<Metrics>, Arc<str>)>,
     cache: Option<(Arc<crate::capabilities::cache::CacheStore>, Arc<str>)>,
@@ -100,7 +106,7 @@ impl Default for FetchCtx {
             client: None,
             allow: Arc::default(),
             max_subrequests: DEFAULT_MAX_SUBREQUESTS,
-            used: 0,
+            budget: None,
             deadline: None,
             metrics: None,
             cache: None,
@@ -135,12 +141,20 @@ impl FetchCtx {
         self
     }
 
-    /// Subrequests made so far.
-    pub fn used(&self) -> u32 {
-        self.used
+    /// The metrics and tenant label calls are counted under, if any.
+    pub fn metered(&self) -> Option<(&Arc<Metrics>, &str)> {
+        self.metrics
+            .as_ref()
+            .map(|(metrics, tenant)| (metrics, &**tenant))
     }
 
-    /// Sends `req`, following redirects when asked.
+    /// Subrequests made so far.
+    pub fn used(&self) -> u32 {
+        self.budget.as_ref().map_or(0, |budget| budget.used())
+    }
+
+    /// Sends `req` and waits for the response: [`FetchCtx::start`] then
+    /// [`PendingFetch::outcome`].
     pub async fn send(
         &mut self,
         req: WitRequest,
@@ -148,40 +162,94 @@ impl FetchCtx {
         follow_redirects: bool,
         cache: Option<CachePolicy>,
     ) -> Result<Inbound, FetchError> {
+        self.start(req, timeout, follow_redirects, cache)
+            .await?
+            .outcome()
+            .await
+    }
+
+    /// Starts `req` as a task of its own, following redirects when asked.
+    /// The allow-list and the subrequest budget are checked here, so a
+    /// refused start fails at once; a start waits (by the deadline) while
+    /// [`MAX_IN_FLIGHT_SUBREQUESTS`] of the request's fetches run.
+    pub async fn start(
+        &mut self,
+        req: WitRequest,
+        timeout: Option<Duration>,
+        follow_redirects: bool,
+        cache: Option<CachePolicy>,
+    ) -> Result<PendingFetch, FetchError> {
+        let started = self.try_start(req, timeout, follow_redirects, cache).await;
+        if let Err(err) = &started {
+            self.count(err.kind());
+        }
+        started
+    }
+
+    async fn try_start(
+        &mut self,
+        req: WitRequest,
+        timeout: Option<Duration>,
+        follow_redirects: bool,
+        cache: Option<CachePolicy>,
+    ) -> Result<PendingFetch, FetchError> {
         let client = self.client()?;
         let deadline = self.deadline_within(timeout);
-        let mut outbound = Outbound::try_from(req)?;
-        if let (Some(policy), Some((store, tenant)), &Method::GET) =
-            (cache, self.cache.clone(), &outbound.method)
-        {
-            self.check_allowed(&outbound.uri)?;
-            let cached = cached::CachedFetch {
-                client,
-                store,
-                tenant,
+        let outbound = Outbound::try_from(req)?;
+        check_allowed(&self.allow, &outbound.uri)?;
+        let budget = self.budget();
+        let cached = match (cache, &self.cache, &outbound.method) {
+            (Some(policy), Some((store, tenant)), &Method::GET) => Some(cached::CachedFetch {
+                client: client.clone(),
+                store: store.clone(),
+                tenant: tenant.clone(),
                 policy,
-            };
-            return cached
-                .get(outbound, deadline, || self.take_subrequest())
-                .await;
+            }),
+            _ => None,
+        };
+        // A cached GET counts only when it goes to the origin.
+        if cached.is_none() {
+            budget.take()?;
         }
-        let mut hops = 0;
-        loop {
-            self.check_allowed(&outbound.uri)?;
-            self.take_subrequest()?;
-            let inbound = client.send(outbound.clone(), deadline).await?;
-            let next = match follow_redirects && hops < MAX_REDIRECTS {
-                true => hops::redirect(&outbound, &inbound)?,
-                false => None,
+        let slot = budget.slot(deadline).await?;
+        let exchange = Exchange {
+            client,
+            allow: self.allow.clone(),
+            budget,
+            deadline,
+            follow_redirects,
+        };
+        let metrics = self.metrics.clone();
+        Ok(PendingFetch::spawn(async move {
+            let _slot = slot;
+            let _gauge = InFlightGauge::start(metrics.as_ref().map(|(m, _)| m.clone()));
+            let budget = exchange.budget.clone();
+            let result = match cached {
+                Some(cached) => cached.get(outbound, deadline, || budget.take()).await,
+                None => exchange.run(outbound).await,
             };
-            match next {
-                Some(next) => {
-                    outbound = next;
-                    hops += 1;
-                }
-                None => return Ok(strip_inbound(inbound)),
+            if let Some((metrics, tenant)) = &metrics {
+                metrics.fetch(
+                    tenant,
+                    result.as_ref().map_or_else(FetchError::kind, |_| "ok"),
+                );
             }
+            result
+        }))
+    }
+
+    /// Counts one call that ended as `outcome`.
+    fn count(&self, outcome: &'static str) {
+        if let Some((metrics, tenant)) = &self.metrics {
+            metrics.fetch(tenant, outcome);
         }
+    }
+
+    /// This request's budget, made on first use.
+    fn budget(&mut self) -> Arc<Budget> {
+        self.budget
+            .get_or_insert_with(|| Budget::new(self.max_subrequests))
+            .clone()
     }
 
     /// The shared client, unless this host offers no outbound fetch.
@@ -191,15 +259,6 @@ impl FetchCtx {
             .ok_or_else(|| FetchError::Denied("this host offers no outbound fetch".into()))
     }
 
-    /// Counts one subrequest against the budget, or refuses it.
-    fn take_subrequest(&mut self) -> Result<(), FetchError> {
-        if self.used >= self.max_subrequests {
-            return Err(FetchError::TooManySubrequests(self.max_subrequests));
-        }
-        self.used += 1;
-        Ok(())
-    }
-
     /// When a call with `timeout` must end: never past the request's
     /// deadline ([`UNSCOPED_WALL_CLOCK`] from now outside a request).
     fn deadline_within(&self, timeout: Option<Duration>) -> Instant {
@@ -207,32 +266,66 @@ impl FetchCtx {
         let budget_end = self.deadline.unwrap_or(now + UNSCOPED_WALL_CLOCK);
         timeout.map_or(budget_end, |t| budget_end.min(now + t))
     }
+}
 
-    fn check_allowed(&self, uri: &Uri) -> Result<(), FetchError> {
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => {
-                return Err(FetchError::InvalidRequest(format!(
-                    "{uri}: the URL must be absolute http or https"
-                )));
+/// One uncached exchange of a started fetch, redirect hops included.
+struct Exchange {
+    client: Arc<FetchClient>,
+    allow: Arc<AllowList>,
+    budget: Arc<Budget>,
+    deadline: Instant,
+    follow_redirects: bool,
+}
+
+impl Exchange {
+    /// Sends `outbound` (its first hop already counted), following
+    /// redirects when asked: each hop is checked and counted again.
+    async fn run(self, mut outbound: Outbound) -> Result<Inbound, FetchError> {
+        let mut hops = 0;
+        loop {
+            let inbound = self.client.send(outbound.clone(), self.deadline).await?;
+            let next = match self.follow_redirects && hops < MAX_REDIRECTS {
+                true => hops::redirect(&outbound, &inbound)?,
+                false => None,
+            };
+            match next {
+                Some(next) => {
+                    check_allowed(&self.allow, &next.uri)?;
+                    self.budget.take()?;
+                    outbound = next;
+                    hops += 1;
+                }
+                None => return Ok(strip_inbound(inbound)),
             }
-        };
-        let host = uri
-            .host()
-            .ok_or_else(|| FetchError::InvalidRequest(format!("{uri}: no host")))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if self.allow.allows(https, &host, port) {
-            Ok(())
-        } else {
-            Err(FetchError::Denied(format!(
-                "{}://{host}:{port} is not in the app's allowed_hosts",
-                if https { "https" } else { "http" }
-            )))
         }
+    }
+}
+
+/// Whether `allow` lets a fetch reach `uri`.
+fn check_allowed(allow: &AllowList, uri: &Uri) -> Result<(), FetchError> {
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            return Err(FetchError::InvalidRequest(format!(
+                "{uri}: the URL must be absolute http or https"
+            )));
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| FetchError::InvalidRequest(format!("{uri}: no host")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    if allow.allows(https, &host, port) {
+        Ok(())
+    } else {
+        Err(FetchError::Denied(format!(
+            "{}://{host}:{port} is not in the app's allowed_hosts",
+            if https { "https" } else { "http" }
+        )))
     }
 }
 
@@ -241,16 +334,21 @@ impl PerRequest for FetchCtx {
     /// wall clock from now.
     fn for_request(mut self, scope: &RequestScope) -> Self {
         self.max_subrequests = scope.max_subrequests;
-        self.used = 0;
+        self.budget = None;
         self.deadline = Some(Instant::now() + scope.wall_clock);
         self
     }
 }
 
-/// Links `verge:edge/fetch` into `linker`, over the context `get` projects.
+struct Fetch;
+impl HasData for Fetch {
+    type Data<'a> = FetchView<'a>;
+}
+
+/// Links `verge:edge/fetch` into `linker`, over the view `get` projects.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut FetchCtx,
+    get: fn(&mut T) -> FetchView<'_>,
 ) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, HasSelf<FetchCtx>>(linker, get)
+    wit::add_to_linker::<T, Fetch>(linker, get)
 }

@@ -41,8 +41,8 @@ impl WasiHttpHooks for FetchCtx {
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, Done), Error>> + Send> {
         drop(fut);
         let checked = self.client().and_then(|client| {
-            self.check_allowed(request.uri())?;
-            self.take_subrequest()?;
+            super::check_allowed(&self.allow, request.uri())?;
+            self.budget().take()?;
             Ok(client)
         });
         let deadline = self.deadline_within(options.and_then(|o| o.first_byte_timeout));

@@ -1,14 +1,45 @@
 //! The WIT side of `verge:edge/fetch`: conversions from and to the
-//! generated types, and the `Host` impl over [`FetchCtx`].
+//! generated types, and the `Host` impls over [`FetchView`].
 
 use super::hops::strip_hop_by_hop;
-use super::{CachePolicy, FetchCtx, FetchError, Inbound, Outbound};
+use super::{CachePolicy, FetchCtx, FetchError, Inbound, Outbound, PendingFetch};
 use crate::capabilities::bindings::http_types::{Request as WitRequest, Response as WitResponse};
 use crate::capabilities::bindings::verge::edge::fetch as wit;
 use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use std::future::poll_fn;
+use std::task::Poll;
 use std::time::Duration;
+use wasmtime::component::{Resource, ResourceTable};
+
+/// The narrow view fetch host functions get: their context and the table
+/// that holds pending fetches.
+pub struct FetchView<'a> {
+    ctx: &'a mut FetchCtx,
+    table: &'a mut ResourceTable,
+}
+
+impl<'a> FetchView<'a> {
+    /// The view over `ctx`, keeping pending fetches in `table`.
+    pub fn new(ctx: &'a mut FetchCtx, table: &'a mut ResourceTable) -> Self {
+        Self { ctx, table }
+    }
+}
+
+impl From<wit::CachePolicy> for CachePolicy {
+    fn from(c: wit::CachePolicy) -> Self {
+        Self {
+            default_ttl: Duration::from_secs(c.default_ttl_seconds.into()),
+            stale_while_revalidate: c
+                .stale_while_revalidate_seconds
+                .map(|s| Duration::from_secs(s.into())),
+            tags: c.tags,
+        }
+    }
+}
+
+type WitResult<T> = wasmtime::Result<Result<T, wit::Error>>;
 
 impl TryFrom<WitRequest> for Outbound {
     type Error = FetchError;
@@ -72,32 +103,86 @@ impl From<Inbound> for WitResponse {
     }
 }
 
-impl wit::Host for FetchCtx {
-    async fn send(
+impl FetchView<'_> {
+    async fn start(
         &mut self,
         req: WitRequest,
         options: wit::Options,
-    ) -> wasmtime::Result<Result<WitResponse, wit::Error>> {
+    ) -> Result<PendingFetch, FetchError> {
         let timeout = options
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.into()));
-        let policy = options.cache.map(|c| CachePolicy {
-            default_ttl: Duration::from_secs(c.default_ttl_seconds.into()),
-            stale_while_revalidate: c
-                .stale_while_revalidate_seconds
-                .map(|s| Duration::from_secs(s.into())),
-            tags: c.tags,
-        });
-        let result = self
-            .send(req, timeout, options.follow_redirects, policy)
-            .await;
-        if let Some((metrics, tenant)) = &self.metrics {
-            metrics.fetch(
-                tenant,
-                result.as_ref().map_or_else(FetchError::kind, |_| "ok"),
-            );
-        }
+        let policy = options.cache.map(CachePolicy::from);
+        self.ctx
+            .start(req, timeout, options.follow_redirects, policy)
+            .await
+    }
+}
+
+impl wit::Host for FetchView<'_> {
+    async fn send(&mut self, req: WitRequest, options: wit::Options) -> WitResult<WitResponse> {
+        let result = match self.start(req, options).await {
+            Ok(pending) => pending.outcome().await,
+            Err(err) => Err(err),
+        };
         Ok(result.map(WitResponse::from).map_err(wit::Error::from))
+    }
+
+    async fn start(
+        &mut self,
+        req: WitRequest,
+        options: wit::Options,
+    ) -> WitResult<Resource<PendingFetch>> {
+        match FetchView::start(self, req, options).await {
+            Ok(pending) => Ok(Ok(self.table.push(pending)?)),
+            Err(err) => Ok(Err(err.into())),
+        }
+    }
+
+    async fn select(
+        &mut self,
+        pending: Vec<Resource<PendingFetch>>,
+    ) -> wasmtime::Result<Option<u32>> {
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        let table = &mut *self.table;
+        let ready = poll_fn(|cx| {
+            for (index, handle) in pending.iter().enumerate() {
+                match table.get_mut(handle) {
+                    Ok(fetch) => {
+                        if fetch.poll_ready(cx).is_ready() {
+                            return Poll::Ready(Ok(index));
+                        }
+                    }
+                    Err(err) => return Poll::Ready(Err(err)),
+                }
+            }
+            Poll::Pending
+        })
+        .await?;
+        Ok(Some(u32::try_from(ready)?))
+    }
+}
+
+impl wit::HostPending for FetchView<'_> {
+    async fn ready(&mut self, pending: Resource<PendingFetch>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&pending)?.is_ready())
+    }
+
+    async fn wait(&mut self, pending: Resource<PendingFetch>) -> WitResult<WitResponse> {
+        let pending = self.table.delete(pending)?;
+        Ok(pending
+            .outcome()
+            .await
+            .map(WitResponse::from)
+            .map_err(wit::Error::from))
+    }
+
+    async fn drop(&mut self, pending: Resource<PendingFetch>) -> wasmtime::Result<()> {
+        // Dropping aborts the task and with it the origin request.
+        self.table.delete(pending)?;
+        Ok(())
     }
 }
 

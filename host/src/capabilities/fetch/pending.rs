@@ -1,0 +1,146 @@
+//! Fetches in flight. `fetch.start` runs each exchange as its own task, so
+//! several origins answer at once while the guest computes or waits; the
+//! guest holds a [`PendingFetch`] handle. The request's [`Budget`] is
+//! shared by those tasks: every origin request (redirect hops included)
+//! takes one subrequest from it, and one of a few in-flight slots while it
+//! runs.
+
+use super::{FetchError, Inbound};
+use crate::telemetry::metrics::Metrics;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Fetches one request may have in flight at once: Workers allows 6
+/// simultaneous open connections per request. Enough to fan out to a few
+/// origins; a guest looping over `start` cannot open hundreds of sockets.
+/// A start past it waits for a slot instead of failing.
+pub const MAX_IN_FLIGHT_SUBREQUESTS: usize = 6;
+
+/// One request's subrequest budget and in-flight slots, shared by its
+/// fetch tasks.
+#[derive(Debug)]
+pub struct Budget {
+    max: u32,
+    used: AtomicU32,
+    slots: Arc<Semaphore>,
+}
+
+impl Budget {
+    /// A budget of `max` subrequests.
+    pub(super) fn new(max: u32) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            used: AtomicU32::new(0),
+            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT_SUBREQUESTS)),
+        })
+    }
+
+    /// Counts one subrequest, or refuses it when the budget is spent.
+    pub(super) fn take(&self) -> Result<(), FetchError> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < self.max).then_some(used + 1)
+            })
+            .map(|_| ())
+            .map_err(|_| FetchError::TooManySubrequests(self.max))
+    }
+
+    /// Subrequests taken so far.
+    pub fn used(&self) -> u32 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Waits for an in-flight slot until `deadline`.
+    pub(super) async fn slot(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, FetchError> {
+        match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; a closed one means no slots.
+            Ok(Err(_closed)) => Err(FetchError::Connection("no fetch slots".into())),
+            Err(_elapsed) => Err(FetchError::Timeout),
+        }
+    }
+}
+
+/// Counts a running fetch task in `verge_fetch_in_flight` while it lives,
+/// aborted ones included.
+pub(super) struct InFlightGauge(Option<Arc<Metrics>>);
+
+impl InFlightGauge {
+    pub(super) fn start(metrics: Option<Arc<Metrics>>) -> Self {
+        if let Some(metrics) = &metrics {
+            metrics.fetch_in_flight(true);
+        }
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlightGauge {
+    fn drop(&mut self) {
+        if let Some(metrics) = &self.0 {
+            metrics.fetch_in_flight(false);
+        }
+    }
+}
+
+/// A fetch in flight: the task running it, and its outcome once in.
+/// Dropping it aborts the task, which closes the origin connection.
+#[derive(Debug)]
+pub struct PendingFetch {
+    task: JoinHandle<Result<Inbound, FetchError>>,
+    outcome: Option<Result<Inbound, FetchError>>,
+}
+
+impl PendingFetch {
+    /// Runs `exchange` as a task on the current runtime.
+    pub(super) fn spawn(
+        exchange: impl Future<Output = Result<Inbound, FetchError>> + Send + 'static,
+    ) -> Self {
+        Self {
+            task: tokio::spawn(exchange),
+            outcome: None,
+        }
+    }
+
+    /// Whether the outcome is in.
+    pub fn is_ready(&self) -> bool {
+        self.outcome.is_some() || self.task.is_finished()
+    }
+
+    /// Ready once the outcome is in (kept for [`PendingFetch::outcome`]).
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.outcome.is_some() {
+            return Poll::Ready(());
+        }
+        match Pin::new(&mut self.task).poll(cx) {
+            Poll::Ready(joined) => {
+                self.outcome = Some(joined.unwrap_or_else(|err| {
+                    Err(FetchError::Connection(format!(
+                        "the fetch task ended: {err}"
+                    )))
+                }));
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Waits for the outcome.
+    pub async fn outcome(mut self) -> Result<Inbound, FetchError> {
+        poll_fn(|cx| self.poll_ready(cx)).await;
+        self.outcome
+            .take()
+            .unwrap_or_else(|| Err(FetchError::Connection("the fetch has no outcome".into())))
+    }
+}
+
+impl Drop for PendingFetch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

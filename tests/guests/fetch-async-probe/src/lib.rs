@@ -1,0 +1,143 @@
+//! Drives parallel fetches and work after the response from query
+//! parameters, for end-to-end tests:
+//! `/fetch-async-probe?mode=MODE&url=URL&n=N&url2=URL2`.
+//!
+//! - `all`: starts `n` fetches of `url`, then waits for them all; one line
+//!   per fetch (`ok STATUS BYTES` or `error KIND`), in start order.
+//! - `select`: starts `url` then `url2` and answers `first INDEX`, then
+//!   the winner's line; the other is dropped (aborted).
+//! - `ready`: starts `url` and answers `ready BOOL` at once, then after
+//!   waiting `ready BOOL` again and the fetch's line.
+//! - `drop`: starts `url`, waits for a fetch of `url2` (so the first has
+//!   reached its origin), drops the first, answers `dropped`.
+//! - `background`: starts `url`, hands it to `wait_until`, answers `sent`.
+//! - `defer`: answers `deferred`; after the response a closure fetches
+//!   `url` and logs `deferred fetch STATUS` (or the error). With `spin=1`
+//!   the closure loops until its CPU budget runs out.
+//! - `reuse`: waits twice on one pending handle through the raw bindings
+//!   (the second use must trap, never reach the host as a live handle).
+
+use verge_sdk::{Request, Response, fetch, log};
+
+fn line(result: &Result<Response, fetch::Error>) -> String {
+    match result {
+        Ok(res) => format!("ok {} {}", res.status(), res.body().len()),
+        Err(err) => format!("error {}", err.kind()),
+    }
+}
+
+#[verge_sdk::handler]
+fn handle(req: Request) -> Response {
+    let url = req.query_param("url").unwrap_or_default().to_owned();
+    let n: usize = req
+        .query_param("n")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let get = |url: &str| fetch::get(url.to_owned()).start();
+    let lines: Vec<String> = match req.query_param("mode").unwrap_or("all") {
+        "all" => {
+            let mut started = Vec::new();
+            let mut lines = vec![String::new(); n];
+            for slot in lines.iter_mut() {
+                match get(&url) {
+                    Ok(pending) => started.push(Some(pending)),
+                    Err(err) => {
+                        started.push(None);
+                        *slot = format!("error {}", err.kind());
+                    }
+                }
+            }
+            for (slot, pending) in lines.iter_mut().zip(started) {
+                if let Some(pending) = pending {
+                    *slot = line(&pending.wait());
+                }
+            }
+            lines
+        }
+        "select" => {
+            let url2 = req.query_param("url2").unwrap_or_default().to_owned();
+            let racing: Result<Vec<_>, _> = [url.as_str(), url2.as_str()]
+                .into_iter()
+                .map(get)
+                .collect();
+            match racing {
+                Ok(mut racing) => match fetch::select(&racing) {
+                    Some(first) => {
+                        let winner = racing.swap_remove(first).wait();
+                        vec![format!("first {first}"), line(&winner)]
+                    }
+                    None => vec!["none".into()],
+                },
+                Err(err) => vec![format!("error {}", err.kind())],
+            }
+        }
+        "ready" => match get(&url) {
+            Ok(pending) => {
+                let before = pending.is_ready();
+                let result = pending.wait();
+                vec![format!("ready {before}"), line(&result)]
+            }
+            Err(err) => vec![format!("error {}", err.kind())],
+        },
+        "drop" => {
+            let abandoned = get(&url);
+            let url2 = req.query_param("url2").unwrap_or_default();
+            let waited = get(url2).and_then(fetch::Pending::wait);
+            drop(abandoned);
+            vec!["dropped".into(), line(&waited)]
+        }
+        "background" => match get(&url) {
+            Ok(pending) => {
+                verge_sdk::wait_until(pending);
+                vec!["sent".into()]
+            }
+            Err(err) => vec![format!("error {}", err.kind())],
+        },
+        "defer" => {
+            let spin = req.query_param("spin") == Some("1");
+            verge_sdk::wait_until(move || {
+                if spin {
+                    let mut x: u64 = 1;
+                    loop {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                    }
+                }
+                match fetch::get(url).send() {
+                    Ok(res) => log::info(format!("deferred fetch {}", res.status())),
+                    Err(err) => log::warn(format!("deferred fetch error {}", err.kind())),
+                }
+            });
+            vec!["deferred".into()]
+        }
+        "reuse" => {
+            use verge_sdk::wit::verge::edge::fetch as raw;
+            use verge_sdk::wit::verge::edge::http_types::Request as RawRequest;
+            let out = RawRequest {
+                method: "GET".into(),
+                uri: url,
+                headers: Vec::new(),
+                body: Vec::new(),
+            };
+            let options = raw::Options {
+                timeout_ms: None,
+                follow_redirects: false,
+                cache: None,
+            };
+            match raw::start(&out, &options) {
+                Ok(pending) => {
+                    // Forge a second owner of one handle: the component
+                    // model must refuse the second `wait` (a trap).
+                    let handle = pending.take_handle();
+                    let first = unsafe { raw::Pending::from_handle(handle) };
+                    let second = unsafe { raw::Pending::from_handle(handle) };
+                    let _ = raw::Pending::wait(first);
+                    let _ = raw::Pending::wait(second);
+                    vec!["unreachable".into()]
+                }
+                Err(err) => vec![format!("error {err:?}")],
+            }
+        }
+        other => vec![format!("unknown mode {other}")],
+    };
+    Response::text(lines.join("\n"))
+}
