@@ -73,7 +73,11 @@ fn every_printed_curl_of_the_demo_answers_and_the_image_is_an_image() {
                 && l.contains("curl -i http://")
         })
         .collect();
-    assert!(curls.len() >= 5, "{lines:#?}");
+    assert!(curls.len() >= 6, "{lines:#?}");
+    assert!(
+        curls.iter().any(|l| l.contains("aggregate.localhost")),
+        "{lines:#?}"
+    );
     for line in curls {
         let url = line.split("curl -i ").nth(1).unwrap().trim();
         let rest = url.strip_prefix("http://").unwrap();
@@ -85,6 +89,12 @@ fn every_printed_curl_of_the_demo_answers_and_the_image_is_an_image() {
             // Without a token the auth example refuses: that is its point.
             "auth.localhost" => assert_eq!(status, 401, "{line}"),
             "redirect.localhost" => assert_eq!(status, 404, "{line}: no link yet"),
+            "aggregate.localhost" => {
+                assert_eq!(status, 200, "{line}: {head}");
+                let doc = String::from_utf8_lossy(&body);
+                assert!(doc.contains(r#""partial":false"#), "{doc}");
+                assert!(doc.contains("Ada Lovelace"), "{doc}");
+            }
             "image.localhost" => {
                 assert_eq!(status, 200, "{line}: {head}");
                 assert!(

@@ -66,9 +66,14 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         public_url: None,
     };
     let running = daemon::start_platform(&config, &platform).await?;
-    // The image example's originals: a small origin on loopback, reachable
-    // by tenant `demo` only through its outbound grant for that one port.
-    let origin = serve_samples(args.examples.join("image/sample")).await?;
+    // The image example's originals and the aggregate example's parts: a
+    // small origin on loopback, reachable by tenant `demo` only through its
+    // outbound grant for that one port.
+    let origin = serve_samples(vec![
+        args.examples.join("image/sample"),
+        args.examples.join("aggregate/sample"),
+    ])
+    .await?;
     let registry = running
         .registry
         .clone()
@@ -101,10 +106,21 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             AppManifest::default()
         };
         manifest.routes = vec![format!("{name}.localhost")];
-        if name == "image" {
-            let url = format!("http://{origin}");
-            manifest.allowed_hosts = vec![url.clone()];
-            manifest.config.insert("origin".into(), url);
+        let url = format!("http://{origin}");
+        match name.as_str() {
+            "image" => {
+                manifest.allowed_hosts = vec![url.clone()];
+                manifest.config.insert("origin".into(), url);
+            }
+            "aggregate" => {
+                manifest.allowed_hosts = vec![url.clone()];
+                for part in ["profile", "posts", "stats"] {
+                    manifest
+                        .config
+                        .insert(format!("{part}-url"), format!("{url}/{part}.json"));
+                }
+            }
+            _ => {}
         }
         registry
             .put_app("demo".into(), name.clone(), manifest)
@@ -127,6 +143,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let path = match name.as_str() {
             "redirect" => "/docs",
             "image" => "/img/photo.png?w=160&fmt=webp",
+            "aggregate" => "/users/ada",
             _ => "/",
         };
         println!("  {name:<10} curl -i http://{name}.localhost:{port}{path}");
@@ -141,7 +158,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  curl -i http://redirect.localhost:{port}/docs");
     println!(
-        "verge: the image example resizes originals from a demo origin on http://{origin} (examples/image/sample/); in production, set `origin` and allowed_hosts"
+        "verge: the image example resizes originals, and the aggregate example merges three parts, from a demo origin on http://{origin} (examples/*/sample/); in production, set their origins and allowed_hosts"
     );
     println!("verge: a token the auth example accepts (sub demo-user, valid 24 h):");
     println!(
@@ -158,9 +175,10 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     run_until_signal(running).await
 }
 
-/// Serves the files of `dir` (by name, no subdirectories) on a loopback
-/// port: the demo's stand-in for an image origin.
-async fn serve_samples(dir: PathBuf) -> anyhow::Result<SocketAddr> {
+/// Serves the files of `dirs` (by name, no subdirectories; the first dir
+/// that has it) on a loopback port: the demo's stand-in for the examples'
+/// origins.
+async fn serve_samples(dirs: Vec<PathBuf>) -> anyhow::Result<SocketAddr> {
     use http_body_util::Full;
     use hyper::body::Bytes;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -172,21 +190,24 @@ async fn serve_samples(dir: PathBuf) -> anyhow::Result<SocketAddr> {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let dir = dir.clone();
+            let dirs = dirs.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let name = req.uri().path().trim_start_matches('/').to_owned();
                         let found = (!name.contains('/') && !name.starts_with('.'))
-                            .then(|| std::fs::read(dir.join(&name)).ok())
+                            .then(|| {
+                                dirs.iter()
+                                    .find_map(|dir| std::fs::read(dir.join(&name)).ok())
+                            })
                             .flatten();
                         let response = match found {
                             Some(bytes) => {
                                 let mut res = hyper::Response::new(Full::new(Bytes::from(bytes)));
-                                let kind = if name.ends_with(".png") {
-                                    "image/png"
-                                } else {
-                                    "application/octet-stream"
+                                let kind = match name.rsplit_once('.').map(|(_, ext)| ext) {
+                                    Some("png") => "image/png",
+                                    Some("json") => "application/json",
+                                    _ => "application/octet-stream",
                                 };
                                 res.headers_mut().insert(
                                     http::header::CONTENT_TYPE,
