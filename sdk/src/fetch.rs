@@ -40,7 +40,7 @@ use crate::Response;
 use crate::wit::verge::edge::fetch as wit;
 use crate::wit::verge::edge::http_types::Request as WitRequest;
 
-pub use wit::Error;
+pub use wit::{Error, ResponseHead};
 
 impl Error {
     /// A short stable name for the kind of error: `denied`, `timeout`,
@@ -206,9 +206,58 @@ impl Pending {
         self.0.ready()
     }
 
-    /// Waits for the response.
+    /// Waits for the response, body included (up to 16 MiB).
     pub fn wait(self) -> Result<Response, Error> {
         wit::Pending::wait(self.0).map(Response::from_wit)
+    }
+
+    /// Waits for the response head only; the body is read in chunks from
+    /// the returned [`Body`] (or passed to the client with
+    /// [`Response::from_stream`], which calls this).
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// use verge_sdk::fetch;
+    ///
+    /// # fn run() -> Result<(), fetch::Error> {
+    /// let (head, mut body) = fetch::get("https://origin.example/big.csv").start()?.wait_head()?;
+    /// let mut first_line = [0u8; 256];
+    /// let n = body.read(&mut first_line).unwrap_or(0); // the rest is never downloaded
+    /// let _ = (head.status, &first_line[..n]);
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_head(self) -> Result<(ResponseHead, Body), Error> {
+        wit::Pending::wait_head(self.0).map(|(head, body)| (head, Body(body)))
+    }
+}
+
+/// A fetched body arriving from the origin, read in chunks of at most
+/// 64 KiB. Dropping it closes the origin connection. It implements
+/// [`std::io::Read`].
+#[derive(Debug)]
+pub struct Body(pub(crate) wit::Body);
+
+impl Body {
+    /// The next chunk, at most `max` bytes; `None` at the end.
+    pub fn read_chunk(&mut self, max: usize) -> Result<Option<Vec<u8>>, Error> {
+        self.0.read(u32::try_from(max).unwrap_or(u32::MAX))
+    }
+}
+
+impl std::io::Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match self.read_chunk(buf.len()) {
+            Ok(Some(chunk)) => {
+                let n = chunk.len().min(buf.len());
+                buf[..n].copy_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+            Ok(None) => Ok(0),
+            Err(err) => Err(std::io::Error::other(format!("fetch body: {}", err.kind()))),
+        }
     }
 }
 

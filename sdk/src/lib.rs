@@ -30,6 +30,7 @@ pub mod geo;
 pub mod kv;
 pub mod log;
 mod request;
+pub mod respond;
 mod response;
 
 pub use background::{WaitUntil, wait_until};

@@ -133,6 +133,71 @@ impl Response {
         (200..300).contains(&self.status)
     }
 
+    /// Passes a fetched response through to the client as it arrives, the
+    /// CDN proxy case: the host never holds more than a few chunks of the
+    /// body, and the app's response cap cuts it. Sends the head at once;
+    /// return the result from the handler. If the origin cannot be reached
+    /// the result is a 502 response instead.
+    ///
+    /// ```no_run
+    /// use verge_sdk::{Request, Response, fetch};
+    ///
+    /// #[verge_sdk::handler]
+    /// fn handle(req: Request) -> Response {
+    ///     match fetch::get(format!("https://origin.example{}", req.path())).start() {
+    ///         Ok(pending) => Response::from_stream(pending),
+    ///         Err(err) => Response::error(502, err.kind()),
+    ///     }
+    /// }
+    /// ```
+    pub fn from_stream(pending: crate::fetch::Pending) -> Self {
+        match pending.wait_head() {
+            Ok((head, body)) => {
+                match crate::respond::pass_through(head.status, &head.headers, body) {
+                    // The host has sent the response; what is returned now
+                    // is not used.
+                    Ok(()) => Self::new(head.status),
+                    Err(why) => Self::error(502, why),
+                }
+            }
+            Err(err) => Self::error(
+                502,
+                format!("the origin could not be reached: {}", err.kind()),
+            ),
+        }
+    }
+
+    /// Sends this response's status and headers now and returns a writer
+    /// for its body, so the client gets the first bytes while the handler
+    /// is still working (streaming HTML). The body ends when the writer is
+    /// dropped or the handler returns; what the handler returns is then not
+    /// used. This response's own body, if any, is sent first.
+    ///
+    /// ```no_run
+    /// use std::io::Write;
+    /// use verge_sdk::{Request, Response};
+    ///
+    /// #[verge_sdk::handler]
+    /// fn handle(_req: Request) -> Response {
+    ///     let Ok(mut page) = Response::html("<!doctype html><h1>Report</h1>").start_streaming() else {
+    ///         return Response::error(500, "could not start the page");
+    ///     };
+    ///     for row in 0..3 {
+    ///         let _ = write!(page, "<p>row {row}</p>"); // each row as soon as it is ready
+    ///     }
+    ///     Response::new(200)
+    /// }
+    /// ```
+    pub fn start_streaming(
+        self,
+    ) -> Result<crate::respond::BodyWriter, crate::respond::StreamError> {
+        let mut writer = crate::respond::start(self.status, &self.headers)?;
+        if !self.body.is_empty() {
+            writer.write_chunk(&self.body)?;
+        }
+        Ok(writer)
+    }
+
     pub(crate) fn from_wit(res: WitResponse) -> Self {
         Self {
             status: res.status,

@@ -63,6 +63,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "proxy-probe",
     "sleeps-past-deadline",
     "stack-overflow",
+    "stream-probe",
     "wasi-hello",
     "wit-0-1-0",
 ];

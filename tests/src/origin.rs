@@ -9,6 +9,9 @@
 //! - `/cc?cc=CACHE-CONTROL&etag=E`: `cacheable body` with those headers;
 //!   304 when `If-None-Match` is E (counted in [`Origin::not_modified`])
 //! - `/files/NAME`: the bytes given to [`Origin::start_with_files`]
+//! - `/stream?chunks=N&size=S&ms=D`: N chunks of S bytes of `x`, D ms
+//!   apart, streamed ([`Origin::streams_sent`] counts those sent to the
+//!   end)
 //! - anything else: 404 `origin: no such page PATH`
 //!
 //! It also tracks how many requests it is answering at once (the most at
@@ -42,6 +45,51 @@ struct Stats {
     active: AtomicU64,
     max_active: AtomicU64,
     abandoned: AtomicU64,
+    streams_sent: AtomicU64,
+}
+
+/// An origin response body.
+type OriginBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
+/// A body fed by a channel.
+struct Fed(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Fed {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|data| Ok(hyper::body::Frame::data(data))))
+    }
+}
+
+/// `/stream`: chunks produced over time by a task of their own.
+fn stream(req: &Request<Incoming>, stats: Arc<Stats>) -> Response<OriginBody> {
+    let number = |name: &str, default: u64| {
+        query(req, name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (chunks, size, ms) = (number("chunks", 4), number("size", 1024), number("ms", 0));
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let chunk = Bytes::from(vec![b'x'; usize::try_from(size).unwrap()]);
+        for i in 0..chunks {
+            if tx.send(chunk.clone()).await.is_err() {
+                return;
+            }
+            if ms > 0 && i + 1 < chunks {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+        }
+        stats.streams_sent.fetch_add(1, Ordering::SeqCst);
+    });
+    Response::new(Fed(rx).boxed_unsync())
 }
 
 /// One request being answered; counted as abandoned if dropped before the
@@ -174,7 +222,11 @@ where
         let files = files.clone();
         async move {
             let mut answering = Answering::start(&stats);
-            let response = answer(req, files).await;
+            let response = if req.uri().path() == "/stream" {
+                stream(&req, stats.clone())
+            } else {
+                answer(req, files).await.map(BodyExt::boxed_unsync)
+            };
             answering.done = true;
             drop(answering);
             Ok::<_, std::convert::Infallible>(response)
@@ -262,6 +314,11 @@ impl Origin {
     /// Requests it is answering now.
     pub fn active(&self) -> u64 {
         self.stats.active.load(Ordering::SeqCst)
+    }
+
+    /// `/stream` bodies sent to their last chunk.
+    pub fn streams_sent(&self) -> u64 {
+        self.stats.streams_sent.load(Ordering::SeqCst)
     }
 
     /// Requests whose client went away before the answer was ready.

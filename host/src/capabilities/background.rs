@@ -11,7 +11,7 @@ use super::{PerRequest, RequestScope};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 /// The work one request leaves for after its response.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct BackgroundCtx {
     /// Fetches handed over with `wait-until`, in order. Bounded by the
     /// subrequest budget: each was a start.
@@ -39,7 +39,7 @@ impl PerRequest for BackgroundCtx {
 }
 
 /// What is left to do once the response is sent.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct AfterResponse {
     /// Fetches to let finish.
     pub fetches: Vec<PendingFetch>,

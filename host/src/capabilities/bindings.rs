@@ -17,12 +17,15 @@ wasmtime::component::bindgen!({
         "verge:edge/kv": async | trappable,
         "verge:edge/fetch": async | trappable,
         "verge:edge/cache": async | trappable,
+        "verge:edge/respond": async | trappable,
         default: trappable,
     },
     exports: { default: async },
     with: {
         "verge:edge/kv.store": crate::capabilities::kv::KvStore,
         "verge:edge/fetch.pending": crate::capabilities::fetch::PendingFetch,
+        "verge:edge/fetch.body": crate::capabilities::fetch::OriginBody,
+        "verge:edge/respond.body-writer": crate::capabilities::respond::BodyWriter,
     },
 });
 

@@ -20,6 +20,7 @@ pub mod fetch;
 pub mod geo;
 pub mod kv;
 pub mod log;
+pub mod respond;
 mod services;
 
 pub use services::{GrantedClients, Services};
@@ -70,6 +71,8 @@ pub struct Capabilities {
     pub cache: cache::CacheCtx,
     /// Work left for after the response.
     pub background: background::BackgroundCtx,
+    /// A response started before the handler returns.
+    pub respond: respond::RespondCtx,
 }
 
 /// What one app's capabilities are made from: who it is and what its
@@ -107,6 +110,7 @@ impl Capabilities {
             geo: services.geo_ctx(),
             cache: services.cache_ctx(&app.data_key),
             background: background::BackgroundCtx::default(),
+            respond: respond::RespondCtx::default(),
         }
     }
 
@@ -120,6 +124,7 @@ impl Capabilities {
             geo: geo::GeoCtx::default(),
             cache: cache::CacheCtx::default(),
             background: background::BackgroundCtx::default(),
+            respond: respond::RespondCtx::default(),
         }
     }
 }
@@ -134,6 +139,7 @@ impl PerRequest for Capabilities {
             geo: self.geo.for_request(scope),
             cache: self.cache.for_request(scope),
             background: self.background.for_request(scope),
+            respond: self.respond.for_request(scope),
         }
     }
 }
@@ -159,6 +165,10 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
         let (caps, table) = t.capabilities_and_table();
         fetch::FetchView::new(&mut caps.fetch, table)
     }
+    fn respond_of<T: CapabilityView>(t: &mut T) -> respond::RespondView<'_> {
+        let (caps, table) = t.capabilities_and_table();
+        respond::RespondView::new(&mut caps.respond, table)
+    }
     fn background_of<T: CapabilityView>(t: &mut T) -> background::BackgroundView<'_> {
         let (caps, table) = t.capabilities_and_table();
         background::BackgroundView::new(&mut caps.background, table)
@@ -180,5 +190,6 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
     geo::add_to_linker(linker, geo_of::<T>)?;
     kv::add_to_linker(linker, kv_of::<T>)?;
     log::add_to_linker(linker, log_of::<T>)?;
+    respond::add_to_linker(linker, respond_of::<T>)?;
     Ok(())
 }

@@ -17,17 +17,17 @@ use wasmtime::component::{ComponentExportIndex, Instance};
 /// Runs `work` and whatever more the guest leaves while doing it, until
 /// `deadline`.
 pub(super) async fn run(
-    mut store: Store<RequestState>,
+    store: &mut Store<RequestState>,
     instance: Instance,
     deferred: Option<ComponentExportIndex>,
     work: AfterResponse,
     deadline: Instant,
 ) {
     let finished =
-        tokio::time::timeout_at(deadline, run_all(&mut store, instance, deferred, work)).await;
+        tokio::time::timeout_at(deadline, run_all(store, instance, deferred, work)).await;
     if finished.is_err() {
-        report(&store, "background work stopped at the request's deadline");
-        count(&store, "deadline", "timeout");
+        report(store, "background work stopped at the request's deadline");
+        count(store, "deadline", "timeout");
     }
 }
 

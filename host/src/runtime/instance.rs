@@ -28,17 +28,24 @@ pub(crate) enum Pre {
     Proxy(wasmtime_wasi_http::p2::bindings::ProxyPre<RequestState>),
 }
 
-/// A linked Verge function: its exports, and its `deferred.run` when it
-/// exports `verge:edge/deferred`.
+/// A linked Verge function: its exports, its `deferred.run` when it
+/// exports `verge:edge/deferred`, and whether it imports
+/// `verge:edge/respond` (it may start its response before returning).
+#[derive(Clone)]
 pub(crate) struct VergePre {
     pre: InstancePre<RequestState>,
     indices: FunctionIndices,
-    deferred: Option<ComponentExportIndex>,
+    pub(super) deferred: Option<ComponentExportIndex>,
+    streams: bool,
 }
 
 /// The interface whose `run` the host calls after the response when the
 /// guest asked with `background.defer`.
 pub const DEFERRED_INTERFACE: &str = "verge:edge/deferred@0.1.1";
+
+/// The interface that lets a function start its response early; a
+/// component that imports it is served streaming.
+pub const RESPOND_INTERFACE: &str = "verge:edge/respond";
 
 impl VergePre {
     /// Checks that `component` exports the `verge:edge/function` world.
@@ -50,10 +57,15 @@ impl VergePre {
         let deferred = component
             .get_export_index(None, DEFERRED_INTERFACE)
             .and_then(|iface| component.get_export_index(Some(&iface), "run"));
+        let streams = component
+            .component_type()
+            .imports(component.engine())
+            .any(|(name, _)| name.split('@').next() == Some(RESPOND_INTERFACE));
         Ok(Self {
             pre,
             indices,
             deferred,
+            streams,
         })
     }
 }
@@ -100,6 +112,12 @@ impl Function {
             Pre::Verge(_) => VERGE_WORLD,
             Pre::Proxy(_) => PROXY_WORLD,
         }
+    }
+
+    /// Whether it is a Verge function that may start its response before
+    /// returning (served through [`Function::handle_streaming`]).
+    pub fn streams(&self) -> bool {
+        matches!(&self.pre, Pre::Verge(pre) if pre.streams)
     }
 
     /// Whether it is a `wasi:http/proxy` component (served streaming,
@@ -157,9 +175,9 @@ impl Function {
             && !after.is_empty()
         {
             let run = pre.deferred;
-            tokio::spawn(super::after_response::run(
-                store, instance, run, after, deadline,
-            ));
+            tokio::spawn(async move {
+                super::after_response::run(&mut store, instance, run, after, deadline).await;
+            });
         }
         concluded
     }
@@ -208,7 +226,7 @@ pub(super) fn prepare_store(
     Ok(())
 }
 
-async fn call(
+pub(super) async fn call(
     pre: &VergePre,
     store: &mut Store<RequestState>,
     req: &Request,

@@ -10,6 +10,7 @@ pub mod lane;
 mod limits;
 mod proxy;
 mod state;
+mod streaming;
 
 pub use crate::capabilities::bindings::http_types::{
     Request as GuestRequest, Response as GuestResponse,

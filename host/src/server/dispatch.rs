@@ -248,6 +248,11 @@ impl Dispatcher {
             let response = self.run_proxy(req, uri, &deployment, ctx).await;
             return (response, Some(deployment), Usage::default());
         }
+        if deployment.function.streams() {
+            let ctx = deployment.request_context(request_id.clone(), client_ip);
+            let response = self.run_streaming(req, uri, &deployment, ctx).await;
+            return (response, Some(deployment), Usage::default());
+        }
         // The buffered body's budget bytes are held until the guest is done.
         let (guest_req, _reservation) = match self.read_request(req, uri, &limits).await {
             Ok(r) => r,
@@ -351,7 +356,7 @@ impl Dispatcher {
         })
     }
 
-    async fn read_request(
+    pub(super) async fn read_request(
         &self,
         req: Request<Incoming>,
         uri: String,
@@ -406,10 +411,6 @@ async fn call_guest(
 /// Validates the guest's response against `limits` and turns it into an
 /// HTTP response.
 fn to_http(res: GuestResponse, limits: &HttpLimits) -> Result<Response<Full<Bytes>>, RequestError> {
-    let status = StatusCode::from_u16(res.status)
-        .ok()
-        .filter(|s| !s.is_informational())
-        .ok_or_else(|| RequestError::BadGuestResponse(format!("invalid status {}", res.status)))?;
     if res.body.len() > limits.max_response_body_bytes {
         return Err(RequestError::BadGuestResponse(format!(
             "body of {} bytes is over the {} byte cap",
@@ -417,10 +418,24 @@ fn to_http(res: GuestResponse, limits: &HttpLimits) -> Result<Response<Full<Byte
             limits.max_response_body_bytes
         )));
     }
-    let mut response = Response::new(Full::new(Bytes::from(res.body)));
+    with_head(res.status, res.headers, Full::new(Bytes::from(res.body)))
+}
+
+/// A response with the guest's `status` and `headers`, checked, and the
+/// headers the host owns left out, around `body`.
+pub(super) fn with_head<B>(
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: B,
+) -> Result<Response<B>, RequestError> {
+    let status = StatusCode::from_u16(status)
+        .ok()
+        .filter(|s| !s.is_informational())
+        .ok_or_else(|| RequestError::BadGuestResponse(format!("invalid status {status}")))?;
+    let mut response = Response::new(body);
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    for (name, value) in res.headers {
+    let map = response.headers_mut();
+    for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| RequestError::BadGuestResponse(format!("invalid header name {name:?}")))?;
         let value = HeaderValue::from_str(&value).map_err(|_| {
@@ -429,7 +444,7 @@ fn to_http(res: GuestResponse, limits: &HttpLimits) -> Result<Response<Full<Byte
         if HOST_OWNED_HEADERS.contains(&name.as_str()) {
             continue;
         }
-        headers.append(name, value);
+        map.append(name, value);
     }
     Ok(response)
 }

@@ -10,6 +10,7 @@ mod error;
 pub mod limits;
 mod proxy;
 mod request_id;
+mod streaming;
 pub mod tls;
 
 pub use dispatch::{Dispatcher, ERROR_HEADER, PeerAddr, REQUEST_ID_HEADER, error_page};

@@ -7,6 +7,7 @@ use super::policy::{AddressPolicy, OutboundGrant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -149,6 +150,23 @@ impl FetchClient {
 
     /// Sends `req` and reads the whole response by `deadline`.
     pub async fn send(&self, req: Outbound, deadline: Instant) -> Result<Inbound, FetchError> {
+        let response = self.open(req, deadline).await?;
+        let (parts, body) = response.into_parts();
+        let body = read_whole(body, deadline).await?;
+        Ok(Inbound {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Sends `req` and waits for the response head by `deadline`; the body
+    /// is left to the caller.
+    pub async fn open(
+        &self,
+        req: Outbound,
+        deadline: Instant,
+    ) -> Result<http::Response<Incoming>, FetchError> {
         if let Some(host) = req.uri.host() {
             let literal = host.trim_start_matches('[').trim_end_matches(']');
             if let Ok(ip) = literal.parse::<IpAddr>()
@@ -163,30 +181,28 @@ impl FetchClient {
         *request.method_mut() = req.method;
         *request.uri_mut() = req.uri;
         *request.headers_mut() = req.headers;
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(classify)?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_FETCH_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|err| {
-                    if err.is::<http_body_util::LengthLimitError>() {
-                        FetchError::TooLarge(MAX_FETCH_RESPONSE_BYTES)
-                    } else {
-                        FetchError::Connection(format!("reading the body: {err}"))
-                    }
-                })?
-                .to_bytes();
-            Ok(Inbound {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body,
-            })
-        };
-        match tokio::time::timeout_at(deadline, exchange).await {
-            Ok(result) => result,
+        match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+            Ok(response) => response.map_err(classify),
             Err(_elapsed) => Err(FetchError::Timeout),
         }
+    }
+}
+
+/// Reads `body` whole by `deadline`, refusing one over
+/// [`MAX_FETCH_RESPONSE_BYTES`].
+pub async fn read_whole<B>(body: B, deadline: Instant) -> Result<Bytes, FetchError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let collect = Limited::new(body, MAX_FETCH_RESPONSE_BYTES).collect();
+    match tokio::time::timeout_at(deadline, collect).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(FetchError::TooLarge(MAX_FETCH_RESPONSE_BYTES))
+        }
+        Ok(Err(err)) => Err(FetchError::Connection(format!("reading the body: {err}"))),
+        Err(_elapsed) => Err(FetchError::Timeout),
     }
 }
 

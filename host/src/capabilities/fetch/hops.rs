@@ -46,12 +46,15 @@ pub(crate) fn strip_inbound(mut inbound: Inbound) -> Inbound {
 /// The next hop of a redirect, if `inbound` is one: 303 (and 301/302 after
 /// a POST) turn into a GET without body, as browsers do; 307/308 repeat the
 /// request. Credentials do not follow to another origin.
-pub(super) fn redirect(prev: &Outbound, inbound: &Inbound) -> Result<Option<Outbound>, FetchError> {
-    let status = inbound.status;
+pub(super) fn redirect(
+    prev: &Outbound,
+    status: u16,
+    headers: &HeaderMap,
+) -> Result<Option<Outbound>, FetchError> {
     if !matches!(status, 301 | 302 | 303 | 307 | 308) {
         return Ok(None);
     }
-    let Some(location) = inbound.headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
+    let Some(location) = headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
         return Ok(None);
     };
     let uri = resolve_location(&prev.uri, location)?;
@@ -105,28 +108,29 @@ mod tests {
         }
     }
 
-    fn redirect_to(status: u16, location: &str) -> Inbound {
+    /// Where `prev` goes after a `status` answer with `location`.
+    fn redirect_to(
+        prev: &Outbound,
+        status: u16,
+        location: &str,
+    ) -> Result<Option<Outbound>, FetchError> {
         let mut headers = HeaderMap::new();
         headers.insert(LOCATION, HeaderValue::from_str(location).unwrap());
-        Inbound {
-            status,
-            headers,
-            body: Bytes::new(),
-        }
+        redirect(prev, status, &headers)
     }
 
     #[test]
     fn redirects_resolve_relative_locations_and_change_method_like_browsers() {
         let post = outbound(Method::POST, "http://a.example/x/y?q=1");
-        let next = redirect(&post, &redirect_to(303, "/z")).unwrap().unwrap();
+        let next = redirect_to(&post, 303, "/z").unwrap().unwrap();
         assert_eq!(next.uri, "http://a.example/z");
         assert_eq!(next.method, Method::GET);
         assert!(next.body.is_empty());
-        let next = redirect(&post, &redirect_to(307, "w")).unwrap().unwrap();
+        let next = redirect_to(&post, 307, "w").unwrap().unwrap();
         assert_eq!(next.uri, "http://a.example/x/w");
         assert_eq!(next.method, Method::POST);
         assert_eq!(next.body, "data");
-        assert!(redirect(&post, &redirect_to(200, "/z")).unwrap().is_none());
+        assert!(redirect_to(&post, 200, "/z").unwrap().is_none());
     }
 
     #[test]
@@ -134,9 +138,9 @@ mod tests {
         let mut get = outbound(Method::GET, "https://a.example/");
         get.headers
             .insert(AUTHORIZATION, HeaderValue::from_static("Bearer t"));
-        let same = redirect(&get, &redirect_to(302, "/b")).unwrap().unwrap();
+        let same = redirect_to(&get, 302, "/b").unwrap().unwrap();
         assert!(same.headers.contains_key(AUTHORIZATION));
-        let other = redirect(&get, &redirect_to(302, "https://b.example/"))
+        let other = redirect_to(&get, 302, "https://b.example/")
             .unwrap()
             .unwrap();
         assert!(!other.headers.contains_key(AUTHORIZATION));

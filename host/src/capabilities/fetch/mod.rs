@@ -3,6 +3,7 @@
 //! destinations after DNS; every call and redirect counts against the
 //! request's subrequest budget and ends by the request's deadline.
 
+mod body;
 mod cached;
 mod client;
 mod hops;
@@ -11,9 +12,10 @@ pub mod policy;
 mod wasi_http;
 mod wit_host;
 
+pub use body::{MAX_BODY_READ, OriginBody};
 pub use cached::{CACHE_STATUS_HEADER, CachePolicy, PASS_TTL, REVALIDATE_TIMEOUT, freshness};
 pub use client::{FetchClient, Inbound, MAX_FETCH_RESPONSE_BYTES, Outbound};
-pub use pending::{Budget, MAX_IN_FLIGHT_SUBREQUESTS, PendingFetch};
+pub use pending::{Budget, Fetched, MAX_IN_FLIGHT_SUBREQUESTS, PendingFetch};
 pub use policy::{AddressPolicy, AllowList, AllowListError, OutboundGrant};
 pub use wit_host::FetchView;
 
@@ -24,7 +26,7 @@ use super::bindings::verge::edge::fetch as wit;
 use super::{PerRequest, RequestScope};
 use crate::telemetry::metrics::Metrics;
 use http::{Method, Uri};
-use pending::InFlightGauge;
+use pending::Held;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -221,13 +223,17 @@ impl FetchCtx {
         };
         let metrics = self.metrics.clone();
         Ok(PendingFetch::spawn(async move {
-            let _slot = slot;
-            let _gauge = InFlightGauge::start(metrics.as_ref().map(|(m, _)| m.clone()));
+            let held = Held::new(slot, metrics.as_ref().map(|(m, _)| m.clone()));
             let budget = exchange.budget.clone();
             let result = match cached {
-                Some(cached) => cached.get(outbound, deadline, || budget.take()).await,
+                Some(cached) => cached
+                    .get(outbound, deadline, || budget.take())
+                    .await
+                    .map(Fetched::Whole),
                 None => exchange.run(outbound).await,
             };
+            // The slot and the gauge cover the request until its head.
+            drop(held);
             if let Some((metrics, tenant)) = &metrics {
                 metrics.fetch(
                     tenant,
@@ -279,13 +285,16 @@ struct Exchange {
 
 impl Exchange {
     /// Sends `outbound` (its first hop already counted), following
-    /// redirects when asked: each hop is checked and counted again.
-    async fn run(self, mut outbound: Outbound) -> Result<Inbound, FetchError> {
+    /// redirects when asked: each hop is checked and counted again. Returns
+    /// the final head; its body is left to read.
+    async fn run(self, mut outbound: Outbound) -> Result<Fetched, FetchError> {
         let mut hops = 0;
         loop {
-            let inbound = self.client.send(outbound.clone(), self.deadline).await?;
+            let response = self.client.open(outbound.clone(), self.deadline).await?;
+            let (mut parts, body) = response.into_parts();
+            let status = parts.status.as_u16();
             let next = match self.follow_redirects && hops < MAX_REDIRECTS {
-                true => hops::redirect(&outbound, &inbound)?,
+                true => hops::redirect(&outbound, status, &parts.headers)?,
                 false => None,
             };
             match next {
@@ -295,7 +304,14 @@ impl Exchange {
                     outbound = next;
                     hops += 1;
                 }
-                None => return Ok(strip_inbound(inbound)),
+                None => {
+                    strip_hop_by_hop(&mut parts.headers);
+                    return Ok(Fetched::Open {
+                        status,
+                        headers: parts.headers,
+                        body: OriginBody::streaming(body, self.deadline),
+                    });
+                }
             }
         }
     }

@@ -5,8 +5,11 @@
 //! takes one subrequest from it, and one of a few in-flight slots while it
 //! runs.
 
+use super::body::OriginBody;
+use super::client::read_whole;
 use super::{FetchError, Inbound};
 use crate::telemetry::metrics::Metrics;
+use http::HeaderMap;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -67,7 +70,23 @@ impl Budget {
     }
 }
 
-/// Counts a running fetch task in `verge_fetch_in_flight` while it lives,
+/// What a fetch holds until its response head is in: one of the request's
+/// slots and its count in `verge_fetch_in_flight`.
+pub struct Held {
+    _slot: OwnedSemaphorePermit,
+    _gauge: InFlightGauge,
+}
+
+impl Held {
+    pub(super) fn new(slot: OwnedSemaphorePermit, metrics: Option<Arc<Metrics>>) -> Self {
+        Self {
+            _slot: slot,
+            _gauge: InFlightGauge::start(metrics),
+        }
+    }
+}
+
+/// Counts a running fetch in `verge_fetch_in_flight` while it lives,
 /// aborted ones included.
 pub(super) struct InFlightGauge(Option<Arc<Metrics>>);
 
@@ -88,18 +107,33 @@ impl Drop for InFlightGauge {
     }
 }
 
+/// What a fetch task comes to: a whole response (from the cache), or a
+/// response head with its body still to read.
+pub enum Fetched {
+    /// Read whole.
+    Whole(Inbound),
+    /// The head; the body streams.
+    Open {
+        /// The status code.
+        status: u16,
+        /// Header fields, hop-by-hop ones removed.
+        headers: HeaderMap,
+        /// The body, unread.
+        body: OriginBody,
+    },
+}
+
 /// A fetch in flight: the task running it, and its outcome once in.
 /// Dropping it aborts the task, which closes the origin connection.
-#[derive(Debug)]
 pub struct PendingFetch {
-    task: JoinHandle<Result<Inbound, FetchError>>,
-    outcome: Option<Result<Inbound, FetchError>>,
+    task: JoinHandle<Result<Fetched, FetchError>>,
+    outcome: Option<Result<Fetched, FetchError>>,
 }
 
 impl PendingFetch {
     /// Runs `exchange` as a task on the current runtime.
     pub(super) fn spawn(
-        exchange: impl Future<Output = Result<Inbound, FetchError>> + Send + 'static,
+        exchange: impl Future<Output = Result<Fetched, FetchError>> + Send + 'static,
     ) -> Self {
         Self {
             task: tokio::spawn(exchange),
@@ -107,7 +141,7 @@ impl PendingFetch {
         }
     }
 
-    /// Whether the outcome is in.
+    /// Whether the response head (or the error) is in.
     pub fn is_ready(&self) -> bool {
         self.outcome.is_some() || self.task.is_finished()
     }
@@ -130,12 +164,31 @@ impl PendingFetch {
         }
     }
 
-    /// Waits for the outcome.
-    pub async fn outcome(mut self) -> Result<Inbound, FetchError> {
+    /// Waits for the response head and returns it with the body unread.
+    pub async fn head(mut self) -> Result<Fetched, FetchError> {
         poll_fn(|cx| self.poll_ready(cx)).await;
         self.outcome
             .take()
             .unwrap_or_else(|| Err(FetchError::Connection("the fetch has no outcome".into())))
+    }
+
+    /// Waits for the whole response, body included (capped).
+    pub async fn outcome(self) -> Result<Inbound, FetchError> {
+        match self.head().await? {
+            Fetched::Whole(inbound) => Ok(inbound),
+            Fetched::Open {
+                status,
+                headers,
+                body,
+            } => {
+                let deadline = body.deadline();
+                Ok(Inbound {
+                    status,
+                    headers,
+                    body: read_whole(body, deadline).await?,
+                })
+            }
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! generated types, and the `Host` impls over [`FetchView`].
 
 use super::hops::strip_hop_by_hop;
-use super::{CachePolicy, FetchCtx, FetchError, Inbound, Outbound, PendingFetch};
+use super::{
+    CachePolicy, FetchCtx, FetchError, Fetched, Inbound, OriginBody, Outbound, PendingFetch,
+};
 use crate::capabilities::bindings::http_types::{Request as WitRequest, Response as WitResponse};
 use crate::capabilities::bindings::verge::edge::fetch as wit;
 use bytes::Bytes;
@@ -88,16 +90,7 @@ impl From<Inbound> for WitResponse {
     fn from(inbound: Inbound) -> Self {
         Self {
             status: inbound.status,
-            headers: inbound
-                .headers
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.as_str().to_owned(),
-                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
+            headers: wit_headers(&inbound.headers),
             body: inbound.body.to_vec(),
         }
     }
@@ -179,11 +172,68 @@ impl wit::HostPending for FetchView<'_> {
             .map_err(wit::Error::from))
     }
 
+    async fn wait_head(
+        &mut self,
+        pending: Resource<PendingFetch>,
+    ) -> WitResult<(wit::ResponseHead, Resource<OriginBody>)> {
+        let pending = self.table.delete(pending)?;
+        let (status, headers, body) = match pending.head().await {
+            Ok(Fetched::Whole(inbound)) => (
+                inbound.status,
+                inbound.headers,
+                OriginBody::whole(inbound.body),
+            ),
+            Ok(Fetched::Open {
+                status,
+                headers,
+                body,
+            }) => (status, headers, body),
+            Err(err) => return Ok(Err(err.into())),
+        };
+        let head = wit::ResponseHead {
+            status,
+            headers: wit_headers(&headers),
+        };
+        Ok(Ok((head, self.table.push(body)?)))
+    }
+
     async fn drop(&mut self, pending: Resource<PendingFetch>) -> wasmtime::Result<()> {
         // Dropping aborts the task and with it the origin request.
         self.table.delete(pending)?;
         Ok(())
     }
+}
+
+impl wit::HostBody for FetchView<'_> {
+    async fn read(&mut self, body: Resource<OriginBody>, max: u32) -> WitResult<Option<Vec<u8>>> {
+        let body = self.table.get_mut(&body)?;
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        Ok(body
+            .read(max)
+            .await
+            .map(|chunk| chunk.map(|c| c.to_vec()))
+            .map_err(wit::Error::from))
+    }
+
+    async fn drop(&mut self, body: Resource<OriginBody>) -> wasmtime::Result<()> {
+        // Dropping closes the origin connection and frees the slot.
+        self.table.delete(body)?;
+        Ok(())
+    }
+}
+
+/// Header fields as the guest sees them: lower-case names, values with
+/// invalid UTF-8 replaced.
+fn wit_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
