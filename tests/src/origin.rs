@@ -6,6 +6,7 @@
 //! - `/redirect?to=URL`: 302 to URL
 //! - `/bytes?n=N`: N bytes of `x`
 //! - `/echo`: the method and body back
+//! - `/count`: `N bytes`, the size of the request body, read as it arrives
 //! - `/cc?cc=CACHE-CONTROL&etag=E`: `cacheable body` with those headers;
 //!   304 when `If-None-Match` is E (counted in [`Origin::not_modified`])
 //! - `/files/NAME`: the bytes given to [`Origin::start_with_files`]
@@ -202,6 +203,14 @@ async fn answer(req: Request<Incoming>, files: Files) -> Response<Full<Bytes>> {
                 .status(200)
                 .body(Full::new(Bytes::from_static(b"cacheable body")))
                 .unwrap()
+        }
+        "/count" => {
+            let mut body = req.into_body();
+            let mut n = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                n += frame.data_ref().map_or(0, Bytes::len);
+            }
+            text(200, format!("{n} bytes"))
         }
         "/echo" => {
             let method = req.method().to_string();

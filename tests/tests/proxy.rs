@@ -229,3 +229,36 @@ async fn a_request_body_over_the_cap_is_refused_before_the_guest_runs() {
     assert_eq!(r.status, 413);
     assert_eq!(r.header("verge-error"), "body-too-large");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_components_outgoing_requests_run_at_once() {
+    let origin = Origin::start().await;
+    let s = TestServer::start_with(&["proxy-probe"], Setup::loopback()).await;
+    let url = origin.url("/slow?ms=300");
+    let started = Instant::now();
+    let r = s.get(&format!("/proxy-probe/fanout?url={url}&n=3")).await;
+    let took = started.elapsed();
+    assert_eq!(r.text(), "status 200\nstatus 200\nstatus 200");
+    // One after another would take 900 ms or more.
+    assert!(took < Duration::from_millis(450), "took {took:?}");
+    assert_eq!(origin.max_active(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_components_outgoing_bodies_stream_both_ways() {
+    let origin = Origin::start().await;
+    let s = TestServer::start_with(&["proxy-probe"], Setup::loopback()).await;
+    // 64 MiB up: more than the 16 MiB the host used to collect.
+    let url = origin.url("/count");
+    let r = s.get(&format!("/proxy-probe/upload?url={url}&mb=64")).await;
+    assert_eq!(r.text(), format!("{} bytes", 64 << 20));
+    // And 64 MiB down, read by the guest in chunks.
+    let url = origin.url(&format!("/bytes?n={}", 64 << 20));
+    let r = s.get(&format!("/proxy-probe/download?url={url}")).await;
+    assert_eq!(
+        r.text(),
+        format!("status 200 bytes {}", 64 << 20),
+        "{}",
+        r.text()
+    );
+}

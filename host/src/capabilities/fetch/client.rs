@@ -63,12 +63,17 @@ pub struct Inbound {
 
 type Connector = HttpsConnector<PeerChecked>;
 
+/// A request body on its way to an origin: whole for `fetch`, streamed
+/// from the guest for a proxy component's outgoing request.
+pub type OutboundBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
 /// One per daemon, shared by every app without outbound grants, and one
 /// per tenant with grants (so a pooled connection to a granted private
 /// origin is never reused by another tenant): connections are pooled by
 /// origin.
 pub struct FetchClient {
-    client: Client<Connector, Full<Bytes>>,
+    client: Client<Connector, OutboundBody>,
     policy: Arc<AddressPolicy>,
     tls: rustls::ClientConfig,
 }
@@ -167,7 +172,25 @@ impl FetchClient {
         req: Outbound,
         deadline: Instant,
     ) -> Result<http::Response<Incoming>, FetchError> {
-        if let Some(host) = req.uri.host() {
+        let mut request = Request::new(
+            Full::new(req.body)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        *request.method_mut() = req.method;
+        *request.uri_mut() = req.uri;
+        *request.headers_mut() = req.headers;
+        self.open_streaming(request, deadline).await
+    }
+
+    /// [`FetchClient::open`] with a body that streams as the origin reads
+    /// it (a proxy component's outgoing request).
+    pub async fn open_streaming(
+        &self,
+        request: Request<OutboundBody>,
+        deadline: Instant,
+    ) -> Result<http::Response<Incoming>, FetchError> {
+        if let Some(host) = request.uri().host() {
             let literal = host.trim_start_matches('[').trim_end_matches(']');
             if let Ok(ip) = literal.parse::<IpAddr>()
                 && !self.policy.permits(ip)
@@ -177,10 +200,6 @@ impl FetchClient {
                 )));
             }
         }
-        let mut request = Request::new(Full::new(req.body));
-        *request.method_mut() = req.method;
-        *request.uri_mut() = req.uri;
-        *request.headers_mut() = req.headers;
         match tokio::time::timeout_at(deadline, self.client.request(request)).await {
             Ok(response) => response.map_err(classify),
             Err(_elapsed) => Err(FetchError::Timeout),

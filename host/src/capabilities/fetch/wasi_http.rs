@@ -1,12 +1,15 @@
 //! Outbound `wasi:http` requests from proxy-world components go through the
 //! same gates as `fetch`: the app's allow-list, the host's address policy,
-//! the subrequest budget and the request's deadline. The request body is
-//! read whole (capped), the response arrives whole (capped).
+//! the subrequest budget and the request's deadline. Both bodies stream:
+//! the guest's request body goes to the origin as the guest writes it, and
+//! the response body reaches the guest as it arrives (read by the
+//! deadline), so neither is held whole in host memory. wasmtime-wasi-http
+//! runs each outgoing request on a task of its own, so a guest's requests
+//! run at once.
 
-use super::{
-    FetchCtx, FetchError, MAX_FETCH_RESPONSE_BYTES, Outbound, strip_hop_by_hop, strip_inbound,
-};
-use http_body_util::{BodyExt, Full, Limited};
+use super::body::OriginBody;
+use super::{FetchCtx, FetchError, strip_hop_by_hop};
+use http_body_util::BodyExt;
 use std::future::Future;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -49,30 +52,23 @@ impl WasiHttpHooks for FetchCtx {
         Box::new(async move {
             let client = checked.map_err(to_error)?;
             let (mut parts, body) = request.into_parts();
-            let body = Limited::new(body, MAX_FETCH_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|_| Error::HttpRequestBodySize(None))?
-                .to_bytes();
             strip_hop_by_hop(&mut parts.headers);
             parts.headers.remove(http::header::HOST);
-            let outbound = Outbound {
-                method: parts.method,
-                uri: parts.uri,
-                headers: parts.headers,
-                body,
-            };
-            let inbound = strip_inbound(client.send(outbound, deadline).await.map_err(to_error)?);
-            let mut response = http::Response::new(
-                Full::new(inbound.body)
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            );
-            *response.status_mut() =
-                http::StatusCode::from_u16(inbound.status).map_err(|_| Error::HttpProtocolError)?;
-            *response.headers_mut() = inbound.headers;
+            let body = body
+                .map_err(|err| Box::new(err) as Box<dyn std::error::Error + Send + Sync>)
+                .boxed_unsync();
+            let request = http::Request::from_parts(parts, body);
+            let response = client
+                .open_streaming(request, deadline)
+                .await
+                .map_err(to_error)?;
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            let body = OriginBody::streaming(body, deadline)
+                .map_err(to_error)
+                .boxed_unsync();
             let done: Done = Box::new(async { Ok(()) });
-            Ok((response, done))
+            Ok((http::Response::from_parts(parts, body), done))
         })
     }
 }

@@ -11,12 +11,18 @@
 //!   `status N` or `error CODE`
 //! - `/verge`: Verge's own imports from a proxy component: the `greeting`
 //!   config variable and a KV counter in store `data`
+//! - `/fanout?url=URL&n=N`: N outbound requests started before any is
+//!   waited for; one `status N` line each
+//! - `/upload?url=URL&mb=M`: a POST whose M MiB body is written while the
+//!   request is in flight; answers the origin's body
+//! - `/download?url=URL`: reads the response body in chunks; answers
+//!   `status N bytes B`
 
 use std::io::Write as _;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
-    Fields, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam,
-    Scheme,
+    Fields, FutureIncomingResponse, IncomingRequest, IncomingResponse, Method, OutgoingBody,
+    OutgoingRequest, OutgoingResponse, ResponseOutparam, Scheme,
 };
 
 wasi::http::proxy::export!(Probe);
@@ -46,25 +52,130 @@ fn query<'a>(path: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn fetch(url: &str) -> String {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return "error bad url".into();
-    };
+/// An outgoing request to `url` (plain `http://HOST:PORT/PATH`).
+fn request_to(url: &str, method: &Method) -> Option<OutgoingRequest> {
+    let rest = url.strip_prefix("http://")?;
     let (authority, path) = rest
         .split_once('/')
         .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
     let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_method(method);
     let _ = request.set_scheme(Some(&Scheme::Http));
     let _ = request.set_authority(Some(authority));
     let _ = request.set_path_with_query(Some(&path));
+    Some(request)
+}
+
+/// Waits for `future`'s response.
+fn response_of(future: &FutureIncomingResponse) -> Result<IncomingResponse, String> {
+    future.subscribe().block();
+    match future.get() {
+        Some(Ok(Ok(response))) => Ok(response),
+        Some(Ok(Err(code))) => Err(format!("error {code:?}")),
+        _ => Err("error no response".into()),
+    }
+}
+
+fn fetch(url: &str) -> String {
+    let Some(request) = request_to(url, &Method::Get) else {
+        return "error bad url".into();
+    };
     match outgoing_handler::handle(request, None) {
         Err(code) => format!("error {code:?}"),
-        Ok(future) => {
-            future.subscribe().block();
-            match future.get() {
-                Some(Ok(Ok(response))) => format!("status {}", response.status()),
-                Some(Ok(Err(code))) => format!("error {code:?}"),
-                _ => "error no response".into(),
+        Ok(future) => match response_of(&future) {
+            Ok(response) => format!("status {}", response.status()),
+            Err(why) => why,
+        },
+    }
+}
+
+/// Every byte of `response`'s body, in chunks; `(count, text of the first
+/// 4 KiB)`.
+fn drain(response: IncomingResponse) -> (usize, String) {
+    let Ok(body) = response.consume() else {
+        return (0, String::new());
+    };
+    let Ok(stream) = body.stream() else {
+        return (0, String::new());
+    };
+    let (mut count, mut text) = (0, Vec::new());
+    while let Ok(chunk) = stream.blocking_read(64 << 10) {
+        count += chunk.len();
+        if text.len() < 4096 {
+            text.extend_from_slice(&chunk);
+        }
+    }
+    (count, String::from_utf8_lossy(&text).into_owned())
+}
+
+/// The `fanout`, `upload` and `download` routes.
+fn outbound(route: &str, path: &str) -> String {
+    let url = query(path, "url").unwrap_or_default();
+    let number = |name: &str, default: usize| {
+        query(path, name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    match route {
+        "fanout" => {
+            let started: Vec<_> = (0..number("n", 3))
+                .map(|_| request_to(url, &Method::Get).map(|r| outgoing_handler::handle(r, None)))
+                .collect();
+            let lines: Vec<String> = started
+                .into_iter()
+                .map(|started| match started {
+                    Some(Ok(future)) => match response_of(&future) {
+                        Ok(response) => format!("status {}", response.status()),
+                        Err(why) => why,
+                    },
+                    Some(Err(code)) => format!("error {code:?}"),
+                    None => "error bad url".into(),
+                })
+                .collect();
+            lines.join("\n")
+        }
+        "upload" => {
+            let Some(request) = request_to(url, &Method::Post) else {
+                return "error bad url".into();
+            };
+            let Ok(body) = request.body() else {
+                return "error no body".into();
+            };
+            let future = match outgoing_handler::handle(request, None) {
+                Ok(future) => future,
+                Err(code) => return format!("error {code:?}"),
+            };
+            {
+                let Ok(mut stream) = body.write() else {
+                    return "error no stream".into();
+                };
+                let chunk = vec![b'u'; 64 << 10];
+                for _ in 0..number("mb", 1) * 16 {
+                    if stream.write_all(&chunk).is_err() {
+                        return "error writing the body".into();
+                    }
+                }
+                let _ = stream.flush();
+            }
+            if OutgoingBody::finish(body, None).is_err() {
+                return "error finishing the body".into();
+            }
+            match response_of(&future) {
+                Ok(response) => drain(response).1,
+                Err(why) => why,
+            }
+        }
+        _ => {
+            let Some(request) = request_to(url, &Method::Get) else {
+                return "error bad url".into();
+            };
+            match outgoing_handler::handle(request, None).map(|f| response_of(&f)) {
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    format!("status {status} bytes {}", drain(response).0)
+                }
+                Ok(Err(why)) => why,
+                Err(code) => format!("error {code:?}"),
             }
         }
     }
@@ -128,6 +239,10 @@ impl wasi::exports::http::incoming_handler::Guest for Probe {
                 respond(out, 200, |w| {
                     w(format!("greeting={greeting} hits={count}").as_bytes())
                 })
+            }
+            "fanout" | "upload" | "download" => {
+                let answer = outbound(&route, &path);
+                respond(out, 200, |w| w(answer.as_bytes()))
             }
             _ => respond(out, 404, |w| w(b"no such route")),
         }
