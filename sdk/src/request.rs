@@ -86,9 +86,38 @@ impl Request {
         self.headers.get(name)?.to_str().ok()
     }
 
-    /// The body bytes.
+    /// The body bytes (empty in a function that calls
+    /// [`Request::body_stream`]).
     pub fn body(&self) -> &[u8] {
         &self.body
+    }
+
+    /// The body as a stream, read in chunks as it arrives: for bodies too
+    /// large to hold, or to start before the last byte is in. A function
+    /// that calls this anywhere is handed every request body this way (the
+    /// host does not buffer it, and [`Request::body`] is empty); the app's
+    /// request body cap and the read timeouts apply as bytes arrive, as
+    /// `too-large` and `timeout` errors from [`crate::fetch::Body`]. `None`
+    /// the second time.
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// use verge_sdk::{Request, Response};
+    ///
+    /// #[verge_sdk::handler]
+    /// fn handle(req: Request) -> Response {
+    ///     let Some(mut body) = req.body_stream() else {
+    ///         return Response::error(400, "no body");
+    ///     };
+    ///     let (mut total, mut buf) = (0, vec![0; 64 << 10]);
+    ///     while let Ok(n @ 1..) = body.read(&mut buf) {
+    ///         total += n; // never more than 64 KiB in memory
+    ///     }
+    ///     Response::text(format!("{total} bytes"))
+    /// }
+    /// ```
+    pub fn body_stream(&self) -> Option<crate::fetch::Body> {
+        crate::wit::verge::edge::incoming::request_body().map(crate::fetch::Body)
     }
 
     /// The body as UTF-8 text.

@@ -64,6 +64,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "sleeps-past-deadline",
     "stack-overflow",
     "stream-probe",
+    "upload-probe",
     "wasi-hello",
     "wit-0-1-0",
 ];

@@ -190,3 +190,112 @@ async fn a_guest_failing_mid_body_cuts_it_and_others_still_serve() {
         .await;
     assert_eq!(r.status, 502, "{}", r.text());
 }
+
+/// POSTs `total` bytes to `path` with a declared length; returns the
+/// response body as text.
+async fn upload(s: &TestServer, path: &str, total: usize) -> String {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = http::Request::post(s.url(path))
+        .body(Full::new(Bytes::from(vec![b'u'; total])))
+        .unwrap();
+    let res = client.request(req).await.expect("response");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[tokio::test]
+async fn a_request_body_read_as_a_stream_is_never_buffered() {
+    let s = TestServer::start_with(
+        &["upload-probe"],
+        Setup {
+            http: HttpLimits {
+                max_request_body_bytes: 128 * MIB,
+                ..HttpLimits::default()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
+    // 64 MiB: four times the default buffered-body cap of 16 MiB.
+    let text = upload(&s, "/upload-probe?mode=count", 64 * MIB).await;
+    assert_eq!(text, format!("{} bytes buffered 0", 64 * MIB));
+}
+
+#[tokio::test]
+async fn the_request_body_cap_applies_as_bytes_arrive() {
+    let s = TestServer::start_with(
+        &["upload-probe"],
+        Setup {
+            http: HttpLimits {
+                max_request_body_bytes: MIB,
+                ..HttpLimits::default()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
+    // Without a declared length the guest reads up to the cap, then fails.
+    let client = Client::builder(TokioExecutor::new()).build_http::<ChannelBody>();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let req = http::Request::post(s.url("/upload-probe?mode=count"))
+        .body(ChannelBody(rx))
+        .unwrap();
+    let sender = tokio::spawn(async move {
+        for _ in 0..32 {
+            if tx.send(Bytes::from(vec![b'u'; 64 << 10])).await.is_err() {
+                return;
+            }
+        }
+    });
+    let res = client.request(req).await.expect("response");
+    let text = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.starts_with("error too-large after "), "{text}");
+    let read: usize = text
+        .trim_start_matches("error too-large after ")
+        .trim_end_matches(" bytes")
+        .parse()
+        .unwrap();
+    assert!(read <= MIB, "{text}");
+    sender.abort();
+    // A declared length past the cap is refused before the guest runs.
+    let text = upload(&s, "/upload-probe?mode=count", 2 * MIB).await;
+    assert!(!text.contains("bytes buffered"), "{text}");
+}
+
+#[tokio::test]
+async fn a_function_reads_the_first_chunk_before_the_client_sends_the_rest() {
+    let s = TestServer::start(&["upload-probe"]).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<ChannelBody>();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let req = http::Request::post(s.url("/upload-probe?mode=first"))
+        .body(ChannelBody(rx))
+        .unwrap();
+    tx.send(Bytes::from_static(b"hello")).await.unwrap();
+    // The rest is only sent after the answer: a host that buffered the
+    // body first would never answer.
+    let res = tokio::time::timeout(Duration::from_secs(5), client.request(req))
+        .await
+        .expect("answered before the body ended")
+        .unwrap();
+    drop(tx);
+    let text = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&text[..], b"first 5 bytes");
+}
+
+/// A request body fed by a channel, without a declared length.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|data| Ok(hyper::body::Frame::data(data))))
+    }
+}

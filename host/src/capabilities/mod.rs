@@ -18,6 +18,7 @@ pub mod cache;
 pub mod config;
 pub mod fetch;
 pub mod geo;
+pub mod incoming;
 pub mod kv;
 pub mod log;
 pub mod respond;
@@ -73,6 +74,8 @@ pub struct Capabilities {
     pub background: background::BackgroundCtx,
     /// A response started before the handler returns.
     pub respond: respond::RespondCtx,
+    /// The request body as a stream, for functions that read it so.
+    pub incoming: incoming::IncomingCtx,
 }
 
 /// What one app's capabilities are made from: who it is and what its
@@ -111,6 +114,7 @@ impl Capabilities {
             cache: services.cache_ctx(&app.data_key),
             background: background::BackgroundCtx::default(),
             respond: respond::RespondCtx::default(),
+            incoming: incoming::IncomingCtx::default(),
         }
     }
 
@@ -125,6 +129,7 @@ impl Capabilities {
             cache: cache::CacheCtx::default(),
             background: background::BackgroundCtx::default(),
             respond: respond::RespondCtx::default(),
+            incoming: incoming::IncomingCtx::default(),
         }
     }
 }
@@ -140,6 +145,7 @@ impl PerRequest for Capabilities {
             cache: self.cache.for_request(scope),
             background: self.background.for_request(scope),
             respond: self.respond.for_request(scope),
+            incoming: self.incoming.for_request(scope),
         }
     }
 }
@@ -169,6 +175,10 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
         let (caps, table) = t.capabilities_and_table();
         respond::RespondView::new(&mut caps.respond, table)
     }
+    fn incoming_of<T: CapabilityView>(t: &mut T) -> incoming::IncomingView<'_> {
+        let (caps, table) = t.capabilities_and_table();
+        incoming::IncomingView::new(&mut caps.incoming, table)
+    }
     fn background_of<T: CapabilityView>(t: &mut T) -> background::BackgroundView<'_> {
         let (caps, table) = t.capabilities_and_table();
         background::BackgroundView::new(&mut caps.background, table)
@@ -188,6 +198,7 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
     config::add_to_linker(linker, config_of::<T>)?;
     fetch::add_to_linker(linker, fetch_of::<T>)?;
     geo::add_to_linker(linker, geo_of::<T>)?;
+    incoming::add_to_linker(linker, incoming_of::<T>)?;
     kv::add_to_linker(linker, kv_of::<T>)?;
     log::add_to_linker(linker, log_of::<T>)?;
     respond::add_to_linker(linker, respond_of::<T>)?;

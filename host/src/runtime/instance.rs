@@ -37,6 +37,7 @@ pub(crate) struct VergePre {
     indices: FunctionIndices,
     pub(super) deferred: Option<ComponentExportIndex>,
     streams: bool,
+    reads_body: bool,
 }
 
 /// The interface whose `run` the host calls after the response when the
@@ -46,6 +47,10 @@ pub const DEFERRED_INTERFACE: &str = "verge:edge/deferred@0.1.1";
 /// The interface that lets a function start its response early; a
 /// component that imports it is served streaming.
 pub const RESPOND_INTERFACE: &str = "verge:edge/respond";
+
+/// The interface that hands a function its request body as a stream; the
+/// server does not buffer the body of a component that imports it.
+pub const INCOMING_INTERFACE: &str = "verge:edge/incoming";
 
 impl VergePre {
     /// Checks that `component` exports the `verge:edge/function` world.
@@ -57,15 +62,18 @@ impl VergePre {
         let deferred = component
             .get_export_index(None, DEFERRED_INTERFACE)
             .and_then(|iface| component.get_export_index(Some(&iface), "run"));
-        let streams = component
-            .component_type()
-            .imports(component.engine())
-            .any(|(name, _)| name.split('@').next() == Some(RESPOND_INTERFACE));
+        let imports = |interface: &str| {
+            component
+                .component_type()
+                .imports(component.engine())
+                .any(|(name, _)| name.split('@').next() == Some(interface))
+        };
         Ok(Self {
             pre,
             indices,
             deferred,
-            streams,
+            streams: imports(RESPOND_INTERFACE),
+            reads_body: imports(INCOMING_INTERFACE),
         })
     }
 }
@@ -118,6 +126,12 @@ impl Function {
     /// returning (served through [`Function::handle_streaming`]).
     pub fn streams(&self) -> bool {
         matches!(&self.pre, Pre::Verge(pre) if pre.streams)
+    }
+
+    /// Whether it is a Verge function that reads its request body as a
+    /// stream (the server then does not buffer it).
+    pub fn reads_body_as_stream(&self) -> bool {
+        matches!(&self.pre, Pre::Verge(pre) if pre.reads_body)
     }
 
     /// Whether it is a `wasi:http/proxy` component (served streaming,

@@ -3,7 +3,8 @@
 
 use super::limits::{GuestLimiter, Limits};
 use crate::capabilities::{
-    Capabilities, CapabilityView, PerRequest, RequestScope, config::ConfigCtx, log::LogCtx,
+    Capabilities, CapabilityView, PerRequest, RequestScope, config::ConfigCtx,
+    incoming::IncomingCtx, log::LogCtx,
 };
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,10 +16,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// a guest leaking handles cannot grow host memory without bound.
 pub const MAX_RESOURCES_PER_REQUEST: usize = 10_000;
 
-/// What a request brings besides its body: the app's capabilities (the
-/// deployment's template, made per request in one step when the store is
-/// built), who sent it, and its log tag.
-#[derive(Clone)]
+/// What a request brings besides its buffered body: the app's capabilities
+/// (the deployment's template, made per request in one step when the store
+/// is built), who sent it, its log tag, and its body as a stream when the
+/// function reads it that way.
 pub struct RequestContext {
     /// The app's capability contexts, before the per-request step.
     pub capabilities: Capabilities,
@@ -28,6 +29,9 @@ pub struct RequestContext {
     pub client_ip: Option<IpAddr>,
     /// Fired when the call turns heavy (see [`super::lane`]).
     pub heavy: super::lane::HeavySignal,
+    /// The request body, unread, for a function that imports
+    /// `verge:edge/incoming`.
+    pub request_body: Option<crate::capabilities::fetch::OriginBody>,
 }
 
 impl RequestContext {
@@ -39,6 +43,7 @@ impl RequestContext {
             capabilities: Capabilities::new(config, log),
             client_ip: None,
             heavy: Default::default(),
+            request_body: None,
         }
     }
 }
@@ -64,7 +69,8 @@ impl RequestState {
             max_subrequests: limits.max_subrequests,
             wall_clock: limits.wall_clock,
         };
-        let capabilities = ctx.capabilities.for_request(&scope);
+        let mut capabilities = ctx.capabilities.for_request(&scope);
+        capabilities.incoming = IncomingCtx::new(ctx.request_body);
         let mut wasi = WasiCtx::builder();
         wasi.stdout(capabilities.log.stdout())
             .stderr(capabilities.log.stderr())

@@ -1,12 +1,13 @@
 //! One request: caps → route → admission → guest → validated response.
 
-use super::body::{BodyBudget, GuardedBody, check_declared, read_all};
+use super::body::{BodyBudget, BodyError, GuardedBody, check_declared, read_all};
 use super::client_ip::TrustedProxies;
 use super::connection::ConnectionGate;
 use super::error::RequestError;
 use super::limits::{ADMISSION_QUEUE_TIMEOUT, ConnectionLimits};
 use super::request_id::RequestIds;
 use super::{DataBody, full_body};
+use crate::capabilities::fetch::{FetchError, OriginBody};
 use crate::runtime::{GuestRequest, GuestResponse, RequestContext, Usage};
 use crate::telemetry::access_log::{AccessLog, AccessRecord};
 use crate::telemetry::metrics::Metrics;
@@ -14,7 +15,7 @@ use crate::tenancy::{Deployment, HttpLimits, RouteTable};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -254,8 +255,8 @@ impl Dispatcher {
             return (response, Some(deployment), Usage::default());
         }
         // The buffered body's budget bytes are held until the guest is done.
-        let (guest_req, _reservation) = match self.read_request(req, uri, &limits).await {
-            Ok(r) => r,
+        let read = match self.read_request(req, uri, &deployment).await {
+            Ok(read) => read,
             Err(err) => return (Err(err), Some(deployment), Usage::default()),
         };
         let permits = match self.admit(&deployment).await {
@@ -263,10 +264,12 @@ impl Dispatcher {
             Err(err) => return (Err(err), Some(deployment), Usage::default()),
         };
         let in_flight = InFlight::start(self.metrics.clone());
-        let ctx = deployment.request_context(request_id.clone(), client_ip);
-        let (result, usage) = call_guest(deployment.clone(), guest_req, ctx).await;
+        let mut ctx = deployment.request_context(request_id.clone(), client_ip);
+        ctx.request_body = read.stream;
+        let (result, usage) = call_guest(deployment.clone(), read.request, ctx).await;
         drop(in_flight);
         drop(permits);
+        drop(read.reservation);
         let response = result
             .map_err(RequestError::from)
             .and_then(|res| to_http(res, &limits));
@@ -356,16 +359,34 @@ impl Dispatcher {
         })
     }
 
+    /// The guest's view of `req`: its body read whole under the app's cap,
+    /// or, for a function that reads it as a stream (`verge:edge/incoming`),
+    /// left unread and returned guarded for the guest to take.
     pub(super) async fn read_request(
         &self,
         req: Request<Incoming>,
         uri: String,
-        limits: &HttpLimits,
-    ) -> Result<(GuestRequest, super::body::Reservation), RequestError> {
-        let cap = limits.max_request_body_bytes;
+        deployment: &Deployment,
+    ) -> Result<ReadRequest, RequestError> {
+        let cap = deployment.http_limits.max_request_body_bytes;
         let declared = check_declared_length(&req, cap)?;
         let (parts, body) = req.into_parts();
-        let (body, reservation) = read_all(self.guard_body(body, cap, true), declared).await?;
+        let (body, reservation, stream) = if deployment.function.reads_body_as_stream() {
+            let deadline = tokio::time::Instant::now() + deployment.function.limits().wall_clock;
+            let guarded = self
+                .guard_body(body, cap, false)
+                .map_err(move |err| match err {
+                    BodyError::TooLarge { cap } => FetchError::TooLarge(cap),
+                    err if err.is_timeout() => FetchError::Timeout,
+                    err => FetchError::Connection(err.to_string()),
+                })
+                .boxed();
+            let stream = OriginBody::boxed(guarded, deadline);
+            (Vec::new(), Default::default(), Some(stream))
+        } else {
+            let (body, reservation) = read_all(self.guard_body(body, cap, true), declared).await?;
+            (body, reservation, None)
+        };
         let headers = parts
             .headers
             .iter()
@@ -382,8 +403,22 @@ impl Dispatcher {
             headers,
             body,
         };
-        Ok((request, reservation))
+        Ok(ReadRequest {
+            request,
+            reservation,
+            stream,
+        })
     }
+}
+
+/// A request as the guest gets it.
+pub(super) struct ReadRequest {
+    /// The request, its body whole unless it streams.
+    pub(super) request: GuestRequest,
+    /// The body-budget bytes its buffered body holds.
+    pub(super) reservation: super::body::Reservation,
+    /// The unread body, for a function that reads it as a stream.
+    pub(super) stream: Option<OriginBody>,
 }
 
 /// Runs one guest call, on the serving runtime or, once it turns heavy, on

@@ -27,10 +27,12 @@ impl Dispatcher {
         req: Request<Incoming>,
         uri: String,
         deployment: &Deployment,
-        ctx: RequestContext,
+        mut ctx: RequestContext,
     ) -> Result<Response<DataBody>, RequestError> {
         let limits = deployment.http_limits;
-        let (guest_req, reservation) = self.read_request(req, uri, &limits).await?;
+        let read = self.read_request(req, uri, deployment).await?;
+        ctx.request_body = read.stream;
+        let reservation = read.reservation;
         let permits = self.admit(deployment).await?;
         let in_flight = InFlight::start(self.metrics().clone());
         let (meters, metrics) = (deployment.meters.clone(), self.metrics().clone());
@@ -58,7 +60,7 @@ impl Dispatcher {
         let cap = limits.max_response_body_bytes;
         let started = deployment
             .function
-            .handle_streaming(guest_req, ctx, cap, done)
+            .handle_streaming(read.request, ctx, cap, done)
             .await?;
         let label: Arc<str> = format!("{}/{}", deployment.tenant, deployment.app).into();
         to_streamed(started, cap, label)

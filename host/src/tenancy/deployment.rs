@@ -127,6 +127,7 @@ impl Deployment {
             request_id,
             client_ip,
             heavy: Default::default(),
+            request_body: None,
         }
     }
 }

@@ -30,14 +30,29 @@ pub struct OriginBody {
 
 enum Source {
     Stream(Incoming),
+    /// Any other body (the incoming request's, guarded by the server).
+    Boxed(StreamedBody),
     Whole(Option<Bytes>),
 }
+
+/// A body from elsewhere whose errors are already fetch errors.
+pub type StreamedBody = http_body_util::combinators::BoxBody<Bytes, FetchError>;
 
 impl OriginBody {
     /// The body of an origin response, read by `deadline`.
     pub(super) fn streaming(body: Incoming, deadline: Instant) -> Self {
         Self {
             source: Source::Stream(body),
+            deadline,
+            timer: None,
+            leftover: Bytes::new(),
+        }
+    }
+
+    /// A body from elsewhere (the incoming request's), read by `deadline`.
+    pub fn boxed(body: StreamedBody, deadline: Instant) -> Self {
+        Self {
+            source: Source::Boxed(body),
             deadline,
             timer: None,
             leftover: Bytes::new(),
@@ -78,10 +93,9 @@ impl OriginBody {
         if !self.leftover.is_empty() {
             return Poll::Ready(Ok(Some(std::mem::take(&mut self.leftover))));
         }
-        let body = match &mut self.source {
-            Source::Whole(data) => return Poll::Ready(Ok(data.take().filter(|d| !d.is_empty()))),
-            Source::Stream(body) => body,
-        };
+        if let Source::Whole(data) = &mut self.source {
+            return Poll::Ready(Ok(data.take().filter(|d| !d.is_empty())));
+        }
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(self.deadline)));
@@ -89,17 +103,20 @@ impl OriginBody {
             return Poll::Ready(Err(FetchError::Timeout));
         }
         loop {
-            match Pin::new(&mut *body).poll_frame(cx) {
+            let polled = match &mut self.source {
+                Source::Stream(body) => Pin::new(body)
+                    .poll_frame(cx)
+                    .map_err(|err| FetchError::Connection(format!("reading the body: {err}"))),
+                Source::Boxed(body) => Pin::new(body).poll_frame(cx),
+                Source::Whole(_) => return Poll::Ready(Ok(None)),
+            };
+            match polled {
                 Poll::Ready(None) => return Poll::Ready(Ok(None)),
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) if !data.is_empty() => return Poll::Ready(Ok(Some(data))),
                     _ => continue,
                 },
-                Poll::Ready(Some(Err(err))) => {
-                    return Poll::Ready(Err(FetchError::Connection(format!(
-                        "reading the body: {err}"
-                    ))));
-                }
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(err)),
                 Poll::Pending => return Poll::Pending,
             }
         }

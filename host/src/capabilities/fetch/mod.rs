@@ -12,7 +12,7 @@ pub mod policy;
 mod wasi_http;
 mod wit_host;
 
-pub use body::{MAX_BODY_READ, OriginBody};
+pub use body::{MAX_BODY_READ, OriginBody, StreamedBody};
 pub use cached::{CACHE_STATUS_HEADER, CachePolicy, PASS_TTL, REVALIDATE_TIMEOUT, freshness};
 pub use client::{FetchClient, Inbound, MAX_FETCH_RESPONSE_BYTES, Outbound};
 pub use pending::{Budget, Fetched, MAX_IN_FLIGHT_SUBREQUESTS, PendingFetch};

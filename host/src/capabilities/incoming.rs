@@ -1,0 +1,73 @@
+//! `verge:edge/incoming`: the request body as a stream. The server does
+//! not buffer the body of a function that imports this interface; it hands
+//! the guarded body (the app's cap and the read timeouts apply as bytes
+//! arrive) to the request, and the guest takes it once as a `body`
+//! resource, read like a fetched body.
+
+use super::bindings::verge::edge::incoming as wit;
+use super::fetch::OriginBody;
+use super::{PerRequest, RequestScope};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+/// One request's unread body, until the guest takes it.
+#[derive(Default)]
+pub struct IncomingCtx {
+    body: Option<OriginBody>,
+}
+
+impl IncomingCtx {
+    /// The request's body, to hand out once.
+    pub fn new(body: Option<OriginBody>) -> Self {
+        Self { body }
+    }
+}
+
+impl Clone for IncomingCtx {
+    /// A body belongs to one request: a copy has none.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PerRequest for IncomingCtx {
+    fn for_request(self, _scope: &RequestScope) -> Self {
+        Self::default()
+    }
+}
+
+/// The narrow view incoming host functions get: their context and the
+/// table.
+pub struct IncomingView<'a> {
+    ctx: &'a mut IncomingCtx,
+    table: &'a mut ResourceTable,
+}
+
+impl<'a> IncomingView<'a> {
+    /// The view over `ctx` and `table`.
+    pub fn new(ctx: &'a mut IncomingCtx, table: &'a mut ResourceTable) -> Self {
+        Self { ctx, table }
+    }
+}
+
+impl wit::Host for IncomingView<'_> {
+    fn request_body(&mut self) -> wasmtime::Result<Option<Resource<OriginBody>>> {
+        match self.ctx.body.take() {
+            Some(body) => Ok(Some(self.table.push(body)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+struct Incoming;
+impl HasData for Incoming {
+    type Data<'a> = IncomingView<'a>;
+}
+
+/// Links `verge:edge/incoming` into `linker`, over the view `get`
+/// projects.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> IncomingView<'_>,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, Incoming>(linker, get)
+}
