@@ -107,8 +107,13 @@ async fn the_deadline_ends_every_pending_fetch_with_timeout() {
     // The guest waits on fetches that outlive the request: the host's
     // timer ends the call, and with it every fetch still in flight.
     let r = s.get(&probe("all", &slow, "&n=4")).await;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.text(), ["error timeout"; 4].join("\n"));
+    // The fetches end at the request's deadline, a tick before the call
+    // does: the guest answers with four timeouts if it gets to run in that
+    // tick, else the call itself ends as a 504. Either way, no fetch lives on.
+    match r.status.as_u16() {
+        200 => assert_eq!(r.text(), ["error timeout"; 4].join("\n")),
+        status => assert_eq!(status, 504, "{}", r.text()),
+    }
     let waited = Instant::now();
     while origin.active() > 0 && waited.elapsed() < Duration::from_secs(2) {
         tokio::time::sleep(Duration::from_millis(10)).await;
