@@ -151,8 +151,20 @@ impl VergeProcess {
 
     /// Deploys `wasm` as `tenant`/`app` on `route` and activates it.
     pub fn deploy(&self, tenant: &str, app: &str, route: &str, wasm: &Path) -> anyhow::Result<()> {
-        let path = format!("/v1/tenants/{tenant}/apps/{app}");
         let manifest = format!(r#"{{"routes":["{route}"]}}"#);
+        self.deploy_manifest(tenant, app, &manifest, wasm)
+    }
+
+    /// Deploys `wasm` as `tenant`/`app` with `manifest` (JSON) and
+    /// activates it.
+    pub fn deploy_manifest(
+        &self,
+        tenant: &str,
+        app: &str,
+        manifest: &str,
+        wasm: &Path,
+    ) -> anyhow::Result<()> {
+        let path = format!("/v1/tenants/{tenant}/apps/{app}");
         let (status, text) = self.admin("PUT", &path, manifest.as_bytes())?;
         anyhow::ensure!(status == 200, "creating {app}: {status} {text}");
         let bytes = std::fs::read(wasm)?;

@@ -106,6 +106,14 @@ impl ChildServer {
         Self::pinned(Command::new(binary), Printed::Stdout)
     }
 
+    /// The plain hyper reverse proxy to `origin`
+    /// (`benches/src/bin/hyper-proxy.rs`).
+    pub fn hyper_proxy(binary: &Path, origin: SocketAddr) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary);
+        command.arg(origin.to_string());
+        Self::pinned(command, Printed::Stdout)
+    }
+
     /// Runs `command` under `taskset -c 0` and reads its address from the
     /// stream it prints it on.
     fn pinned(command: Command, printed: Printed) -> anyhow::Result<Self> {

@@ -9,15 +9,16 @@ use super::fetch::OriginBody;
 use super::{PerRequest, RequestScope};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-/// One request's unread body, until the guest takes it.
+/// One request's unread body, until the guest takes it. Boxed: most
+/// requests have none, and every request's store carries this.
 #[derive(Default)]
 pub struct IncomingCtx {
-    body: Option<OriginBody>,
+    body: Option<Box<OriginBody>>,
 }
 
 impl IncomingCtx {
     /// The request's body, to hand out once.
-    pub fn new(body: Option<OriginBody>) -> Self {
+    pub fn new(body: Option<Box<OriginBody>>) -> Self {
         Self { body }
     }
 }
@@ -52,7 +53,7 @@ impl<'a> IncomingView<'a> {
 impl wit::Host for IncomingView<'_> {
     fn request_body(&mut self) -> wasmtime::Result<Option<Resource<OriginBody>>> {
         match self.ctx.body.take() {
-            Some(body) => Ok(Some(self.table.push(body)?)),
+            Some(body) => Ok(Some(self.table.push(*body)?)),
             None => Ok(None),
         }
     }

@@ -44,9 +44,15 @@ pub struct StartedResponse {
     pub body: StartedBody,
 }
 
-/// One request's way to start its response early.
+/// One request's way to start its response early: none unless the
+/// runtime serves the request streaming (boxed, so every other request's
+/// store carries one pointer).
 #[derive(Default)]
-pub struct RespondCtx {
+pub struct RespondCtx(Option<Box<Streaming>>);
+
+/// The channel to the server and the body being written.
+#[derive(Default)]
+struct Streaming {
     start: Option<oneshot::Sender<StartedResponse>>,
     writer: Option<mpsc::Sender<Chunk>>,
     cap: usize,
@@ -70,17 +76,35 @@ impl RespondCtx {
     /// Lets the request start its response: the head goes to `start`, and
     /// a written body may hold at most `cap` bytes.
     pub fn begin(&mut self, start: oneshot::Sender<StartedResponse>, cap: usize) {
-        self.start = Some(start);
-        self.cap = cap;
+        self.0 = Some(Box::new(Streaming {
+            start: Some(start),
+            cap,
+            ..Streaming::default()
+        }));
     }
 
     /// The channel, if no response was started yet.
     pub fn take_start(&mut self) -> Option<oneshot::Sender<StartedResponse>> {
-        self.start.take()
+        self.0.as_mut()?.start.take()
     }
 
     /// Ends a written body: `failure` tells the client it stopped short.
     pub async fn end_body(&mut self, failure: Option<String>) {
+        if let Some(streaming) = self.0.as_mut() {
+            streaming.end_body(failure).await;
+        }
+    }
+
+    /// The streaming state, or why this request has none.
+    fn streaming(&mut self) -> Result<&mut Streaming, String> {
+        self.0
+            .as_deref_mut()
+            .ok_or_else(|| "this request is not served streaming".to_owned())
+    }
+}
+
+impl Streaming {
+    async fn end_body(&mut self, failure: Option<String>) {
         if let (Some(writer), Some(why)) = (self.writer.take(), failure) {
             let _ = writer.send(Err(why)).await;
         }
@@ -137,8 +161,12 @@ impl wit::Host for RespondView<'_> {
         if let Err(why) = checked_head(status, &headers) {
             return Ok(Err(why));
         }
+        let streaming = match self.ctx.streaming() {
+            Ok(streaming) => streaming,
+            Err(why) => return Ok(Err(why)),
+        };
         let (writer, chunks) = mpsc::channel(STREAM_QUEUE_CHUNKS);
-        let started = self.ctx.start(StartedResponse {
+        let started = streaming.start(StartedResponse {
             status,
             headers,
             body: StartedBody::Chunks(chunks),
@@ -146,8 +174,8 @@ impl wit::Host for RespondView<'_> {
         if let Err(why) = started {
             return Ok(Err(why));
         }
-        self.ctx.writer = Some(writer);
-        self.ctx.written = 0;
+        streaming.writer = Some(writer);
+        streaming.written = 0;
         Ok(Ok(self.table.push(BodyWriter)?))
     }
 
@@ -161,10 +189,12 @@ impl wit::Host for RespondView<'_> {
         if let Err(why) = checked_head(status, &headers) {
             return Ok(Err(why));
         }
-        Ok(self.ctx.start(StartedResponse {
-            status,
-            headers,
-            body: StartedBody::Fetched(body),
+        Ok(self.ctx.streaming().and_then(|streaming| {
+            streaming.start(StartedResponse {
+                status,
+                headers,
+                body: StartedBody::Fetched(body),
+            })
         }))
     }
 }
@@ -176,24 +206,28 @@ impl wit::HostBodyWriter for RespondView<'_> {
         chunk: Vec<u8>,
     ) -> wasmtime::Result<Result<(), String>> {
         self.table.get(&writer)?;
-        let Some(sender) = self.ctx.writer.clone() else {
+        let streaming = match self.ctx.streaming() {
+            Ok(streaming) => streaming,
+            Err(why) => return Ok(Err(why)),
+        };
+        let Some(sender) = streaming.writer.clone() else {
             return Ok(Err("the body has ended".into()));
         };
-        let room = self.ctx.cap.saturating_sub(self.ctx.written);
+        let room = streaming.cap.saturating_sub(streaming.written);
         let over = chunk.len() > room;
         let mut chunk = chunk;
         chunk.truncate(room);
-        self.ctx.written += chunk.len();
+        streaming.written += chunk.len();
         if !chunk.is_empty() && sender.send(Ok(Bytes::from(chunk))).await.is_err() {
-            self.ctx.writer = None;
+            streaming.writer = None;
             return Ok(Err("the client has gone".into()));
         }
         if over {
             let why = format!(
                 "the response body is over the app's cap of {} bytes; it was cut there",
-                self.ctx.cap
+                streaming.cap
             );
-            self.ctx.end_body(Some(why.clone())).await;
+            streaming.end_body(Some(why.clone())).await;
             return Ok(Err(why));
         }
         Ok(Ok(()))
@@ -201,7 +235,9 @@ impl wit::HostBodyWriter for RespondView<'_> {
 
     async fn drop(&mut self, writer: Resource<BodyWriter>) -> wasmtime::Result<()> {
         self.table.delete(writer)?;
-        self.ctx.writer = None;
+        if let Ok(streaming) = self.ctx.streaming() {
+            streaming.writer = None;
+        }
         Ok(())
     }
 }

@@ -98,6 +98,13 @@ pub struct Tuning {
     /// Outbound fetches (redirects included) per request [default: 50].
     #[arg(long, env = "VERGE_MAX_SUBREQUESTS")]
     pub max_subrequests: Option<u32>,
+    /// Request body cap, in MiB: the ceiling for every tenant and app [default: 16].
+    #[arg(long, env = "VERGE_MAX_REQUEST_BODY_MIB")]
+    pub max_request_body_mib: Option<usize>,
+    /// Response body cap, in MiB: the ceiling for every tenant and app;
+    /// a streamed body is cut there [default: 32].
+    #[arg(long, env = "VERGE_MAX_RESPONSE_BODY_MIB")]
+    pub max_response_body_mib: Option<usize>,
     /// Instance slots in the pool: the number of requests running at once [default: 1000].
     #[arg(long, env = "VERGE_POOL_INSTANCES")]
     pub pool_instances: Option<u32>,
@@ -154,6 +161,34 @@ fn flags_or_file<T: Clone>(flags: &[T], file: &[T]) -> Vec<T> {
 }
 
 impl Tuning {
+    /// The server's body caps: flags, then `[limits]`, then the defaults.
+    fn http_limits(&self, file: &DaemonFile) -> anyhow::Result<HttpLimits> {
+        let mut http = HttpLimits::default();
+        let pick = |flag: Option<usize>, file: Option<usize>, default: usize, name: &str| match flag
+            .or(file)
+        {
+            Some(0) => bail!(
+                "{name} (--{} / [limits]) must be above 0",
+                name.replace('_', "-")
+            ),
+            Some(mib) => Ok(mib.saturating_mul(1 << 20)),
+            None => Ok(default),
+        };
+        http.max_request_body_bytes = pick(
+            self.max_request_body_mib,
+            file.limits.max_request_body_mib,
+            http.max_request_body_bytes,
+            "max_request_body_mib",
+        )?;
+        http.max_response_body_bytes = pick(
+            self.max_response_body_mib,
+            file.limits.max_response_body_mib,
+            http.max_response_body_bytes,
+            "max_response_body_mib",
+        )?;
+        Ok(http)
+    }
+
     /// The daemon configuration these settings describe on top of `file`
     /// (flags win), listening on `listen`.
     pub fn daemon_config(
@@ -218,7 +253,7 @@ impl Tuning {
             listen,
             engine,
             limits,
-            http: HttpLimits::default(),
+            http: self.http_limits(file)?,
             access_log,
             capabilities: CapabilityConfig {
                 outbound_allow_cidrs: flags_or_file(
@@ -400,4 +435,38 @@ pub(super) async fn run_until_signal(running: daemon::RunningDaemon) -> anyhow::
     });
     running.wait().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_caps_come_from_flags_then_the_file_then_the_defaults() {
+        let mut file = DaemonFile::default();
+        file.limits.max_response_body_mib = Some(256);
+        let tuning = Tuning::default();
+        let http = tuning.http_limits(&file).unwrap();
+        assert_eq!(http.max_response_body_bytes, 256 << 20);
+        assert_eq!(
+            http.max_request_body_bytes,
+            HttpLimits::default().max_request_body_bytes
+        );
+        let tuning = Tuning {
+            max_response_body_mib: Some(64),
+            max_request_body_mib: Some(1),
+            ..Tuning::default()
+        };
+        let http = tuning.http_limits(&file).unwrap();
+        assert_eq!(
+            (http.max_request_body_bytes, http.max_response_body_bytes),
+            (1 << 20, 64 << 20)
+        );
+        let zero = Tuning {
+            max_request_body_mib: Some(0),
+            ..Tuning::default()
+        };
+        let err = zero.http_limits(&file).unwrap_err().to_string();
+        assert!(err.contains("--max-request-body-mib"), "{err}");
+    }
 }

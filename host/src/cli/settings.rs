@@ -178,6 +178,10 @@ pub struct LimitsSection {
     pub memory_mib: Option<usize>,
     /// Outbound fetches per request.
     pub max_subrequests: Option<u32>,
+    /// Request body cap in MiB.
+    pub max_request_body_mib: Option<usize>,
+    /// Response body cap in MiB.
+    pub max_response_body_mib: Option<usize>,
 }
 
 /// `[tls]`.
@@ -271,6 +275,7 @@ mod tests {
             [limits]
             cpu_ms = 20
             max_subrequests = 10
+            max_response_body_mib = 256
             [tls]
             listen = "0.0.0.0:443"
             certificates = [{ cert = "a.pem", key = "a.key" }]
@@ -288,6 +293,7 @@ mod tests {
         .unwrap();
         assert_eq!(file.pool.instances, Some(200));
         assert_eq!(file.limits.max_subrequests, Some(10));
+        assert_eq!(file.limits.max_response_body_mib, Some(256));
         let connections = file.connections.limits().unwrap();
         assert_eq!(connections.max_per_ip, 32);
         assert_eq!(connections.idle_timeout.as_millis(), 1500);

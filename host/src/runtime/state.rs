@@ -31,7 +31,7 @@ pub struct RequestContext {
     pub heavy: super::lane::HeavySignal,
     /// The request body, unread, for a function that imports
     /// `verge:edge/incoming`.
-    pub request_body: Option<crate::capabilities::fetch::OriginBody>,
+    pub request_body: Option<Box<crate::capabilities::fetch::OriginBody>>,
 }
 
 impl RequestContext {

@@ -381,7 +381,7 @@ impl Dispatcher {
                     err => FetchError::Connection(err.to_string()),
                 })
                 .boxed();
-            let stream = OriginBody::boxed(guarded, deadline);
+            let stream = Box::new(OriginBody::boxed(guarded, deadline));
             (Vec::new(), Default::default(), Some(stream))
         } else {
             let (body, reservation) = read_all(self.guard_body(body, cap, true), declared).await?;
@@ -418,7 +418,7 @@ pub(super) struct ReadRequest {
     /// The body-budget bytes its buffered body holds.
     pub(super) reservation: super::body::Reservation,
     /// The unread body, for a function that reads it as a stream.
-    pub(super) stream: Option<OriginBody>,
+    pub(super) stream: Option<Box<OriginBody>>,
 }
 
 /// Runs one guest call, on the serving runtime or, once it turns heavy, on
