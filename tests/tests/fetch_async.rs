@@ -148,8 +148,17 @@ async fn a_function_built_against_0_1_0_still_runs() {
 /// A platform with `fetch-async-probe` deployed as acme/bg on `bg.test`,
 /// allowed to fetch `origin`.
 async fn background_platform(dir: &std::path::Path, origin: &Origin) -> (Platform, String) {
+    background_platform_with(dir, origin, json!({})).await
+}
+
+/// [`background_platform`] for a tenant with `limits`.
+async fn background_platform_with(
+    dir: &std::path::Path,
+    origin: &Origin,
+    limits: Value,
+) -> (Platform, String) {
     let p = Platform::start_with(dir, Setup::default().engine, loopback_capabilities()).await;
-    let token = p.tenant("acme").await;
+    let token = p.tenant_with_limits("acme", limits).await;
     let manifest = json!({
         "routes": ["bg.test"],
         "allowed_hosts": [format!("http://{}", origin.addr), "http://127.0.0.1:1"],
@@ -213,7 +222,13 @@ async fn work_handed_to_wait_until_finishes_after_the_response() {
         answered < Duration::from_millis(100),
         "answered in {answered:?}"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let lines = wait_for_log(&p, &token, "background fetch done").await;
+    assert!(
+        lines
+            .iter()
+            .any(|(level, m)| level == "debug" && m == "background fetch done: 200"),
+        "{lines:?}"
+    );
     assert_eq!(origin.hits(), 1);
     assert_eq!(origin.abandoned(), 0, "the background fetch ran to the end");
 
@@ -278,4 +293,25 @@ async fn deferred_work_past_the_cpu_budget_is_stopped_and_logged() {
         .get("bg.test", &probe("all", &origin.url("/hello"), ""))
         .await;
     assert_eq!(r.text(), "ok 200 17");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn work_after_the_response_shares_the_requests_subrequest_budget() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let limits = json!({ "max_subrequests": 1 });
+    let (p, token) = background_platform_with(dir.path(), &origin, limits).await;
+    // The handler spends the one subrequest; the deferred fetch gets none.
+    let r = p
+        .get("bg.test", &probe("defer", &origin.url("/hello"), "&pre=1"))
+        .await;
+    assert_eq!(r.text(), "ok 200 17\ndeferred");
+    let lines = wait_for_log(&p, &token, "deferred fetch").await;
+    assert!(
+        lines
+            .iter()
+            .any(|(_, m)| m == "deferred fetch error too-many-subrequests"),
+        "{lines:?}"
+    );
+    assert_eq!(origin.hits(), 1);
 }

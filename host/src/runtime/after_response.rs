@@ -48,7 +48,11 @@ async fn run_all(
         }
         for fetch in std::mem::take(&mut work.fetches) {
             match fetch.outcome().await {
-                Ok(_) => count(store, "fetch", "ok"),
+                Ok(inbound) => {
+                    let line = format!("background fetch done: {}", inbound.status);
+                    store.data().capabilities.log.write(Level::Debug, &line);
+                    count(store, "fetch", "ok");
+                }
                 Err(err) => {
                     report(store, &format!("background fetch failed: {err}"));
                     count(store, "fetch", err.kind());

@@ -13,7 +13,8 @@
 //! - `background`: starts `url`, hands it to `wait_until`, answers `sent`.
 //! - `defer`: answers `deferred`; after the response a closure fetches
 //!   `url` and logs `deferred fetch STATUS` (or the error). With `spin=1`
-//!   the closure loops until its CPU budget runs out.
+//!   the closure loops until its CPU budget runs out; with `pre=1` the
+//!   handler fetches `url` itself first (the budget is shared).
 //! - `reuse`: waits twice on one pending handle through the raw bindings
 //!   (the second use must trap, never reach the host as a live handle).
 
@@ -95,6 +96,10 @@ fn handle(req: Request) -> Response {
         },
         "defer" => {
             let spin = req.query_param("spin") == Some("1");
+            let pre = match req.query_param("pre") {
+                Some("1") => Some(line(&fetch::get(url.clone()).send())),
+                _ => None,
+            };
             verge_sdk::wait_until(move || {
                 if spin {
                     let mut x: u64 = 1;
@@ -107,7 +112,10 @@ fn handle(req: Request) -> Response {
                     Err(err) => log::warn(format!("deferred fetch error {}", err.kind())),
                 }
             });
-            vec!["deferred".into()]
+            match pre {
+                Some(pre) => vec![pre, "deferred".into()],
+                None => vec!["deferred".into()],
+            }
         }
         "reuse" => {
             use verge_sdk::wit::verge::edge::fetch as raw;
