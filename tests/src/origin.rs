@@ -52,10 +52,11 @@ struct Stats {
 /// An origin response body.
 type OriginBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>;
 
-/// A body fed by a channel.
-struct Fed(tokio::sync::mpsc::Receiver<Bytes>);
+/// A body fed by a channel, without a declared length: the origin's
+/// `/stream`, and a client's streamed request body in tests.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
 
-impl hyper::body::Body for Fed {
+impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
@@ -90,7 +91,7 @@ fn stream(req: &Request<Incoming>, stats: Arc<Stats>) -> Response<OriginBody> {
         }
         stats.streams_sent.fetch_add(1, Ordering::SeqCst);
     });
-    Response::new(Fed(rx).boxed_unsync())
+    Response::new(ChannelBody(rx).boxed_unsync())
 }
 
 /// One request being answered; counted as abandoned if dropped before the

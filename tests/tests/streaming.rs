@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::time::{Duration, Instant};
 use verge::server::HttpLimits;
-use verge_tests::origin::Origin;
+use verge_tests::origin::{ChannelBody, Origin};
 use verge_tests::{Setup, TestServer};
 
 const MIB: usize = 1 << 20;
@@ -281,21 +281,4 @@ async fn a_function_reads_the_first_chunk_before_the_client_sends_the_rest() {
     drop(tx);
     let text = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&text[..], b"first 5 bytes");
-}
-
-/// A request body fed by a channel, without a declared length.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|data| Ok(hyper::body::Frame::data(data))))
-    }
 }

@@ -7,8 +7,9 @@
 
 use super::bindings::verge::edge::background as wit;
 use super::fetch::PendingFetch;
+use super::view::{TableView, WithTable};
 use super::{PerRequest, RequestScope};
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 /// The work one request leaves for after its response.
 #[derive(Default)]
@@ -69,19 +70,9 @@ impl BackgroundCtx {
     }
 }
 
-/// The narrow view background host functions get: their context and the
-/// table that holds pending fetches.
-pub struct BackgroundView<'a> {
-    ctx: &'a mut BackgroundCtx,
-    table: &'a mut ResourceTable,
-}
-
-impl<'a> BackgroundView<'a> {
-    /// The view over `ctx`, taking pending fetches from `table`.
-    pub fn new(ctx: &'a mut BackgroundCtx, table: &'a mut ResourceTable) -> Self {
-        Self { ctx, table }
-    }
-}
+/// What background host functions get: their context and the table that
+/// holds pending fetches.
+pub type BackgroundView<'a> = TableView<'a, BackgroundCtx>;
 
 impl wit::Host for BackgroundView<'_> {
     fn wait_until(&mut self, work: Resource<PendingFetch>) -> wasmtime::Result<()> {
@@ -102,16 +93,11 @@ impl wit::Host for BackgroundView<'_> {
     }
 }
 
-struct Background;
-impl HasData for Background {
-    type Data<'a> = BackgroundView<'a>;
-}
-
 /// Links `verge:edge/background` into `linker`, over the view `get`
 /// projects.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> BackgroundView<'_>,
 ) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, Background>(linker, get)
+    wit::add_to_linker::<T, WithTable<BackgroundCtx>>(linker, get)
 }

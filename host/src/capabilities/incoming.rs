@@ -6,8 +6,9 @@
 
 use super::bindings::verge::edge::incoming as wit;
 use super::fetch::OriginBody;
+use super::view::{TableView, WithTable};
 use super::{PerRequest, RequestScope};
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 /// One request's unread body, until the guest takes it. Boxed: most
 /// requests have none, and every request's store carries this.
@@ -36,19 +37,8 @@ impl PerRequest for IncomingCtx {
     }
 }
 
-/// The narrow view incoming host functions get: their context and the
-/// table.
-pub struct IncomingView<'a> {
-    ctx: &'a mut IncomingCtx,
-    table: &'a mut ResourceTable,
-}
-
-impl<'a> IncomingView<'a> {
-    /// The view over `ctx` and `table`.
-    pub fn new(ctx: &'a mut IncomingCtx, table: &'a mut ResourceTable) -> Self {
-        Self { ctx, table }
-    }
-}
+/// What incoming host functions get: their context and the table.
+pub type IncomingView<'a> = TableView<'a, IncomingCtx>;
 
 impl wit::Host for IncomingView<'_> {
     fn request_body(&mut self) -> wasmtime::Result<Option<Resource<OriginBody>>> {
@@ -59,16 +49,11 @@ impl wit::Host for IncomingView<'_> {
     }
 }
 
-struct Incoming;
-impl HasData for Incoming {
-    type Data<'a> = IncomingView<'a>;
-}
-
 /// Links `verge:edge/incoming` into `linker`, over the view `get`
 /// projects.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> IncomingView<'_>,
 ) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, Incoming>(linker, get)
+    wit::add_to_linker::<T, WithTable<IncomingCtx>>(linker, get)
 }

@@ -4,12 +4,13 @@
 //! another tenant's data.
 
 use super::bindings::verge::edge::kv as wit;
+use super::view::{TableView, WithTable};
 use super::{PerRequest, RequestScope};
 use crate::storage::kv::{KvBackend, KvError, Namespace, Outcome, WriteOp};
 use crate::storage::records::tenant_label;
 use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 /// Stores one request may hold open at once.
 pub const MAX_OPEN_STORES: usize = 16;
@@ -92,18 +93,8 @@ pub struct KvStore {
     ns: Namespace,
 }
 
-/// The narrow view KV host functions get: their context and the table.
-pub struct KvView<'a> {
-    ctx: &'a mut KvCtx,
-    table: &'a mut ResourceTable,
-}
-
-impl<'a> KvView<'a> {
-    /// The view over `ctx`, keeping open stores in `table`.
-    pub fn new(ctx: &'a mut KvCtx, table: &'a mut ResourceTable) -> Self {
-        Self { ctx, table }
-    }
-}
+/// What KV host functions get: their context and the table of open stores.
+pub type KvView<'a> = TableView<'a, KvCtx>;
 
 impl PerRequest for KvCtx {
     /// The same stores, none open yet.
@@ -113,17 +104,12 @@ impl PerRequest for KvCtx {
     }
 }
 
-struct Kv;
-impl HasData for Kv {
-    type Data<'a> = KvView<'a>;
-}
-
 /// Links `verge:edge/kv` into `linker`, over the view `get` projects.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> KvView<'_>,
 ) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, Kv>(linker, get)
+    wit::add_to_linker::<T, WithTable<KvCtx>>(linker, get)
 }
 
 impl From<KvError> for wit::Error {

@@ -23,6 +23,7 @@ pub mod kv;
 pub mod log;
 pub mod respond;
 mod services;
+pub mod view;
 
 pub use services::{GrantedClients, Services};
 
@@ -169,26 +170,26 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
     }
     fn fetch_of<T: CapabilityView>(t: &mut T) -> fetch::FetchView<'_> {
         let (caps, table) = t.capabilities_and_table();
-        fetch::FetchView::new(&mut caps.fetch, table)
+        view::TableView::new(&mut caps.fetch, table)
     }
     fn respond_of<T: CapabilityView>(t: &mut T) -> respond::RespondView<'_> {
         let (caps, table) = t.capabilities_and_table();
-        respond::RespondView::new(&mut caps.respond, table)
+        view::TableView::new(&mut caps.respond, table)
     }
     fn incoming_of<T: CapabilityView>(t: &mut T) -> incoming::IncomingView<'_> {
         let (caps, table) = t.capabilities_and_table();
-        incoming::IncomingView::new(&mut caps.incoming, table)
+        view::TableView::new(&mut caps.incoming, table)
     }
     fn background_of<T: CapabilityView>(t: &mut T) -> background::BackgroundView<'_> {
         let (caps, table) = t.capabilities_and_table();
-        background::BackgroundView::new(&mut caps.background, table)
+        view::TableView::new(&mut caps.background, table)
     }
     fn geo_of<T: CapabilityView>(t: &mut T) -> &mut geo::GeoCtx {
         &mut t.capabilities().geo
     }
     fn kv_of<T: CapabilityView>(t: &mut T) -> kv::KvView<'_> {
         let (caps, table) = t.capabilities_and_table();
-        kv::KvView::new(&mut caps.kv, table)
+        view::TableView::new(&mut caps.kv, table)
     }
     fn log_of<T: CapabilityView>(t: &mut T) -> &mut log::LogCtx {
         &mut t.capabilities().log

@@ -9,11 +9,12 @@
 
 use super::bindings::verge::edge::respond as wit;
 use super::fetch::OriginBody;
+use super::view::{TableView, WithTable};
 use super::{PerRequest, RequestScope};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
 use tokio::sync::{mpsc, oneshot};
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 /// Chunks queued between a writing guest and a slower client: enough to
 /// keep the connection busy, few enough that a guest cannot park its whole
@@ -138,19 +139,8 @@ fn checked_head(status: u16, headers: &[(String, String)]) -> Result<(), String>
 /// The guest's handle on a body it writes.
 pub struct BodyWriter;
 
-/// The narrow view respond host functions get: their context and the
-/// table.
-pub struct RespondView<'a> {
-    ctx: &'a mut RespondCtx,
-    table: &'a mut ResourceTable,
-}
-
-impl<'a> RespondView<'a> {
-    /// The view over `ctx` and `table`.
-    pub fn new(ctx: &'a mut RespondCtx, table: &'a mut ResourceTable) -> Self {
-        Self { ctx, table }
-    }
-}
+/// What respond host functions get: their context and the table.
+pub type RespondView<'a> = TableView<'a, RespondCtx>;
 
 impl wit::Host for RespondView<'_> {
     async fn start_streaming(
@@ -242,15 +232,10 @@ impl wit::HostBodyWriter for RespondView<'_> {
     }
 }
 
-struct Respond;
-impl HasData for Respond {
-    type Data<'a> = RespondView<'a>;
-}
-
 /// Links `verge:edge/respond` into `linker`, over the view `get` projects.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> RespondView<'_>,
 ) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, Respond>(linker, get)
+    wit::add_to_linker::<T, WithTable<RespondCtx>>(linker, get)
 }

@@ -23,6 +23,7 @@ pub(crate) use hops::{strip_hop_by_hop, strip_inbound};
 
 use super::bindings::http_types::Request as WitRequest;
 use super::bindings::verge::edge::fetch as wit;
+use super::view::WithTable;
 use super::{PerRequest, RequestScope};
 use crate::telemetry::metrics::Metrics;
 use http::{Method, Uri};
@@ -30,7 +31,7 @@ use pending::Held;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::Linker;
 
 /// Redirects followed per call when the guest asks for it, as browsers
 /// and curl cap them: enough for real chains, short of a loop.
@@ -84,6 +85,17 @@ impl FetchError {
             FetchError::InvalidRequest(_) => "invalid-request",
         }
     }
+}
+
+/// How one fetch behaves (the WIT `options`).
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// The most it may take; never past the request's deadline.
+    pub timeout: Option<Duration>,
+    /// Follow up to [`MAX_REDIRECTS`] redirects.
+    pub follow_redirects: bool,
+    /// Go through the edge cache (GET only).
+    pub cache: Option<CachePolicy>,
 }
 
 /// What one request may fetch: the shared client, the app's allow-list,
@@ -155,46 +167,34 @@ impl FetchCtx {
         self.budget.as_ref().map_or(0, |budget| budget.used())
     }
 
-    /// Sends `req` and waits for the response: [`FetchCtx::start`] then
-    /// [`PendingFetch::outcome`].
-    pub async fn send(
-        &mut self,
-        req: WitRequest,
-        timeout: Option<Duration>,
-        follow_redirects: bool,
-        cache: Option<CachePolicy>,
-    ) -> Result<Inbound, FetchError> {
-        self.start(req, timeout, follow_redirects, cache)
-            .await?
-            .outcome()
-            .await
-    }
-
     /// Starts `req` as a task of its own, following redirects when asked.
     /// The allow-list and the subrequest budget are checked here, so a
     /// refused start fails at once; a start waits (by the deadline) while
-    /// [`MAX_IN_FLIGHT_SUBREQUESTS`] of the request's fetches run.
+    /// [`MAX_IN_FLIGHT_SUBREQUESTS`] of the request's fetches run. Waiting
+    /// for its [`PendingFetch::outcome`] is `fetch.send`.
     pub async fn start(
         &mut self,
         req: WitRequest,
-        timeout: Option<Duration>,
-        follow_redirects: bool,
-        cache: Option<CachePolicy>,
+        options: FetchOptions,
     ) -> Result<PendingFetch, FetchError> {
-        let started = self.try_start(req, timeout, follow_redirects, cache).await;
+        let started = self.checked_start(req, options).await;
         if let Err(err) = &started {
             self.count(err.kind());
         }
         started
     }
 
-    async fn try_start(
+    /// [`FetchCtx::start`] without counting a refusal.
+    async fn checked_start(
         &mut self,
         req: WitRequest,
-        timeout: Option<Duration>,
-        follow_redirects: bool,
-        cache: Option<CachePolicy>,
+        options: FetchOptions,
     ) -> Result<PendingFetch, FetchError> {
+        let FetchOptions {
+            timeout,
+            follow_redirects,
+            cache,
+        } = options;
         let client = self.client()?;
         let deadline = self.deadline_within(timeout);
         let outbound = Outbound::try_from(req)?;
@@ -356,15 +356,10 @@ impl PerRequest for FetchCtx {
     }
 }
 
-struct Fetch;
-impl HasData for Fetch {
-    type Data<'a> = FetchView<'a>;
-}
-
 /// Links `verge:edge/fetch` into `linker`, over the view `get` projects.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> FetchView<'_>,
 ) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, Fetch>(linker, get)
+    wit::add_to_linker::<T, WithTable<FetchCtx>>(linker, get)
 }

@@ -3,31 +3,23 @@
 
 use super::hops::strip_hop_by_hop;
 use super::{
-    CachePolicy, FetchCtx, FetchError, Fetched, Inbound, OriginBody, Outbound, PendingFetch,
+    CachePolicy, FetchCtx, FetchError, FetchOptions, Fetched, Inbound, OriginBody, Outbound,
+    PendingFetch,
 };
 use crate::capabilities::bindings::http_types::{Request as WitRequest, Response as WitResponse};
 use crate::capabilities::bindings::verge::edge::fetch as wit;
+use crate::capabilities::view::TableView;
 use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use std::future::poll_fn;
 use std::task::Poll;
 use std::time::Duration;
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::component::Resource;
 
-/// The narrow view fetch host functions get: their context and the table
-/// that holds pending fetches.
-pub struct FetchView<'a> {
-    ctx: &'a mut FetchCtx,
-    table: &'a mut ResourceTable,
-}
-
-impl<'a> FetchView<'a> {
-    /// The view over `ctx`, keeping pending fetches in `table`.
-    pub fn new(ctx: &'a mut FetchCtx, table: &'a mut ResourceTable) -> Self {
-        Self { ctx, table }
-    }
-}
+/// What fetch host functions get: their context and the table that holds
+/// pending fetches and bodies.
+pub type FetchView<'a> = TableView<'a, FetchCtx>;
 
 impl From<wit::CachePolicy> for CachePolicy {
     fn from(c: wit::CachePolicy) -> Self {
@@ -96,25 +88,21 @@ impl From<Inbound> for WitResponse {
     }
 }
 
-impl FetchView<'_> {
-    async fn start(
-        &mut self,
-        req: WitRequest,
-        options: wit::Options,
-    ) -> Result<PendingFetch, FetchError> {
-        let timeout = options
-            .timeout_ms
-            .map(|ms| Duration::from_millis(ms.into()));
-        let policy = options.cache.map(CachePolicy::from);
-        self.ctx
-            .start(req, timeout, options.follow_redirects, policy)
-            .await
+impl From<wit::Options> for FetchOptions {
+    fn from(options: wit::Options) -> Self {
+        Self {
+            timeout: options
+                .timeout_ms
+                .map(|ms| Duration::from_millis(ms.into())),
+            follow_redirects: options.follow_redirects,
+            cache: options.cache.map(CachePolicy::from),
+        }
     }
 }
 
 impl wit::Host for FetchView<'_> {
     async fn send(&mut self, req: WitRequest, options: wit::Options) -> WitResult<WitResponse> {
-        let result = match self.start(req, options).await {
+        let result = match self.ctx.start(req, options.into()).await {
             Ok(pending) => pending.outcome().await,
             Err(err) => Err(err),
         };
@@ -126,7 +114,7 @@ impl wit::Host for FetchView<'_> {
         req: WitRequest,
         options: wit::Options,
     ) -> WitResult<Resource<PendingFetch>> {
-        match FetchView::start(self, req, options).await {
+        match self.ctx.start(req, options.into()).await {
             Ok(pending) => Ok(Ok(self.table.push(pending)?)),
             Err(err) => Ok(Err(err.into())),
         }
