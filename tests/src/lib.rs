@@ -31,6 +31,7 @@ use verge::tenancy::{Deployment, DeploymentSpec, RouteTable, local_capabilities}
 pub mod geo_fixtures;
 pub mod origin;
 pub mod pki;
+pub mod redis_server;
 
 /// Fetch settings that let functions reach a test origin on 127.0.0.1.
 pub fn loopback_capabilities() -> verge::daemon::CapabilityConfig {

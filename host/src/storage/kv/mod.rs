@@ -6,6 +6,7 @@
 mod logic;
 pub mod memory;
 pub mod redb;
+pub mod redis_backend;
 
 pub use logic::{Namespace, Outcome, WriteOp};
 

@@ -1,0 +1,310 @@
+//! KV on Redis, for fleet mode: every node reads and writes one Redis, so
+//! a write through one node is read through any other. The rules are
+//! those of `logic.rs`, run inside Redis as Lua scripts (`apply.lua`,
+//! `list.lua`) so each write, and each batch of `write_all`, is atomic
+//! across nodes; the node's clock supplies "now", as for redb.
+//!
+//! Key layout, per tenant hash tag so one tenant's keys share a Redis
+//! Cluster slot (`{t:TENANT}`):
+//! - `{t:T}:v:STORE\0KEY`: a hash, `p` the payload, `x` the expiry in ms
+//!   since the epoch (0 = never);
+//! - `{t:T}:i:STORE`: a sorted set of the store's keys, all score 0, so
+//!   `ZRANGEBYLEX` lists them in byte order (`SCAN` has no order);
+//! - `{t:T}:x`: a sorted set of `STORE\0KEY` by expiry, for the sweeper;
+//! - `{t:T}:u`: the tenant's bytes used, counted as on redb.
+
+use super::logic::{Namespace, Outcome, WriteOp, live};
+use super::{Clock, KeyPage, KvBackend, KvError, MAX_TTL_SECONDS, MAX_VALUE_BYTES};
+use super::{check_key, clamp_limit};
+use redis::aio::ConnectionManager;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest a KV call waits for Redis before it fails with a storage error:
+/// a request must never hang on an unreachable Redis, and a healthy one
+/// answers in well under a millisecond on a LAN.
+pub const REDIS_KV_TIMEOUT: Duration = Duration::from_millis(250);
+
+static APPLY: &str = include_str!("apply.lua");
+static LIST: &str = include_str!("list.lua");
+
+/// KV over one Redis deployment.
+pub struct RedisKv {
+    conn: ConnectionManager,
+    clock: Arc<dyn Clock>,
+    apply: redis::Script,
+    list: redis::Script,
+}
+
+/// The Redis keys of one namespace.
+struct Keys {
+    value_prefix: Vec<u8>,
+    index: String,
+    expiry: String,
+    usage: String,
+    member_prefix: Vec<u8>,
+}
+
+impl Keys {
+    fn of(ns: &Namespace) -> Self {
+        let tag = format!("{{t:{}}}", ns.tenant);
+        let mut value_prefix = format!("{tag}:v:{}", ns.store).into_bytes();
+        value_prefix.push(0);
+        let mut member_prefix = ns.store.clone().into_bytes();
+        member_prefix.push(0);
+        Self {
+            value_prefix,
+            index: format!("{tag}:i:{}", ns.store),
+            expiry: format!("{tag}:x"),
+            usage: format!("{tag}:u"),
+            member_prefix,
+        }
+    }
+
+    fn value(&self, key: &str) -> Vec<u8> {
+        let mut out = self.value_prefix.clone();
+        out.extend_from_slice(key.as_bytes());
+        out
+    }
+}
+
+fn storage(err: impl std::fmt::Display) -> KvError {
+    KvError::Storage(format!("redis: {err}"))
+}
+
+impl RedisKv {
+    /// Connects to `url` (`redis://HOST:PORT[/DB]` or `rediss://`); the
+    /// connection manager reconnects by itself after a failure.
+    pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self, KvError> {
+        let client = redis::Client::open(url).map_err(storage)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(REDIS_KV_TIMEOUT))
+            .set_connection_timeout(Some(REDIS_KV_TIMEOUT));
+        let conn = tokio::time::timeout(
+            REDIS_KV_TIMEOUT * 4,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| storage("no answer"))?
+        .map_err(storage)?;
+        Ok(Self {
+            conn,
+            clock,
+            apply: redis::Script::new(APPLY),
+            list: redis::Script::new(LIST),
+        })
+    }
+
+    /// Runs `call` by [`REDIS_KV_TIMEOUT`].
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, KvError> {
+        match tokio::time::timeout(REDIS_KV_TIMEOUT, call).await {
+            Ok(result) => result.map_err(storage),
+            Err(_) => Err(storage(format!(
+                "no answer within {} ms",
+                REDIS_KV_TIMEOUT.as_millis()
+            ))),
+        }
+    }
+
+    /// Applies `ops` in one script run: all or none.
+    async fn apply_all(&self, ns: &Namespace, ops: &[WriteOp]) -> Result<Vec<Outcome>, KvError> {
+        let now = self.clock.now_ms();
+        let keys = Keys::of(ns);
+        let mut invocation = self.apply.prepare_invoke();
+        invocation
+            .arg(now)
+            .arg(ns.quota_bytes)
+            .arg(ns.prefix().len())
+            .arg(&keys.value_prefix)
+            .arg(&keys.index)
+            .arg(&keys.expiry)
+            .arg(&keys.usage)
+            .arg(&keys.member_prefix)
+            .arg(ops.len());
+        for op in ops {
+            let (kind, key, value, new_expiry, expected) = encode(op, now)?;
+            let (flag, expected) = match expected {
+                Some(bytes) => ("1", bytes),
+                None => ("0", Vec::new()),
+            };
+            invocation
+                .arg(kind)
+                .arg(key)
+                .arg(value)
+                .arg(new_expiry)
+                .arg(flag)
+                .arg(expected);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<redis::Value> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        decode_reply(ops, &reply)
+    }
+}
+
+/// A write as the script's arguments: kind, key, value or delta, expiry
+/// for a new value, expected value.
+type Encoded<'a> = (&'static str, &'a str, Vec<u8>, u64, Option<Vec<u8>>);
+
+fn encode(op: &WriteOp, now_ms: u64) -> Result<Encoded<'_>, KvError> {
+    let expiry = |ttl: Option<u32>| match ttl {
+        None | Some(0) => Ok(0),
+        Some(s) if s > MAX_TTL_SECONDS => Err(KvError::TtlTooLong),
+        Some(s) => Ok(now_ms.saturating_add(u64::from(s) * 1000)),
+    };
+    let value = |v: &[u8]| {
+        if v.len() > MAX_VALUE_BYTES {
+            Err(KvError::ValueTooLarge)
+        } else {
+            Ok(v.to_vec())
+        }
+    };
+    let encoded = match op {
+        WriteOp::Set { key, value: v, ttl } => {
+            ("set", key.as_str(), value(v)?, expiry(*ttl)?, None)
+        }
+        WriteOp::Delete { key } => ("del", key.as_str(), Vec::new(), 0, None),
+        WriteOp::Increment { key, delta, ttl } => (
+            "inc",
+            key.as_str(),
+            delta.to_string().into_bytes(),
+            expiry(*ttl)?,
+            None,
+        ),
+        WriteOp::CompareAndSwap {
+            key,
+            expected,
+            new,
+            ttl,
+        } => (
+            "cas",
+            key.as_str(),
+            value(new)?,
+            expiry(*ttl)?,
+            expected.clone(),
+        ),
+    };
+    check_key(encoded.1)?;
+    Ok(encoded)
+}
+
+/// The outcomes of an `apply.lua` reply, or its refusal.
+fn decode_reply(ops: &[WriteOp], reply: &[redis::Value]) -> Result<Vec<Outcome>, KvError> {
+    let text = |v: &redis::Value| -> String {
+        match v {
+            redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            redis::Value::SimpleString(s) => s.clone(),
+            redis::Value::Int(n) => n.to_string(),
+            other => format!("{other:?}"),
+        }
+    };
+    let words: Vec<String> = reply.iter().map(text).collect();
+    match words.first().map(String::as_str) {
+        Some("ok") => ops
+            .iter()
+            .zip(&words[1..])
+            .map(|(op, word)| match op {
+                WriteOp::Set { .. } | WriteOp::Delete { .. } => Ok(Outcome::Done),
+                WriteOp::CompareAndSwap { .. } => Ok(Outcome::Swapped(word == "swapped")),
+                WriteOp::Increment { .. } => word
+                    .parse()
+                    .map(Outcome::Counter)
+                    .map_err(|_| storage(format!("a counter of {word:?}"))),
+            })
+            .collect(),
+        Some("err") => match words.get(2).map(String::as_str) {
+            Some("quota") => Err(KvError::QuotaExceeded),
+            Some("not-integer") => Err(KvError::NotAnInteger(
+                words.get(3).cloned().unwrap_or_default(),
+            )),
+            other => Err(storage(format!("refused: {other:?}"))),
+        },
+        _ => Err(storage(format!("an unexpected reply {words:?}"))),
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl KvBackend for RedisKv {
+    async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        check_key(key)?;
+        let now = self.clock.now_ms();
+        let mut conn = self.conn.clone();
+        let value_key = Keys::of(ns).value(key);
+        let (payload, expiry): (Option<Vec<u8>>, Option<u64>) = self
+            .bounded(
+                redis::cmd("HMGET")
+                    .arg(value_key)
+                    .arg("p")
+                    .arg("x")
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(payload.and_then(|payload| {
+            let mut raw = expiry.unwrap_or(0).to_be_bytes().to_vec();
+            raw.extend_from_slice(&payload);
+            live(&raw, now).map(<[u8]>::to_vec)
+        }))
+    }
+
+    async fn write(&self, ns: &Namespace, op: WriteOp) -> Result<Outcome, KvError> {
+        let mut outcomes = self.apply_all(ns, std::slice::from_ref(&op)).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| storage("no outcome for the write"))
+    }
+
+    async fn write_all(&self, ns: &Namespace, ops: Vec<WriteOp>) -> Result<usize, KvError> {
+        self.apply_all(ns, &ops)
+            .await
+            .map(|outcomes| outcomes.len())
+    }
+
+    async fn list(
+        &self,
+        ns: &Namespace,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<KeyPage, KvError> {
+        let limit = clamp_limit(limit);
+        let keys = Keys::of(ns);
+        let mut start = b"[".to_vec();
+        start.extend_from_slice(prefix.as_bytes());
+        if let Some(cursor) = cursor.filter(|c| c.as_bytes() >= prefix.as_bytes()) {
+            start = b"(".to_vec();
+            start.extend_from_slice(cursor.as_bytes());
+        }
+        let stop = if prefix.is_empty() {
+            b"+".to_vec()
+        } else {
+            let mut stop = b"[".to_vec();
+            stop.extend_from_slice(prefix.as_bytes());
+            stop.push(0xff);
+            stop
+        };
+        let mut invocation = self.list.prepare_invoke();
+        invocation
+            .arg(&keys.index)
+            .arg(&keys.value_prefix)
+            .arg(self.clock.now_ms())
+            .arg(start)
+            .arg(stop)
+            .arg(limit);
+        let mut conn = self.conn.clone();
+        let found: Vec<Vec<u8>> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let mut page = KeyPage {
+            keys: found
+                .iter()
+                .take(limit)
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect(),
+            cursor: None,
+        };
+        if found.len() > limit {
+            page.cursor = page.keys.last().cloned();
+        }
+        Ok(page)
+    }
+}

@@ -1,0 +1,126 @@
+//! A real `redis-server` for tests: started on 127.0.0.1 with a free port
+//! and a directory of its own (AOF on, fsync always), stopped on drop.
+//! Where the machine lacks `redis-server`, the first test to need one
+//! installs it with `apt-get` (these machines are Debian, tests run as
+//! root), under a lock so parallel test binaries install it once. No test
+//! is skipped for want of Redis: a failed install fails the test, saying
+//! why.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A running Redis; killed on drop.
+pub struct RedisServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `redis-server`'s path, installing the package first if it is missing.
+fn redis_server() -> &'static Path {
+    static FOUND: OnceLock<std::path::PathBuf> = OnceLock::new();
+    FOUND.get_or_init(|| {
+        let installed = || {
+            ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+                .into_iter()
+                .map(Path::new)
+                .find(|p| p.exists())
+                .map(Path::to_path_buf)
+        };
+        if let Some(path) = installed() {
+            return path;
+        }
+        // One install at a time across test processes: flock(1) on a file.
+        let install = "apt-get install -y -q redis-server || (apt-get update -q && apt-get install -y -q redis-server)";
+        let status = Command::new("flock")
+            .args(["/tmp/verge-tests-apt.lock", "sh", "-c", install])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status();
+        match (status, installed()) {
+            (_, Some(path)) => path,
+            (Ok(status), None) => panic!("installing redis-server with apt-get failed ({status})"),
+            (Err(err), None) => panic!("could not run apt-get to install redis-server: {err}"),
+        }
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Whether a Redis answers PING on `port`.
+fn answers(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
+
+impl RedisServer {
+    /// Starts a fresh Redis and waits until it answers.
+    pub fn start() -> Self {
+        let binary = redis_server();
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let port = free_port();
+            let child = Command::new(binary)
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args([
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                    "--save",
+                    "",
+                ])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting redis-server");
+            let mut server = Self {
+                port,
+                child,
+                _dir: dir,
+            };
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(5) {
+                if answers(port) {
+                    return server;
+                }
+                if let Ok(Some(_exited)) = server.child.try_wait() {
+                    break; // the port was taken meanwhile: try another
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = server.child.kill();
+        }
+        panic!("redis-server did not start");
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
