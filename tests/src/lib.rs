@@ -353,12 +353,40 @@ impl Platform {
         Self::start_capped(data_dir, engine, capabilities, Default::default()).await
     }
 
+    /// Starts a fleet node on `data_dir`, its KV on the Redis at `url`
+    /// (loopback origins allowed, as [`loopback_capabilities`]).
+    pub async fn start_node(data_dir: &Path, url: &str, name: &str) -> Self {
+        let cluster = verge::daemon::ClusterConfig {
+            url: url.to_owned(),
+            node_name: name.to_owned(),
+            region: "test".into(),
+        };
+        Self::start_full(
+            data_dir,
+            Setup::default().engine,
+            loopback_capabilities(),
+            Default::default(),
+            Some(cluster),
+        )
+        .await
+    }
+
     /// Starts a platform whose registry applies `caps`.
     pub async fn start_capped(
         data_dir: &Path,
         engine: EngineSettings,
         capabilities: verge::daemon::CapabilityConfig,
         caps: verge::tenancy::RegistryCaps,
+    ) -> Self {
+        Self::start_full(data_dir, engine, capabilities, caps, None).await
+    }
+
+    async fn start_full(
+        data_dir: &Path,
+        engine: EngineSettings,
+        capabilities: verge::daemon::CapabilityConfig,
+        caps: verge::tenancy::RegistryCaps,
+        cluster: Option<verge::daemon::ClusterConfig>,
     ) -> Self {
         let config = verge::daemon::DaemonConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -381,6 +409,7 @@ impl Platform {
             secrets_key_file: None,
             previous_secrets_key_file: None,
             public_url: None,
+            cluster,
         };
         let daemon = verge::daemon::start_platform(&config, &platform)
             .await

@@ -64,6 +64,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         secrets_key_file: None,
         previous_secrets_key_file: None,
         public_url: None,
+        cluster: None,
     };
     let running = daemon::start_platform(&config, &platform).await?;
     // The image example's originals and the aggregate example's parts: a

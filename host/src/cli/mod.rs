@@ -3,6 +3,7 @@
 mod admin;
 mod cache;
 mod client;
+mod cluster;
 mod demo;
 pub mod deploy;
 mod dev;
@@ -50,7 +51,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Build the example functions and serve them, printing the URLs to try.
     Demo(demo::DemoArgs),
     /// Build a function crate, serve it locally with production limits and
@@ -188,7 +189,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         use client::Api;
         match self.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Dev(args) => dev::run(args).await,
             Command::New(args) => new::run(args),

@@ -64,6 +64,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub start_empty: bool,
     #[command(flatten)]
+    pub cluster: super::cluster::ClusterArgs,
+    #[command(flatten)]
     pub local: LocalAppArgs,
     #[command(flatten)]
     pub tuning: Tuning,
@@ -366,6 +368,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .or_else(|| file.secrets.key_file.clone()),
             previous_secrets_key_file: args.previous_secrets_key_file.clone(),
             public_url: args.public_url.clone().or_else(|| file.public_url.clone()),
+            cluster: args.cluster.config(&file.cluster)?,
         };
         let running = daemon::start_platform(&config, &platform).await?;
         let apps = running.registry.as_ref().map_or(0, |r| r.live_apps());
@@ -382,6 +385,11 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         return run_until_signal(running).await;
     };
+    if args.cluster.url.is_some() {
+        bail!(
+            "--cluster is for the multi-tenant daemon; local-run mode (--app) keeps its KV on this machine"
+        );
+    }
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
     let (name, wasm) = resolve_component(app_path)?;

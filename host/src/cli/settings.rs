@@ -52,6 +52,23 @@ pub struct DaemonFile {
     /// How app secrets are sealed at rest.
     #[serde(default)]
     pub secrets: SecretsSection,
+    /// Fleet mode: the Redis the nodes share.
+    #[serde(default)]
+    pub cluster: ClusterSection,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// `redis://HOST:PORT[/DB]` or `rediss://...`.
+    pub url: Option<String>,
+    /// A file holding the Redis password.
+    pub password_file: Option<PathBuf>,
+    /// This node's name.
+    pub node_name: Option<String>,
+    /// This node's region label.
+    pub region: Option<String>,
 }
 
 /// `[secrets]`.

@@ -17,6 +17,7 @@ use crate::server::limits::RESERVED_FDS;
 use crate::server::tls::TlsCertificate;
 use crate::server::{ConnectionLimits, Dispatcher, HttpLimits, Server, serve_http};
 use crate::storage::kv::redb::RedbKv;
+use crate::storage::kv::redis_backend::RedisKv;
 use crate::storage::kv::{KvBackend, SystemClock};
 use crate::storage::secrets::{self, SecretBox};
 use crate::telemetry::access_log::AccessLog;
@@ -113,6 +114,19 @@ pub struct PlatformConfig {
     /// How people reach the data plane (scheme and port of the URLs the
     /// admin API shows); `None`: the data plane's bound address.
     pub public_url: Option<String>,
+    /// Fleet mode: the shared Redis (KV goes there instead of `kv.redb`).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A fleet node's settings (`verge serve --cluster`).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The Redis URL, password included.
+    pub url: String,
+    /// This node's name.
+    pub node_name: String,
+    /// This node's region label.
+    pub region: String,
 }
 
 /// A started daemon.
@@ -239,7 +253,11 @@ pub async fn start_platform(
 ) -> anyhow::Result<RunningDaemon> {
     let started = Instant::now();
     create_private_dir(&platform.data_dir)?;
-    check_data_files(&platform.data_dir, platform.start_empty)?;
+    check_data_files(
+        &platform.data_dir,
+        platform.start_empty,
+        platform.cluster.is_none(),
+    )?;
     let operator_hash = match &platform.operator_token {
         Some(token) => tokens::token_hash(token),
         None => tokens::token_hash(&operator_token_file(&platform.data_dir)?),
@@ -248,10 +266,22 @@ pub async fn start_platform(
         Arc::new(Runtime::new(config.engine)?.with_compile_worker(config.compile_worker.clone()));
     let data_dir = platform.data_dir.clone();
     let limits = config.limits;
-    let kv: Arc<dyn KvBackend> = Arc::new(RedbKv::open(
-        &data_dir.join("kv.redb"),
-        Arc::new(SystemClock),
-    )?);
+    let kv: Arc<dyn KvBackend> = match &platform.cluster {
+        Some(cluster) => Arc::new(
+            RedisKv::connect(&cluster.url, Arc::new(SystemClock))
+                .await
+                .with_context(|| {
+                    format!(
+                        "connecting node {} to its cluster's Redis",
+                        cluster.node_name
+                    )
+                })?,
+        ),
+        None => Arc::new(RedbKv::open(
+            &data_dir.join("kv.redb"),
+            Arc::new(SystemClock),
+        )?),
+    };
     let http = config.http;
     let caps = platform.caps;
     let secrets = secret_box(platform)?;
@@ -371,11 +401,16 @@ const DATA_FILES: [&str; 2] = ["control.redb", "kv.redb"];
 /// Refuses to start on a data dir that was initialised and has lost a
 /// store (deleted, or truncated to nothing), naming the file, unless the
 /// operator asked to start empty.
-fn check_data_files(dir: &Path, start_empty: bool) -> anyhow::Result<()> {
+/// Refuses to start on an initialised data dir that lost a store file;
+/// `kv.redb` only matters when KV is on this disk (not in fleet mode).
+fn check_data_files(dir: &Path, start_empty: bool, kv_on_disk: bool) -> anyhow::Result<()> {
     if !dir.join(DATA_DIR_MARKER).exists() {
         return Ok(());
     }
     for name in DATA_FILES {
+        if !kv_on_disk && name == "kv.redb" {
+            continue;
+        }
         let path = dir.join(name);
         let problem = match std::fs::metadata(&path) {
             Ok(meta) if meta.len() > 0 => continue,

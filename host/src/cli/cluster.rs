@@ -1,0 +1,150 @@
+//! Fleet-mode settings of `verge serve`: the Redis the nodes share, this
+//! node's name and region. The password comes from the environment or a
+//! file, never from a flag another user could read in `ps`.
+
+use super::settings::ClusterSection;
+use crate::daemon::ClusterConfig;
+use anyhow::{Context as _, bail};
+use clap::Args;
+
+/// `--cluster` and friends.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ClusterArgs {
+    /// Fleet mode: share KV through this Redis, `redis://HOST:PORT[/DB]`
+    /// (or `rediss://` for TLS). The password goes in VERGE_CLUSTER_PASSWORD
+    /// or `[cluster] password_file`, not in this flag.
+    #[arg(long = "cluster", env = "VERGE_CLUSTER_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// This node's name in a fleet [default: the host name].
+    #[arg(long, env = "VERGE_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// This node's region label (metrics, logs, `verge nodes`) [default: none].
+    #[arg(long, env = "VERGE_REGION")]
+    pub region: Option<String>,
+}
+
+/// The environment variable a fleet's Redis password may come from.
+pub const PASSWORD_ENV: &str = "VERGE_CLUSTER_PASSWORD";
+
+impl ClusterArgs {
+    /// The fleet settings from flags, then `[cluster]`; none without a URL.
+    pub fn config(&self, file: &ClusterSection) -> anyhow::Result<Option<ClusterConfig>> {
+        let from_flag = self.url.is_some() && std::env::var("VERGE_CLUSTER_URL").ok() != self.url;
+        let Some(url) = self.url.clone().or_else(|| file.url.clone()) else {
+            return Ok(None);
+        };
+        let Some((scheme, rest)) = url.split_once("://") else {
+            bail!("--cluster {url}: expected redis://HOST:PORT[/DB] or rediss://...");
+        };
+        if scheme != "redis" && scheme != "rediss" {
+            bail!("--cluster {url}: the scheme must be redis or rediss");
+        }
+        if from_flag
+            && rest
+                .split('/')
+                .next()
+                .is_some_and(|auth| auth.contains('@'))
+        {
+            bail!(
+                "--cluster: put the password in {PASSWORD_ENV} or [cluster] password_file, not on the command line where `ps` shows it"
+            );
+        }
+        let password = match (std::env::var(PASSWORD_ENV).ok(), &file.password_file) {
+            (Some(password), _) => Some(password),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading [cluster] password_file {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        let url = match password.filter(|p| !p.is_empty()) {
+            Some(password) => format!("{scheme}://:{}@{rest}", percent_encoded(&password)),
+            None => url,
+        };
+        let node_name = self
+            .node_name
+            .clone()
+            .or_else(|| file.node_name.clone())
+            .unwrap_or_else(host_name);
+        let region = self
+            .region
+            .clone()
+            .or_else(|| file.region.clone())
+            .unwrap_or_default();
+        Ok(Some(ClusterConfig {
+            url,
+            node_name,
+            region,
+        }))
+    }
+}
+
+/// The machine's host name, or `verge` if it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "verge".into())
+}
+
+/// `text` with everything but unreserved URL characters `%XX`-escaped.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_on_the_command_line_is_refused_and_one_from_a_file_is_used() {
+        let flag = ClusterArgs {
+            url: Some("redis://:secret@127.0.0.1:6379/0".into()),
+            ..ClusterArgs::default()
+        };
+        let err = flag
+            .config(&ClusterSection::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("VERGE_CLUSTER_PASSWORD"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "p@ss word\n").unwrap();
+        let section = ClusterSection {
+            url: Some("redis://127.0.0.1:6379/2".into()),
+            password_file: Some(file),
+            node_name: Some("edge-1".into()),
+            region: Some("eu-west".into()),
+        };
+        let config = ClusterArgs::default().config(&section).unwrap().unwrap();
+        assert_eq!(config.url, "redis://:p%40ss%20word@127.0.0.1:6379/2");
+        assert_eq!(
+            (config.node_name.as_str(), config.region.as_str()),
+            ("edge-1", "eu-west")
+        );
+        let err = ClusterArgs {
+            url: Some("http://127.0.0.1:6379".into()),
+            ..ClusterArgs::default()
+        }
+        .config(&ClusterSection::default())
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("scheme"), "{err}");
+        assert!(
+            ClusterArgs::default()
+                .config(&ClusterSection::default())
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! Fleet mode, first part: three nodes on one real Redis share KV. The
+//! control plane is not in Redis yet, so the nodes get one control state
+//! the way a shared one would give it: node A is set up (tenant, app,
+//! deploy), stopped, and its data dir copied to B and C before all three
+//! start. What is shared through Redis is the data: a write through one
+//! node is read through the others, counters and compare-and-swap are
+//! atomic across nodes, and the auth example's rate limit counts across
+//! them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use serde_json::{Value, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use verge_tests::Platform;
+use verge_tests::redis_server::RedisServer;
+
+/// Copies the directory `from` into `to`, recursively.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Three nodes on one Redis with one control state, serving `guest` as
+/// acme/app on `host` with `manifest` (routes added) and `secrets`.
+async fn fleet(
+    guest: &str,
+    host: &str,
+    mut manifest: Value,
+    secrets: &[(&str, &str)],
+) -> (RedisServer, Vec<Platform>, Vec<tempfile::TempDir>) {
+    let redis = RedisServer::start();
+    manifest["routes"] = json!([host]);
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let first = Platform::start_node(dirs[0].path(), &redis.url(), "a").await;
+    let token = first.tenant("acme").await;
+    let r = first
+        .deploy_manifest(&token, "acme", "app", manifest, guest)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    for (name, value) in secrets {
+        let path = format!("/v1/tenants/acme/apps/app/secrets/{name}");
+        let r = first
+            .admin("PUT", &path, Some(&token), value.as_bytes().to_vec())
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    first.shutdown().await;
+    for dir in &dirs[1..] {
+        copy_dir(dirs[0].path(), dir.path());
+    }
+    let mut nodes = Vec::new();
+    for (dir, name) in dirs.iter().zip(["a", "b", "c"]) {
+        nodes.push(Platform::start_node(dir.path(), &redis.url(), name).await);
+    }
+    (redis, nodes, dirs)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_through_one_node_is_read_through_the_others() {
+    let (_redis, nodes, _dirs) =
+        fleet("kv-probe", "kv.test", json!({ "kv_stores": ["data"] }), &[]).await;
+    let r = nodes[0]
+        .get("kv.test", "/kv-probe/set?key=greeting&value=hello")
+        .await;
+    assert_eq!(r.text(), "ok");
+    for node in &nodes {
+        assert_eq!(
+            node.get("kv.test", "/kv-probe/get?key=greeting")
+                .await
+                .text(),
+            "hello"
+        );
+    }
+    // Listing order and pages are the same through every node.
+    for i in [3, 1, 2] {
+        let r = nodes[i % 3]
+            .get("kv.test", &format!("/kv-probe/set?key=list/{i}&value=x"))
+            .await;
+        assert_eq!(r.text(), "ok");
+    }
+    let pages: Vec<String> = {
+        let mut pages = Vec::new();
+        for node in &nodes {
+            pages.push(
+                node.get("kv.test", "/kv-probe/list?prefix=list/&limit=2")
+                    .await
+                    .text(),
+            );
+        }
+        pages
+    };
+    assert!(pages.iter().all(|p| p == &pages[0]), "{pages:?}");
+    assert!(
+        pages[0].contains("list/1") && pages[0].contains("list/2"),
+        "{pages:?}"
+    );
+    // A TTL runs out on every node.
+    let r = nodes[1]
+        .get("kv.test", "/kv-probe/set?key=brief&value=x&ttl=1")
+        .await;
+    assert_eq!(r.text(), "ok");
+    assert_eq!(
+        nodes[2]
+            .get("kv.test", "/kv-probe/get?key=brief")
+            .await
+            .text(),
+        "x"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for node in &nodes {
+        assert_eq!(
+            node.get("kv.test", "/kv-probe/get?key=brief").await.text(),
+            "<none>"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counters_and_swaps_are_atomic_across_nodes() {
+    let (_redis, nodes, _dirs) =
+        fleet("kv-probe", "kv.test", json!({ "kv_stores": ["data"] }), &[]).await;
+    let nodes = std::sync::Arc::new(nodes);
+    let mut calls = Vec::new();
+    for i in 0..300 {
+        let nodes = nodes.clone();
+        calls.push(tokio::spawn(async move {
+            nodes[i % 3]
+                .get("kv.test", "/kv-probe/incr?key=hits")
+                .await
+                .status
+        }));
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    for node in nodes.iter() {
+        assert_eq!(
+            node.get("kv.test", "/kv-probe/get?key=hits").await.text(),
+            "300"
+        );
+    }
+    // Three nodes race to create one key: exactly one wins each round.
+    for round in 0..5 {
+        let mut racers = Vec::new();
+        for i in 0..3 {
+            let nodes = nodes.clone();
+            racers.push(tokio::spawn(async move {
+                let path = format!("/kv-probe/cas?key=round{round}&value=node{i}");
+                nodes[i].get("kv.test", &path).await.text()
+            }));
+        }
+        let mut won = 0;
+        for r in racers {
+            won += usize::from(r.await.unwrap() == "true");
+        }
+        assert_eq!(won, 1, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_auth_examples_rate_limit_counts_across_nodes() {
+    // A window of an hour, not about to end, so the burst is in one window.
+    let window = 3600;
+    let into = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % window;
+    if into > window - 30 {
+        tokio::time::sleep(Duration::from_secs(window - into + 1)).await;
+    }
+    let manifest = json!({
+        "kv_stores": ["ratelimits"],
+        "config": {
+            "issuer": "https://issuer.test",
+            "audience": "verge-test",
+            "origin": "http://127.0.0.1:1",
+            "rate-limit-subject": "100",
+            "rate-limit-ip": "10",
+            "window-seconds": window.to_string(),
+        },
+    });
+    let secrets = [("jwt-secret", "a-long-random-hs256-key")];
+    let (_redis, nodes, _dirs) = fleet("auth", "api.test", manifest, &secrets).await;
+    // The per-IP limit is checked before the token: 5 requests to each of
+    // 3 nodes from one address, 10 may pass (to a 401), the rest are 429.
+    let mut admitted = 0;
+    for round in 0..5 {
+        for node in &nodes {
+            let status = node.get("api.test", "/").await.status.as_u16();
+            assert!(status == 401 || status == 429, "round {round}: {status}");
+            admitted += usize::from(status != 429);
+        }
+    }
+    assert_eq!(admitted, 10);
+}
