@@ -13,18 +13,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// A running Redis; killed on drop.
+/// A Redis on one port and directory, running or stopped; killed on drop.
 pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -79,44 +78,79 @@ fn answers(port: u16) -> bool {
 impl RedisServer {
     /// Starts a fresh Redis and waits until it answers.
     pub fn start() -> Self {
-        let binary = redis_server();
         for _ in 0..5 {
-            let dir = tempfile::tempdir().expect("a temp dir");
-            let port = free_port();
-            let child = Command::new(binary)
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args([
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                    "--save",
-                    "",
-                ])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting redis-server");
-            let mut server = Self {
-                port,
-                child,
-                _dir: dir,
-            };
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(5) {
-                if answers(port) {
-                    return server;
-                }
-                if let Ok(Some(_exited)) = server.child.try_wait() {
-                    break; // the port was taken meanwhile: try another
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            let mut server = Self::stopped();
+            if server.run() {
+                return server;
             }
-            let _ = server.child.kill();
         }
         panic!("redis-server did not start");
+    }
+
+    /// A port and a directory for a Redis that is not running yet: a
+    /// client can be pointed at it before it starts.
+    pub fn stopped() -> Self {
+        Self {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().expect("a temp dir"),
+        }
+    }
+
+    /// SIGKILLs the server (the AOF keeps what it acknowledged).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same port and directory; waits until it
+    /// answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(
+            self.run(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+
+    /// Spawns the server; whether it answered within 5 s.
+    fn run(&mut self) -> bool {
+        let child = Command::new(redis_server())
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server");
+        self.child = Some(child);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if answers(self.port) {
+                return true;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                break; // the port was taken meanwhile
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        false
     }
 
     /// `redis://127.0.0.1:PORT/`.

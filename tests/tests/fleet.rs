@@ -202,3 +202,61 @@ async fn the_auth_examples_rate_limit_counts_across_nodes() {
     }
     assert_eq!(admitted, 10);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_starts_while_redis_is_away_and_uses_it_once_it_answers() {
+    let mut redis = RedisServer::stopped();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Platform::start_node(dir.path(), &redis.url(), "a").await;
+    let token = node.tenant("acme").await;
+    let manifest = json!({ "routes": ["kv.test"], "kv_stores": ["data"] });
+    let r = node
+        .deploy_manifest(&token, "acme", "app", manifest, "kv-probe")
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // KV fails fast with the storage error; the node says it is not ready.
+    let started = std::time::Instant::now();
+    let r = node.get("kv.test", "/kv-probe/get?key=k").await;
+    assert_eq!(
+        (r.status.as_u16(), r.text().as_str()),
+        (500, "other: storage failure")
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let ready = node.admin("GET", "/readyz", None, Vec::new()).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    redis.restart();
+    let waited = std::time::Instant::now();
+    loop {
+        let r = node.get("kv.test", "/kv-probe/set?key=k&value=v").await;
+        if r.text() == "ok" {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "never reconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        node.admin("GET", "/readyz", None, Vec::new()).await.status,
+        200
+    );
+    // An acknowledged write survives Redis being killed and restarted.
+    redis.kill();
+    let r = node.get("kv.test", "/kv-probe/get?key=k").await;
+    assert_eq!(r.status, 500, "Redis is away: {}", r.text());
+    redis.restart();
+    let waited = std::time::Instant::now();
+    loop {
+        let r = node.get("kv.test", "/kv-probe/get?key=k").await;
+        if r.status == 200 {
+            assert_eq!(r.text(), "v");
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "never reconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -25,12 +25,56 @@ use std::time::Duration;
 /// answers in well under a millisecond on a LAN.
 pub const REDIS_KV_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// A connection manager on `client`, if Redis answers by the timeout.
+async fn open(client: &redis::Client) -> Option<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(REDIS_KV_TIMEOUT))
+        .set_connection_timeout(Some(REDIS_KV_TIMEOUT));
+    let manager = ConnectionManager::new_with_config(client.clone(), config);
+    match tokio::time::timeout(REDIS_KV_TIMEOUT * 4, manager).await {
+        Ok(Ok(manager)) => Some(manager),
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "connecting to Redis");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Tries to connect with backoff until it does, then fills `slot`.
+async fn reconnect(client: redis::Client, slot: Arc<std::sync::RwLock<Option<ConnectionManager>>>) {
+    let mut wait = RECONNECT_FIRST;
+    loop {
+        tokio::time::sleep(wait).await;
+        if let Some(manager) = open(&client).await {
+            *slot
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(manager);
+            tracing::info!("connected to Redis");
+            return;
+        }
+        wait = (wait * 2).min(RECONNECT_MAX);
+    }
+}
+
 static APPLY: &str = include_str!("apply.lua");
 static LIST: &str = include_str!("list.lua");
 
-/// KV over one Redis deployment.
+/// How long the first reconnect attempt waits after a failed connect at
+/// start; doubled after each failure up to [`RECONNECT_MAX`].
+pub const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+
+/// The longest wait between two connect attempts while Redis is away.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// KV over one Redis deployment. A node starts even while Redis is away:
+/// KV calls then fail at once with a storage error, and a task connects in
+/// the background with backoff. Once connected, the connection manager
+/// reconnects by itself.
 pub struct RedisKv {
-    conn: ConnectionManager,
+    conn: Arc<std::sync::RwLock<Option<ConnectionManager>>>,
+    /// Whether the last call reached Redis (for readiness).
+    answered: std::sync::atomic::AtomicBool,
     clock: Arc<dyn Clock>,
     apply: redis::Script,
     list: redis::Script,
@@ -73,26 +117,41 @@ fn storage(err: impl std::fmt::Display) -> KvError {
 }
 
 impl RedisKv {
-    /// Connects to `url` (`redis://HOST:PORT[/DB]` or `rediss://`); the
-    /// connection manager reconnects by itself after a failure.
+    /// KV on the Redis at `url` (`redis://HOST:PORT[/DB]` or `rediss://`).
+    /// A malformed URL is an error; an unreachable Redis is not (see the
+    /// type's docs).
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self, KvError> {
         let client = redis::Client::open(url).map_err(storage)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(REDIS_KV_TIMEOUT))
-            .set_connection_timeout(Some(REDIS_KV_TIMEOUT));
-        let conn = tokio::time::timeout(
-            REDIS_KV_TIMEOUT * 4,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| storage("no answer"))?
-        .map_err(storage)?;
-        Ok(Self {
-            conn,
+        let conn = Arc::new(std::sync::RwLock::new(None));
+        let kv = Self {
+            conn: conn.clone(),
+            answered: std::sync::atomic::AtomicBool::new(true),
             clock,
             apply: redis::Script::new(APPLY),
             list: redis::Script::new(LIST),
-        })
+        };
+        if let Some(manager) = open(&client).await {
+            *kv.slot_mut() = Some(manager);
+        } else {
+            tracing::warn!("Redis is not reachable; KV calls fail until it is");
+            tokio::spawn(reconnect(client, conn));
+        }
+        Ok(kv)
+    }
+
+    fn slot_mut(&self) -> std::sync::RwLockWriteGuard<'_, Option<ConnectionManager>> {
+        self.conn
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection, or a storage error while Redis has never answered.
+    fn conn(&self) -> Result<ConnectionManager, KvError> {
+        self.conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| storage("not connected yet"))
     }
 
     /// Runs `call` by [`REDIS_KV_TIMEOUT`].
@@ -100,13 +159,16 @@ impl RedisKv {
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, KvError> {
-        match tokio::time::timeout(REDIS_KV_TIMEOUT, call).await {
+        let result = match tokio::time::timeout(REDIS_KV_TIMEOUT, call).await {
             Ok(result) => result.map_err(storage),
             Err(_) => Err(storage(format!(
                 "no answer within {} ms",
                 REDIS_KV_TIMEOUT.as_millis()
             ))),
-        }
+        };
+        self.answered
+            .store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        result
     }
 
     /// Applies `ops` in one script run: all or none.
@@ -138,7 +200,7 @@ impl RedisKv {
                 .arg(flag)
                 .arg(expected);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let reply: Vec<redis::Value> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         decode_reply(ops, &reply)
     }
@@ -227,10 +289,23 @@ fn decode_reply(ops: &[WriteOp], reply: &[redis::Value]) -> Result<Vec<Outcome>,
 
 #[wasmtime_wasi::async_trait]
 impl KvBackend for RedisKv {
+    fn fault(&self) -> Option<String> {
+        let connected = self
+            .conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if !connected {
+            return Some("KV: not connected to the cluster's Redis yet".into());
+        }
+        let answered = self.answered.load(std::sync::atomic::Ordering::Relaxed);
+        (!answered).then(|| "KV: the cluster's Redis did not answer the last call".into())
+    }
+
     async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         check_key(key)?;
         let now = self.clock.now_ms();
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let value_key = Keys::of(ns).value(key);
         let (payload, expiry): (Option<Vec<u8>>, Option<u64>) = self
             .bounded(
@@ -292,7 +367,7 @@ impl KvBackend for RedisKv {
             .arg(start)
             .arg(stop)
             .arg(limit);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let found: Vec<Vec<u8>> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         let mut page = KeyPage {
             keys: found
