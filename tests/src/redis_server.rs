@@ -153,6 +153,28 @@ impl RedisServer {
         false
     }
 
+    /// How many clients are subscribed to `channel` (`PUBSUB NUMSUB`).
+    pub fn subscribers(&self, channel: &str) -> usize {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return 0;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        if stream
+            .write_all(format!("PUBSUB NUMSUB {channel}\r\n").as_bytes())
+            .is_err()
+        {
+            return 0;
+        }
+        let mut reply = vec![0u8; 256];
+        let n = stream.read(&mut reply).unwrap_or(0);
+        // `*2 $LEN CHANNEL :COUNT`: the count follows the last ':'.
+        String::from_utf8_lossy(&reply[..n])
+            .rsplit(':')
+            .next()
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// `redis://127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)

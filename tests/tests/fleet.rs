@@ -260,3 +260,81 @@ async fn a_node_starts_while_redis_is_away_and_uses_it_once_it_answers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Purges tag `t` of tenant acme through `node`'s admin API.
+async fn purge_tag(node: &Platform) -> verge_tests::Reply {
+    let body = json!({ "tag": "t" }).to_string().into_bytes();
+    node.admin(
+        "POST",
+        "/v1/tenants/acme/cache/purge",
+        Some(&node.operator),
+        body,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cache_purge_through_one_node_reaches_every_node() {
+    let origin = verge_tests::origin::Origin::start().await;
+    let manifest = json!({ "allowed_hosts": [format!("http://{}", origin.addr)] });
+    let (mut redis, nodes, _dirs) = fleet("cache-probe", "cache.test", manifest, &[]).await;
+    // Every node listens on the bus before the purge is sent.
+    let waited = std::time::Instant::now();
+    while redis.subscribers(verge::storage::bus::PURGE_CHANNEL) < 3 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "the nodes never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fill = format!(
+        "/cache-probe/fill?key=k&ttl=600&tag=t&url={}",
+        origin.url("/hello")
+    );
+    for node in &nodes {
+        assert_eq!(node.get("cache.test", &fill).await.status, 200);
+        assert_eq!(
+            node.get("cache.test", "/cache-probe/get?key=k")
+                .await
+                .status,
+            200
+        );
+    }
+    let r = purge_tag(&nodes[0]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (answer["purged"].as_u64(), answer["nodes"].as_u64()),
+        (Some(1), Some(3)),
+        "{answer}"
+    );
+    for node in &nodes {
+        let waited = std::time::Instant::now();
+        while node
+            .get("cache.test", "/cache-probe/get?key=k")
+            .await
+            .status
+            != 404
+        {
+            assert!(
+                waited.elapsed() < Duration::from_secs(2),
+                "the purge never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Without Redis the purge still happens here, and the answer says the
+    // others were not reached.
+    assert_eq!(nodes[1].get("cache.test", &fill).await.status, 200);
+    redis.kill();
+    let r = purge_tag(&nodes[1]).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("this node only"), "{}", r.text());
+    assert_eq!(
+        nodes[1]
+            .get("cache.test", "/cache-probe/get?key=k")
+            .await
+            .status,
+        404
+    );
+}

@@ -63,7 +63,7 @@ impl<'a> From<&'a AppRecord> for AppView<'a> {
 }
 
 /// The body of a cache purge.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CachePurge {
     #[serde(default)]

@@ -28,6 +28,8 @@ pub enum ApiError {
     NoSuchKey,
     /// The endpoint exists, not with this method.
     MethodNotAllowed,
+    /// A fleet operation could not reach the cluster's Redis.
+    Bus(crate::storage::bus::BusError),
 }
 
 impl From<AuthError> for ApiError {
@@ -63,6 +65,10 @@ pub fn status_of(err: &ApiError) -> (StatusCode, String) {
         ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
         ApiError::Body(err) => (body_status(err), err.to_string()),
         ApiError::NotFound => (StatusCode::NOT_FOUND, "no such endpoint".into()),
+        ApiError::Bus(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("done on this node only: {err}; retry to reach the others"),
+        ),
         ApiError::NoSuchKey => (StatusCode::NOT_FOUND, "no such key".into()),
         ApiError::MethodNotAllowed => (
             StatusCode::METHOD_NOT_ALLOWED,

@@ -40,6 +40,7 @@ pub struct AdminApi {
     body_policy: BodyPolicy,
     uploads: TenantSlots,
     urls: PublicUrls,
+    bus: Option<Arc<crate::storage::bus::ClusterBus>>,
 }
 
 fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
@@ -78,7 +79,14 @@ impl AdminApi {
             body_policy: BodyPolicy::default(),
             uploads: TenantSlots::uploads(),
             urls: PublicUrls::default(),
+            bus: None,
         }
+    }
+
+    /// In fleet mode: sends cache purges to every node through `bus`.
+    pub fn with_bus(mut self, bus: Option<Arc<crate::storage::bus::ClusterBus>>) -> Self {
+        self.bus = bus;
+        self
     }
 
     /// Shows apps' routes as URLs on `urls` (the data plane as people
@@ -216,10 +224,13 @@ impl AdminApi {
                 let tenant = r.set_outbound_grants(t, grants.outbound_grants).await?;
                 ok(&tenant_view(&tenant))
             }
-            Endpoint::PurgeNode => ok(&self.purge_cache(None, parse_json(&body)?)?),
+            Endpoint::PurgeNode => ok(&self.purge_everywhere(None, parse_json(&body)?).await?),
             Endpoint::PurgeTenant(t) => {
                 let tenant = r.tenant(t).await?;
-                ok(&self.purge_cache(Some(&tenant.data_key()), parse_json(&body)?)?)
+                let purge = parse_json(&body)?;
+                ok(&self
+                    .purge_everywhere(Some(&tenant.data_key()), purge)
+                    .await?)
             }
             Endpoint::ListApps(t) => {
                 let apps = r.apps(Some(t)).await?;
@@ -306,6 +317,29 @@ impl AdminApi {
             .set_var(app.tenant, app.app, kind, name, value)
             .await?;
         ok(&self.view(&record))
+    }
+
+    /// Purges on this node, then, in fleet mode, on every other: the
+    /// answer says how many nodes received it (`nodes`), this one included.
+    async fn purge_everywhere(
+        &self,
+        tenant: Option<&str>,
+        purge: CachePurge,
+    ) -> Result<serde_json::Value, ApiError> {
+        let mut answer = self.purge_cache(tenant, purge.clone())?;
+        if let Some(bus) = &self.bus {
+            let message = crate::storage::bus::PurgeMessage {
+                origin: bus.node().to_owned(),
+                tenant: tenant.map(str::to_owned),
+                tag: purge.tag,
+                key: purge.key,
+                all: purge.all,
+            };
+            let reached = bus.publish(&message).await.map_err(ApiError::Bus)?;
+            // This node's own subscriber counts among the receivers.
+            answer["nodes"] = json!(reached.max(1));
+        }
+        Ok(answer)
     }
 
     /// Purges by tag, key or everything, for one tenant or (operator,

@@ -43,6 +43,12 @@ pub(super) async fn run(api: &Api, cmd: CacheCmd) -> anyhow::Result<()> {
         _ => String::new(),
     };
     let noun = if n == 1 { "entry" } else { "entries" };
-    api.say(&answer, &format!("purged {n} {noun}{what}"));
+    // In fleet mode the answer counts the nodes the purge reached.
+    let nodes = match answer["nodes"].as_u64() {
+        Some(1) => " on this node; 1 node reached".to_owned(),
+        Some(nodes) => format!(" on this node; {nodes} nodes reached"),
+        None => String::new(),
+    };
+    api.say(&answer, &format!("purged {n} {noun}{what}{nodes}"));
     Ok(())
 }

@@ -16,6 +16,7 @@ use crate::server::cores::{ServingCores, default_threads};
 use crate::server::limits::RESERVED_FDS;
 use crate::server::tls::TlsCertificate;
 use crate::server::{ConnectionLimits, Dispatcher, HttpLimits, Server, serve_http};
+use crate::storage::bus::{ClusterBus, PurgeMessage};
 use crate::storage::kv::redb::RedbKv;
 use crate::storage::kv::redis_backend::RedisKv;
 use crate::storage::kv::{KvBackend, SystemClock};
@@ -316,10 +317,19 @@ pub async fn start_platform(
         Some(url) => crate::admin::PublicUrls::parse(url).map_err(anyhow::Error::msg)?,
         None => crate::admin::PublicUrls::listening(false, plane.addr.port()),
     };
+    let bus = match &platform.cluster {
+        Some(cluster) => Some(Arc::new(ClusterBus::new(&cluster.url, &cluster.node_name)?)),
+        None => None,
+    };
+    let subscriber = bus.as_ref().map(|bus| {
+        let cache = registry.cache();
+        bus.subscribe(move |purge| apply_purge(&cache, &purge))
+    });
     let admin = Arc::new(
         AdminApi::new(registry.clone(), operator_hash, metrics)
             .with_body_policy(admin_limits.body)
-            .with_public_urls(public_urls),
+            .with_public_urls(public_urls)
+            .with_bus(bus),
     );
     let handler = move |req| {
         let admin = admin.clone();
@@ -335,6 +345,14 @@ pub async fn start_platform(
     ));
     let mut tasks = plane.tasks;
     tasks.push(admin_task);
+    if let Some(subscriber) = subscriber {
+        // The bus listens until the daemon stops.
+        let stop = stop.subscribe();
+        tasks.push(tokio::spawn(async move {
+            stopped(stop).await;
+            subscriber.abort();
+        }));
+    }
     Ok(RunningDaemon {
         addr: plane.addr,
         tls_addr: plane.tls_addr,
@@ -428,6 +446,20 @@ fn check_data_files(dir: &Path, start_empty: bool, kv_on_disk: bool) -> anyhow::
         );
     }
     Ok(())
+}
+
+/// Applies a purge another node sent to this node's cache.
+fn apply_purge(cache: &crate::capabilities::cache::CacheStore, purge: &PurgeMessage) {
+    match (purge.tenant.as_deref(), &purge.tag, &purge.key) {
+        (Some(tenant), Some(tag), _) => {
+            cache.purge_tag(tenant, tag);
+        }
+        (Some(tenant), None, Some(key)) => cache.delete(tenant, key),
+        (tenant, None, None) if purge.all => {
+            cache.purge_all(tenant);
+        }
+        _ => tracing::warn!(?purge, "a purge with nothing to purge on the cluster bus"),
+    }
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 //! `control.redb` and the content-addressed component files.
 
 pub mod blobs;
+pub mod bus;
 pub mod control;
 pub mod kv;
 pub mod records;
