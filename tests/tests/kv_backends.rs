@@ -392,3 +392,26 @@ async fn redis_going_away_fails_calls_fast_with_a_storage_error() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweeper_gives_expired_bytes_back_to_the_quota() {
+    for b in backends(1_000_000).await {
+        let (a, name) = (ns("a", 10_000), b.name);
+        let big = vec![1u8; 9_000];
+        b.kv.write(&a, set("brief", &big, Some(10))).await.unwrap();
+        b.kv.write(&a, set("kept", b"v", Some(3600))).await.unwrap();
+        b.clock.set(1_000_000 + 10_000);
+        b.kv.sweep_expired().await.unwrap();
+        assert!(
+            b.kv.write(&a, set("next", &big, None)).await.is_ok(),
+            "{name}: freed"
+        );
+        assert_eq!(
+            b.kv.get(&a, "kept").await,
+            Ok(Some(b"v".to_vec())),
+            "{name}: the live one stays"
+        );
+        let keys = b.kv.list(&a, "", None, 10).await.unwrap().keys;
+        assert_eq!(keys, vec!["kept", "next"], "{name}");
+    }
+}

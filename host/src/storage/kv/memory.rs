@@ -120,6 +120,11 @@ impl KvBackend for MemoryKv {
         Ok(ops.len())
     }
 
+    async fn sweep_expired(&self) -> Result<(), KvError> {
+        MemoryKv::sweep(self);
+        Ok(())
+    }
+
     async fn list(
         &self,
         ns: &Namespace,

@@ -115,6 +115,10 @@ pub trait KvBackend: Send + Sync + 'static {
     /// Applies every write of `ops` or none (the first refusal is the
     /// answer): one commit, durable when this returns.
     async fn write_all(&self, ns: &Namespace, ops: Vec<WriteOp>) -> Result<usize, KvError>;
+    /// Removes entries that have expired by now and gives their bytes back
+    /// to their tenants' quotas (each backend also does this on its own,
+    /// about every second).
+    async fn sweep_expired(&self) -> Result<(), KvError>;
     /// Live keys with `prefix` after `cursor`, at most `limit` (clamped).
     async fn list(
         &self,

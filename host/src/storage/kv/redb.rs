@@ -482,6 +482,10 @@ impl KvBackend for RedbKv {
         answer.await.map_err(|_| stopped())?
     }
 
+    async fn sweep_expired(&self) -> Result<(), KvError> {
+        self.sweep_now().await
+    }
+
     async fn list(
         &self,
         ns: &Namespace,

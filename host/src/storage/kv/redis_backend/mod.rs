@@ -57,7 +57,86 @@ async fn reconnect(client: redis::Client, slot: Arc<std::sync::RwLock<Option<Con
     }
 }
 
+/// How often a node sweeps expired entries out of Redis (every node does;
+/// the script keeps each removal exact, so they never double-count).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Most expired entries one sweep removes per tenant, so a sweep never
+/// holds Redis for long.
+pub const MAX_SWEEP_ENTRIES: usize = 1000;
+
+/// What a sweep needs, shared with the background sweeper.
+#[derive(Clone)]
+struct Sweeper {
+    conn: Arc<std::sync::RwLock<Option<ConnectionManager>>>,
+    clock: Arc<dyn Clock>,
+    script: redis::Script,
+}
+
+impl Sweeper {
+    /// Sweeps every tenant's expiry index (found with `SCAN`, which has no
+    /// order but visits every key).
+    async fn run(&self) -> Result<(), KvError> {
+        let Some(mut conn) = self
+            .conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        else {
+            return Ok(());
+        };
+        let mut cursor: u64 = 0;
+        loop {
+            let mut command = redis::cmd("SCAN");
+            command
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("{t:*}:x")
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("zset");
+            let scan = command.query_async::<(u64, Vec<String>)>(&mut conn);
+            let (next, keys) = tokio::time::timeout(REDIS_KV_TIMEOUT, scan)
+                .await
+                .map_err(|_| storage("no answer to SCAN"))?
+                .map_err(storage)?;
+            for key in keys {
+                // Exactly `{t:TENANT}:x` (tenant names hold no brace); a
+                // store's index whose name happens to match is skipped.
+                let Some(tenant) = key
+                    .strip_prefix("{t:")
+                    .and_then(|rest| rest.strip_suffix("}:x"))
+                    .filter(|tenant| !tenant.contains('}'))
+                else {
+                    continue;
+                };
+                let tenant_len = tenant.len();
+                let tag = &key[..key.len() - 1];
+                let mut sweep = self.script.prepare_invoke();
+                sweep
+                    .key(&key)
+                    .key(format!("{tag}u"))
+                    .arg(tag)
+                    .arg(tenant_len)
+                    .arg(self.clock.now_ms())
+                    .arg(MAX_SWEEP_ENTRIES);
+                let swept = sweep.invoke_async::<usize>(&mut conn);
+                tokio::time::timeout(REDIS_KV_TIMEOUT, swept)
+                    .await
+                    .map_err(|_| storage("no answer to a sweep"))?
+                    .map_err(storage)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
 static APPLY: &str = include_str!("apply.lua");
+static SWEEP: &str = include_str!("sweep.lua");
 static LIST: &str = include_str!("list.lua");
 
 /// How long the first reconnect attempt waits after a failed connect at
@@ -78,6 +157,17 @@ pub struct RedisKv {
     clock: Arc<dyn Clock>,
     apply: redis::Script,
     list: redis::Script,
+    sweeper: Sweeper,
+    _sweeping: AbortOnDrop,
+}
+
+/// Stops the background sweeper with the backend.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The Redis keys of one namespace.
@@ -123,12 +213,28 @@ impl RedisKv {
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self, KvError> {
         let client = redis::Client::open(url).map_err(storage)?;
         let conn = Arc::new(std::sync::RwLock::new(None));
+        let sweeper = Sweeper {
+            conn: conn.clone(),
+            clock: clock.clone(),
+            script: redis::Script::new(SWEEP),
+        };
+        let background = sweeper.clone();
+        let sweeping = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_INTERVAL).await;
+                if let Err(err) = background.run().await {
+                    tracing::debug!(error = %err, "sweeping expired KV entries");
+                }
+            }
+        });
         let kv = Self {
             conn: conn.clone(),
             answered: std::sync::atomic::AtomicBool::new(true),
             clock,
             apply: redis::Script::new(APPLY),
             list: redis::Script::new(LIST),
+            sweeper,
+            _sweeping: AbortOnDrop(sweeping),
         };
         if let Some(manager) = open(&client).await {
             *kv.slot_mut() = Some(manager);
@@ -334,6 +440,10 @@ impl KvBackend for RedisKv {
         self.apply_all(ns, &ops)
             .await
             .map(|outcomes| outcomes.len())
+    }
+
+    async fn sweep_expired(&self) -> Result<(), KvError> {
+        self.sweeper.run().await
     }
 
     async fn list(
