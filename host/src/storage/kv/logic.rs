@@ -122,7 +122,8 @@ fn encode(expiry: u64, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn expiry_for(ttl: Option<u32>, now_ms: u64) -> Result<u64, KvError> {
+/// When a value written at `now_ms` with `ttl` expires (0 = never).
+pub(super) fn expiry_for(ttl: Option<u32>, now_ms: u64) -> Result<u64, KvError> {
     match ttl {
         None | Some(0) => Ok(0),
         Some(s) if s > MAX_TTL_SECONDS => Err(KvError::TtlTooLong),
@@ -227,7 +228,8 @@ pub fn apply(
     Ok(outcome)
 }
 
-fn check_value(value: &[u8]) -> Result<(), KvError> {
+/// Refuses a value over the size cap.
+pub(super) fn check_value(value: &[u8]) -> Result<(), KvError> {
     if value.len() > MAX_VALUE_BYTES {
         Err(KvError::ValueTooLarge)
     } else {

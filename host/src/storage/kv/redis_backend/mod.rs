@@ -13,8 +13,8 @@
 //! - `{t:T}:x`: a sorted set of `STORE\0KEY` by expiry, for the sweeper;
 //! - `{t:T}:u`: the tenant's bytes used, counted as on redb.
 
-use super::logic::{Namespace, Outcome, WriteOp, live};
-use super::{Clock, KeyPage, KvBackend, KvError, MAX_TTL_SECONDS, MAX_VALUE_BYTES};
+use super::logic::{Namespace, Outcome, WriteOp, check_value, expiry_for, live};
+use super::{Clock, KeyPage, KvBackend, KvError};
 use super::{check_key, clamp_limit};
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
@@ -317,18 +317,8 @@ impl RedisKv {
 type Encoded<'a> = (&'static str, &'a str, Vec<u8>, u64, Option<Vec<u8>>);
 
 fn encode(op: &WriteOp, now_ms: u64) -> Result<Encoded<'_>, KvError> {
-    let expiry = |ttl: Option<u32>| match ttl {
-        None | Some(0) => Ok(0),
-        Some(s) if s > MAX_TTL_SECONDS => Err(KvError::TtlTooLong),
-        Some(s) => Ok(now_ms.saturating_add(u64::from(s) * 1000)),
-    };
-    let value = |v: &[u8]| {
-        if v.len() > MAX_VALUE_BYTES {
-            Err(KvError::ValueTooLarge)
-        } else {
-            Ok(v.to_vec())
-        }
-    };
+    let expiry = |ttl: Option<u32>| expiry_for(ttl, now_ms);
+    let value = |v: &[u8]| check_value(v).map(|()| v.to_vec());
     let encoded = match op {
         WriteOp::Set { key, value: v, ttl } => {
             ("set", key.as_str(), value(v)?, expiry(*ttl)?, None)
