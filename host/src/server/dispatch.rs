@@ -4,6 +4,7 @@ use super::body::{BodyBudget, BodyError, GuardedBody, check_declared, read_all};
 use super::client_ip::TrustedProxies;
 use super::connection::ConnectionGate;
 use super::error::RequestError;
+use super::guest_io::{ReadRequest, to_http};
 use super::limits::{ADMISSION_QUEUE_TIMEOUT, ConnectionLimits};
 use super::request_id::RequestIds;
 use super::{DataBody, full_body};
@@ -13,7 +14,7 @@ use crate::telemetry::access_log::{AccessLog, AccessRecord};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::{Deployment, HttpLimits, RouteTable};
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -26,19 +27,6 @@ use tokio::sync::Semaphore;
 pub const REQUEST_ID_HEADER: &str = "verge-request-id";
 /// The response header naming the error on an error page.
 pub const ERROR_HEADER: &str = "verge-error";
-
-/// Hop-by-hop and framing headers a guest may not set: the server owns the
-/// connection and computes the framing itself.
-const HOST_OWNED_HEADERS: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "content-length",
-];
 
 /// What the request head told us before routing.
 struct Head {
@@ -358,7 +346,9 @@ impl Dispatcher {
             header_bytes,
         })
     }
+}
 
+impl Dispatcher {
     /// The guest's view of `req`: its body read whole under the app's cap,
     /// or, for a function that reads it as a stream (`verge:edge/incoming`),
     /// left unread and returned guarded for the guest to take.
@@ -411,16 +401,6 @@ impl Dispatcher {
     }
 }
 
-/// A request as the guest gets it.
-pub(super) struct ReadRequest {
-    /// The request, its body whole unless it streams.
-    pub(super) request: GuestRequest,
-    /// The body-budget bytes its buffered body holds.
-    pub(super) reservation: super::body::Reservation,
-    /// The unread body, for a function that reads it as a stream.
-    pub(super) stream: Option<Box<OriginBody>>,
-}
-
 /// Runs one guest call, on the serving runtime or, once it turns heavy, on
 /// the background lane (`runtime::lane`).
 async fn call_guest(
@@ -441,47 +421,6 @@ async fn call_guest(
     };
     let call = async move { deployment.function.handle(req, ctx).await };
     crate::runtime::lane::run(call, &mark, &signal, lost).await
-}
-
-/// Validates the guest's response against `limits` and turns it into an
-/// HTTP response.
-fn to_http(res: GuestResponse, limits: &HttpLimits) -> Result<Response<Full<Bytes>>, RequestError> {
-    if res.body.len() > limits.max_response_body_bytes {
-        return Err(RequestError::BadGuestResponse(format!(
-            "body of {} bytes is over the {} byte cap",
-            res.body.len(),
-            limits.max_response_body_bytes
-        )));
-    }
-    with_head(res.status, res.headers, Full::new(Bytes::from(res.body)))
-}
-
-/// A response with the guest's `status` and `headers`, checked, and the
-/// headers the host owns left out, around `body`.
-pub(super) fn with_head<B>(
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: B,
-) -> Result<Response<B>, RequestError> {
-    let status = StatusCode::from_u16(status)
-        .ok()
-        .filter(|s| !s.is_informational())
-        .ok_or_else(|| RequestError::BadGuestResponse(format!("invalid status {status}")))?;
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    let map = response.headers_mut();
-    for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| RequestError::BadGuestResponse(format!("invalid header name {name:?}")))?;
-        let value = HeaderValue::from_str(&value).map_err(|_| {
-            RequestError::BadGuestResponse(format!("invalid value for header {name}"))
-        })?;
-        if HOST_OWNED_HEADERS.contains(&name.as_str()) {
-            continue;
-        }
-        map.append(name, value);
-    }
-    Ok(response)
 }
 
 /// Counts a running guest instance; decrements on drop, including when the

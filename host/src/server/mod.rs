@@ -7,6 +7,7 @@ pub mod connection;
 pub mod cores;
 mod dispatch;
 mod error;
+mod guest_io;
 pub mod limits;
 mod proxy;
 mod request_id;

@@ -5,8 +5,9 @@
 //! under the app's response cap, cut exactly there. Admission and instance
 //! slots are held until the guest is done, as for proxy components.
 
-use super::dispatch::{Dispatcher, InFlight, with_head};
+use super::dispatch::{Dispatcher, InFlight};
 use super::error::RequestError;
+use super::guest_io::with_head;
 use super::{BoxError, DataBody, full_body};
 use crate::capabilities::respond::{Chunk, StartedBody, StartedResponse};
 use crate::runtime::RequestContext;
