@@ -282,3 +282,46 @@ async fn a_function_reads_the_first_chunk_before_the_client_sends_the_rest() {
     let text = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&text[..], b"first 5 bytes");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_holds_a_writing_guest_only_until_its_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let setup = Setup {
+        http: HttpLimits {
+            max_response_body_bytes: 128 * MIB,
+            ..HttpLimits::default()
+        },
+        limits: verge::runtime::Limits {
+            wall_clock: Duration::from_millis(800),
+            ..verge::runtime::Limits::default()
+        },
+        ..Setup::default()
+    };
+    let s = TestServer::start_with(&["stream-probe"], setup).await;
+    // Asks for 64 MiB, then reads nothing: the guest's writes back up.
+    let mut stalled = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /stream-probe?mode=big&kb=65536 HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Others are served meanwhile.
+    let r = s.get("/stream-probe?mode=plain").await;
+    assert_eq!(r.text(), "plain");
+    // Past the deadline the guest is stopped and the body ends short: the
+    // stalled client reads what was queued, then the connection closes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the stalled connection was never closed");
+    assert!(
+        got.len() < 64 * MIB,
+        "the body was cut short ({} bytes)",
+        got.len()
+    );
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&got[..64.min(got.len())])
+    );
+}
