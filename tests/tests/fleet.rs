@@ -338,3 +338,38 @@ async fn a_cache_purge_through_one_node_reaches_every_node() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_live_node_is_listed_with_its_region() {
+    let (_redis, nodes, _dirs) =
+        fleet("kv-probe", "kv.test", json!({ "kv_stores": ["data"] }), &[]).await;
+    let waited = std::time::Instant::now();
+    let listed = loop {
+        let r = nodes[1]
+            .admin("GET", "/v1/nodes", Some(&nodes[1].operator), Vec::new())
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let answer: Value = serde_json::from_slice(&r.body).unwrap();
+        let names: Vec<String> = answer["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                format!(
+                    "{}@{}",
+                    n["name"].as_str().unwrap(),
+                    n["region"].as_str().unwrap()
+                )
+            })
+            .collect();
+        if names.len() == 3 || waited.elapsed() > Duration::from_secs(5) {
+            assert_eq!(answer["cluster"], true);
+            break names;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(listed, ["a@test", "b@test", "c@test"]);
+    // A tenant token may not list the fleet.
+    let r = nodes[0].admin("GET", "/v1/nodes", None, Vec::new()).await;
+    assert_eq!(r.status, 401);
+}

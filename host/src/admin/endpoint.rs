@@ -55,6 +55,8 @@ pub enum Endpoint {
     SetOutboundGrants(String),
     /// `POST /v1/cache/purge`
     PurgeNode,
+    /// `GET /v1/nodes`
+    Nodes,
     /// `POST /v1/tenants/{t}/cache/purge`
     PurgeTenant(String),
     /// `GET /v1/tenants/{t}/apps`
@@ -149,6 +151,7 @@ impl Endpoint {
                 Self::SetOutboundGrants(name(t))
             }
             (["v1", "cache", "purge"], Method::POST) => Self::PurgeNode,
+            (["v1", "nodes"], Method::GET) => Self::Nodes,
             (["v1", "tenants", t, "cache", "purge"], Method::POST) => Self::PurgeTenant(name(t)),
             (["v1", "tenants", t, "apps"], Method::GET) => Self::ListApps(name(t)),
             (["v1", "tenants", t, "apps", a], Method::GET) => Self::GetApp(app(t, a)),
@@ -211,7 +214,8 @@ impl Endpoint {
             | Self::DeleteTenant(_)
             | Self::SetRouteGrants(_)
             | Self::SetOutboundGrants(_)
-            | Self::PurgeNode => Access::Operator,
+            | Self::PurgeNode
+            | Self::Nodes => Access::Operator,
             Self::GetTenant(t) | Self::PurgeTenant(t) | Self::ListApps(t) | Self::Kv(t, _, _) => {
                 Access::Tenant(t)
             }
@@ -252,6 +256,7 @@ fn known(segments: &[&str]) -> bool {
                 "route-grants" | "outbound-grants" | "apps"
             ]
             | ["v1", "cache", "purge"]
+            | ["v1", "nodes"]
             | ["v1", "tenants", _, "cache", "purge"]
             | ["v1", "tenants", _, "apps", _]
             | [

@@ -225,6 +225,13 @@ impl AdminApi {
                 ok(&tenant_view(&tenant))
             }
             Endpoint::PurgeNode => ok(&self.purge_everywhere(None, parse_json(&body)?).await?),
+            Endpoint::Nodes => match &self.bus {
+                Some(bus) => ok(&json!({
+                    "cluster": true,
+                    "nodes": bus.nodes().await.map_err(ApiError::Bus)?,
+                })),
+                None => ok(&json!({ "cluster": false, "nodes": [] })),
+            },
             Endpoint::PurgeTenant(t) => {
                 let tenant = r.tenant(t).await?;
                 let purge = parse_json(&body)?;

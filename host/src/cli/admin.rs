@@ -207,6 +207,30 @@ pub(super) async fn versions(api: &Api, app: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `verge nodes`: the fleet's live nodes (operator token).
+pub(super) async fn nodes(api: &Api) -> anyhow::Result<()> {
+    let mut answer = api.call(Method::GET, "/v1/nodes", None).await?;
+    if api.json {
+        api.print(&answer, &[]);
+        return Ok(());
+    }
+    if answer["cluster"] != json!(true) {
+        println!("this daemon runs alone (no --cluster): one node, itself");
+        return Ok(());
+    }
+    let now_ms = crate::storage::records::now_secs().saturating_mul(1000);
+    let mut nodes = answer["nodes"].take();
+    for node in nodes.as_array_mut().into_iter().flatten() {
+        let beat = node["heartbeat_ms"].as_u64().unwrap_or(0);
+        node["last heartbeat"] = json!(format!("{} ms ago", now_ms.saturating_sub(beat)));
+    }
+    api.print(
+        &nodes,
+        &["name", "region", "data", "admin", "last heartbeat"],
+    );
+    Ok(())
+}
+
 pub(super) async fn rollback(api: &Api, app: &str, to: Option<u32>) -> anyhow::Result<()> {
     let base = format!("/v1/tenants/{}/apps/{app}", api.tenant()?);
     if to.is_none() {

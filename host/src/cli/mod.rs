@@ -99,6 +99,13 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// List the nodes of a fleet, their regions and last heartbeats
+    /// (operator token).
+    Nodes {
+        /// How to reach the admin API.
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
     /// Activate an earlier version (the previous one by default).
     Rollback {
         /// The app.
@@ -203,6 +210,7 @@ impl Cli {
             Command::Deploy { args, api } => deploy::run(&Api::new(&api)?, args).await,
             Command::Apps { cmd, api } => admin::apps(&Api::new(&api)?, cmd).await,
             Command::Versions { app, api } => admin::versions(&Api::new(&api)?, &app).await,
+            Command::Nodes { api } => admin::nodes(&Api::new(&api)?).await,
             Command::Rollback { app, to, api } => admin::rollback(&Api::new(&api)?, &app, to).await,
             Command::Tenants { cmd, api } => admin::tenants(&Api::new(&api)?, cmd).await,
             Command::Config { cmd, api } => admin::config(&Api::new(&api)?, cmd).await,
@@ -226,6 +234,7 @@ impl Cli {
             Command::Deploy { api, .. }
             | Command::Apps { api, .. }
             | Command::Versions { api, .. }
+            | Command::Nodes { api }
             | Command::Rollback { api, .. }
             | Command::Tenants { api, .. }
             | Command::Config { api, .. }

@@ -325,6 +325,16 @@ pub async fn start_platform(
         let cache = registry.cache();
         bus.subscribe(move |purge| apply_purge(&cache, &purge))
     });
+    let heartbeat = match (&bus, &platform.cluster) {
+        (Some(bus), Some(cluster)) => Some(bus.beat(crate::storage::bus::NodeInfo {
+            name: cluster.node_name.clone(),
+            region: cluster.region.clone(),
+            data: plane.addr.to_string(),
+            admin: admin_addr.to_string(),
+            heartbeat_ms: 0,
+        })),
+        _ => None,
+    };
     let admin = Arc::new(
         AdminApi::new(registry.clone(), operator_hash, metrics)
             .with_body_policy(admin_limits.body)
@@ -345,12 +355,12 @@ pub async fn start_platform(
     ));
     let mut tasks = plane.tasks;
     tasks.push(admin_task);
-    if let Some(subscriber) = subscriber {
-        // The bus listens until the daemon stops.
+    // The bus listens, and the node beats, until the daemon stops.
+    for task in [subscriber, heartbeat].into_iter().flatten() {
         let stop = stop.subscribe();
         tasks.push(tokio::spawn(async move {
             stopped(stop).await;
-            subscriber.abort();
+            task.abort();
         }));
     }
     Ok(RunningDaemon {

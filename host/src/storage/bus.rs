@@ -1,9 +1,12 @@
-//! The fleet's message bus on Redis pub/sub: what one node changes that
-//! every node must apply to its own copy. Today that is edge-cache purges
-//! (the cache stays per node, as a PoP's does; a purge must reach all).
-//! `PUBLISH` answers how many nodes were subscribed, which is what
-//! `verge cache purge` reports as confirmed. A node that is cut off misses
-//! purges sent meanwhile; cache TTLs bound what it keeps serving.
+//! The fleet's message bus on Redis: what one node changes that every node
+//! must apply to its own copy, and who the nodes are.
+//! - Edge-cache purges on pub/sub (the cache stays per node, as a PoP's
+//!   does; a purge must reach all). `PUBLISH` answers how many nodes were
+//!   subscribed, which is what `verge cache purge` reports as reached. A
+//!   node that is cut off misses purges sent meanwhile; cache TTLs bound
+//!   what it keeps serving.
+//! - Heartbeats: each node keeps `verge:node:NAME` alive (a key with a
+//!   TTL); `GET /v1/nodes` lists the live ones.
 
 use futures_util::StreamExt as _;
 use redis::aio::ConnectionManager;
@@ -21,6 +24,28 @@ pub const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long the subscriber waits before resubscribing after Redis went
 /// away.
 pub const RESUBSCRIBE_WAIT: Duration = Duration::from_millis(500);
+
+/// How often a node refreshes its heartbeat.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long a heartbeat lives: a node silent for this long (three missed
+/// beats and some) drops out of `verge nodes`.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(7);
+
+/// What a node says about itself in its heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Its name.
+    pub name: String,
+    /// Its region label.
+    pub region: String,
+    /// Its data-plane address.
+    pub data: String,
+    /// Its admin API address.
+    pub admin: String,
+    /// When it last beat, in ms since the epoch.
+    pub heartbeat_ms: u64,
+}
 
 /// One purge, as every node applies it to its cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,25 +98,113 @@ impl ClusterBus {
     pub async fn publish(&self, message: &PurgeMessage) -> Result<usize, BusError> {
         let payload = serde_json::to_string(message).map_err(|e| BusError::Redis(e.to_string()))?;
         let send = async {
-            let conn = self
-                .publisher
-                .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
-                .await?;
-            let mut conn = conn.clone();
+            let mut conn = self.conn().await?;
             redis::cmd("PUBLISH")
                 .arg(PURGE_CHANNEL)
                 .arg(payload)
                 .query_async::<usize>(&mut conn)
                 .await
+                .map_err(|e| BusError::Redis(e.to_string()))
         };
         match tokio::time::timeout(PUBLISH_TIMEOUT, send).await {
-            Ok(Ok(receivers)) => Ok(receivers),
-            Ok(Err(err)) => Err(BusError::Redis(err.to_string())),
+            Ok(result) => result,
             Err(_) => Err(BusError::Redis(format!(
                 "no answer within {} ms",
                 PUBLISH_TIMEOUT.as_millis()
             ))),
         }
+    }
+
+    /// Keeps this node's heartbeat alive with `info` until the task is
+    /// dropped.
+    pub fn beat(self: &Arc<Self>, info: NodeInfo) -> tokio::task::JoinHandle<()> {
+        let bus = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                let beat = NodeInfo {
+                    heartbeat_ms: now,
+                    ..info.clone()
+                };
+                if let Err(err) = bus.store_beat(&beat).await {
+                    tracing::debug!(error = %err, "heartbeat");
+                }
+                tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+            }
+        })
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, BusError> {
+        let conn = self
+            .publisher
+            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
+            .await
+            .map_err(|e| BusError::Redis(e.to_string()))?;
+        Ok(conn.clone())
+    }
+
+    async fn store_beat(&self, beat: &NodeInfo) -> Result<(), BusError> {
+        let payload = serde_json::to_string(beat).map_err(|e| BusError::Redis(e.to_string()))?;
+        let store = async {
+            let mut conn = self.conn().await?;
+            redis::cmd("SET")
+                .arg(format!("verge:node:{}", beat.name))
+                .arg(payload)
+                .arg("PX")
+                .arg(u64::try_from(HEARTBEAT_TTL.as_millis()).unwrap_or(u64::MAX))
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| BusError::Redis(e.to_string()))
+        };
+        tokio::time::timeout(PUBLISH_TIMEOUT, store)
+            .await
+            .map_err(|_| BusError::Redis("no answer".into()))?
+    }
+
+    /// The nodes whose heartbeat is alive, by name.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, BusError> {
+        let list = async {
+            let mut conn = self.conn().await?;
+            let redis = |e: redis::RedisError| BusError::Redis(e.to_string());
+            let mut names: Vec<String> = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg("verge:node:*")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis)?;
+                names.extend(found);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            if names.is_empty() {
+                return Ok(Vec::new());
+            }
+            let beats: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(&names)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis)?;
+            let mut nodes: Vec<NodeInfo> = beats
+                .into_iter()
+                .flatten()
+                .filter_map(|beat| serde_json::from_str(&beat).ok())
+                .collect();
+            nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(nodes)
+        };
+        tokio::time::timeout(PUBLISH_TIMEOUT, list)
+            .await
+            .map_err(|_| BusError::Redis("no answer".into()))?
     }
 
     /// Applies every purge other nodes send with `apply`, resubscribing
