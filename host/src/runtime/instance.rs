@@ -160,14 +160,10 @@ impl Function {
             );
         };
         let limits = self.limits;
-        let mut store = Store::new(&self.engine, RequestState::new(&limits, ctx));
-        store.limiter_async(|state| &mut state.limiter);
-        if let Err(err) = prepare_store(&mut store, &limits, self.metering) {
-            return (
-                Err(GuestError::Instantiate(format!("{err:#}"))),
-                Usage::default(),
-            );
-        }
+        let mut store = match self.fresh_store(ctx) {
+            Ok(store) => store,
+            Err(err) => return (Err(err), Usage::default()),
+        };
         store
             .data_mut()
             .capabilities
@@ -226,18 +222,28 @@ pub(super) fn conclude<T>(
     (result, usage)
 }
 
-pub(super) fn prepare_store(
-    store: &mut Store<RequestState>,
-    limits: &Limits,
-    metering: bool,
-) -> wasmtime::Result<()> {
-    if metering {
-        store.set_fuel(limits.fuel)?;
-        store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))?;
+impl Function {
+    /// A fresh store for one request of this function: its state, the
+    /// memory limiter, fuel and the epoch deadline set from the limits.
+    pub(super) fn fresh_store(
+        &self,
+        ctx: RequestContext,
+    ) -> Result<Store<RequestState>, GuestError> {
+        let limits = &self.limits;
+        let mut store = Store::new(&self.engine, RequestState::new(limits, ctx));
+        store.limiter_async(|state| &mut state.limiter);
+        let prepared = (|| -> wasmtime::Result<()> {
+            if self.metering {
+                store.set_fuel(limits.fuel)?;
+                store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))?;
+            }
+            store.set_epoch_deadline(limits.epoch_ticks());
+            store.epoch_deadline_trap();
+            Ok(())
+        })();
+        prepared.map_err(|err| GuestError::Instantiate(format!("{err:#}")))?;
+        Ok(store)
     }
-    store.set_epoch_deadline(limits.epoch_ticks());
-    store.epoch_deadline_trap();
-    Ok(())
 }
 
 pub(super) async fn call(

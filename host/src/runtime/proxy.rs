@@ -6,12 +6,11 @@
 
 use super::error::CallError;
 use super::error::GuestError;
-use super::instance::{DEADLINE_SLACK, Function, Pre, Usage, conclude, prepare_store};
-use super::state::{RequestContext, RequestState};
+use super::instance::{DEADLINE_SLACK, Function, Pre, Usage, conclude};
+use super::state::RequestContext;
 use bytes::Bytes;
 use hyper::body::Body;
 use tokio::sync::oneshot;
-use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -47,12 +46,13 @@ impl Function {
         };
         let limits = self.limits;
         let metering = self.metering;
-        let mut store = Store::new(&self.engine, RequestState::new(&limits, ctx));
-        store.limiter_async(|state| &mut state.limiter);
-        if let Err(err) = prepare_store(&mut store, &limits, metering) {
-            done(Ok(()), Usage::default());
-            return Err(GuestError::Instantiate(format!("{err:#}")));
-        }
+        let mut store = match self.fresh_store(ctx) {
+            Ok(store) => store,
+            Err(err) => {
+                done(Ok(()), Usage::default());
+                return Err(err);
+            }
+        };
         let (response_tx, response_rx) = oneshot::channel();
         let scheme = if https { Scheme::Https } else { Scheme::Http };
         let resources = {
@@ -90,20 +90,36 @@ impl Function {
             done(result, usage);
         });
         // The head, or the failure that came first.
-        let no_response =
-            || GuestError::Trap("the component returned without setting a response".into());
-        let mut finished_rx = finished_rx;
-        tokio::select! {
-            biased;
-            response = response_rx => match response {
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(code)) => Err(answered_with_error(&code)),
-                // The outparam went with the store: the task has ended, and
-                // its error (if any) is the reason.
-                Err(_dropped) => Err((&mut finished_rx).await.unwrap_or_else(|_| no_response())),
-            },
-            failed = &mut finished_rx => Err(failed.unwrap_or_else(|_| no_response())),
+        match head_or_failure(
+            response_rx,
+            finished_rx,
+            "the component returned without setting a response",
+        )
+        .await?
+        {
+            Ok(response) => Ok(response),
+            Err(code) => Err(answered_with_error(&code)),
         }
+    }
+}
+
+/// What a call running on its own task sends first: its response head on
+/// `head`, or its failure on `finished`. A head channel dropped unsent
+/// means the task has ended, and its failure (if any) is the reason;
+/// `missing` says what happened when there is none.
+pub(super) async fn head_or_failure<T>(
+    head: oneshot::Receiver<T>,
+    mut finished: oneshot::Receiver<GuestError>,
+    missing: &'static str,
+) -> Result<T, GuestError> {
+    let no_response = || GuestError::Trap(missing.into());
+    tokio::select! {
+        biased;
+        head = head => match head {
+            Ok(head) => Ok(head),
+            Err(_dropped) => Err((&mut finished).await.unwrap_or_else(|_| no_response())),
+        },
+        failed = &mut finished => Err(failed.unwrap_or_else(|_| no_response())),
     }
 }
 

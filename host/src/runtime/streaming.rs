@@ -7,14 +7,13 @@
 //! same task.
 
 use super::error::GuestError;
-use super::instance::{DEADLINE_SLACK, Function, Pre, Usage, call, conclude, prepare_store};
+use super::instance::{DEADLINE_SLACK, Function, Pre, Usage, call, conclude};
 use super::proxy::ProxyDone;
-use super::state::{RequestContext, RequestState};
+use super::state::RequestContext;
 use crate::capabilities::bindings::http_types::Request;
 use crate::capabilities::respond::{StartedBody, StartedResponse};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use wasmtime::Store;
 
 impl Function {
     /// Runs one request of a streaming Verge function. Returns the
@@ -36,12 +35,13 @@ impl Function {
             ));
         };
         let (limits, metering) = (self.limits, self.metering);
-        let mut store = Store::new(&self.engine, RequestState::new(&limits, ctx));
-        store.limiter_async(|state| &mut state.limiter);
-        if let Err(err) = prepare_store(&mut store, &limits, metering) {
-            done(Ok(()), Usage::default());
-            return Err(GuestError::Instantiate(format!("{err:#}")));
-        }
+        let mut store = match self.fresh_store(ctx) {
+            Ok(store) => store,
+            Err(err) => {
+                done(Ok(()), Usage::default());
+                return Err(err);
+            }
+        };
         let (start_tx, start_rx) = oneshot::channel();
         let capabilities = &mut store.data_mut().capabilities;
         capabilities.background.allow_defer(pre.deferred.is_some());
@@ -88,15 +88,11 @@ impl Function {
             drop(store);
             done(result, usage);
         });
-        let no_response = || GuestError::Trap("the function returned without a response".into());
-        let mut finished_rx = finished_rx;
-        tokio::select! {
-            biased;
-            started = start_rx => match started {
-                Ok(started) => Ok(started),
-                Err(_dropped) => Err((&mut finished_rx).await.unwrap_or_else(|_| no_response())),
-            },
-            failed = &mut finished_rx => Err(failed.unwrap_or_else(|_| no_response())),
-        }
+        super::proxy::head_or_failure(
+            start_rx,
+            finished_rx,
+            "the function returned without a response",
+        )
+        .await
     }
 }
