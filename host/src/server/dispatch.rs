@@ -264,11 +264,6 @@ impl Dispatcher {
         (response.map(|r| r.map(full_body)), Some(deployment), usage)
     }
 
-    /// The per-app limit on failure log lines.
-    pub(super) fn failure_logs(&self) -> &Arc<crate::telemetry::log_limit::LogLimit> {
-        &self.failure_logs
-    }
-
     /// The metrics this dispatcher records into.
     pub(super) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -421,6 +416,48 @@ async fn call_guest(
     };
     let call = async move { deployment.function.handle(req, ctx).await };
     crate::runtime::lane::run(call, &mark, &signal, lost).await
+}
+
+impl Dispatcher {
+    /// What a guest running on its own task (a proxy component, a
+    /// streaming function) calls when it is done, after its body has
+    /// streamed: records its usage, logs a late failure (rate-limited per
+    /// app) as `what` failed, and only then lets go of `held` (its
+    /// admission and instance slots, its buffered body's bytes).
+    pub(super) fn when_guest_done(
+        &self,
+        deployment: &Deployment,
+        held: impl Send + 'static,
+        what: &'static str,
+    ) -> impl crate::runtime::ProxyDone {
+        let (tenant, app) = (deployment.tenant.clone(), deployment.app.clone());
+        let meters = deployment.meters.clone();
+        let metrics = self.metrics.clone();
+        let failure_logs = self.failure_logs.clone();
+        move |result: Result<(), crate::runtime::GuestError>, usage: Usage| {
+            metrics.usage_of(&meters, usage.fuel, usage.peak_memory);
+            if let Err(err) = result {
+                let detail = err.to_string();
+                if let Some(dropped) = failure_logs.allow(&format!("{tenant}/{app}")) {
+                    let summary = crate::telemetry::log_limit::one_line(&detail);
+                    tracing::warn!(
+                        tenant = &*tenant,
+                        app = &*app,
+                        error = summary,
+                        dropped,
+                        "{what} failed"
+                    );
+                }
+                tracing::debug!(
+                    tenant = &*tenant,
+                    app = &*app,
+                    error = detail,
+                    "{what} failed"
+                );
+            }
+            drop(held);
+        }
+    }
 }
 
 /// Counts a running guest instance; decrements on drop, including when the

@@ -40,37 +40,9 @@ impl Dispatcher {
         let request = Request::from_parts(parts, body);
         let permits = self.admit(deployment).await?;
         let in_flight = InFlight::start(self.metrics().clone());
-        let (tenant, app) = (deployment.tenant.clone(), deployment.app.clone());
-        let meters = deployment.meters.clone();
-        let metrics = self.metrics().clone();
-        let failure_logs = self.failure_logs().clone();
         // Slots are released, and usage and late failures recorded, when
         // the guest is done (after the body has streamed), on its own task.
-        let done = move |result: Result<(), crate::runtime::GuestError>,
-                         usage: crate::runtime::Usage| {
-            metrics.usage_of(&meters, usage.fuel, usage.peak_memory);
-            if let Err(err) = result {
-                let detail = err.to_string();
-                if let Some(dropped) = failure_logs.allow(&format!("{tenant}/{app}")) {
-                    let summary = crate::telemetry::log_limit::one_line(&detail);
-                    tracing::warn!(
-                        tenant = &*tenant,
-                        app = &*app,
-                        error = summary,
-                        dropped,
-                        "proxy component failed"
-                    );
-                }
-                tracing::debug!(
-                    tenant = &*tenant,
-                    app = &*app,
-                    error = detail,
-                    "proxy component failed"
-                );
-            }
-            drop(in_flight);
-            drop(permits);
-        };
+        let done = self.when_guest_done(deployment, (in_flight, permits), "proxy component");
         let head = deployment
             .function
             .handle_proxy(request, https, ctx, done)

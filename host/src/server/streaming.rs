@@ -36,28 +36,8 @@ impl Dispatcher {
         let reservation = read.reservation;
         let permits = self.admit(deployment).await?;
         let in_flight = InFlight::start(self.metrics().clone());
-        let (meters, metrics) = (deployment.meters.clone(), self.metrics().clone());
-        let (tenant, app) = (deployment.tenant.clone(), deployment.app.clone());
-        let failure_logs = self.failure_logs().clone();
-        let done = move |result: Result<(), crate::runtime::GuestError>,
-                         usage: crate::runtime::Usage| {
-            metrics.usage_of(&meters, usage.fuel, usage.peak_memory);
-            if let Err(err) = result
-                && let Some(dropped) = failure_logs.allow(&format!("{tenant}/{app}"))
-            {
-                let error = crate::telemetry::log_limit::one_line(&err.to_string());
-                tracing::warn!(
-                    tenant = &*tenant,
-                    app = &*app,
-                    error,
-                    dropped,
-                    "streaming function failed"
-                );
-            }
-            drop(in_flight);
-            drop(permits);
-            drop(reservation);
-        };
+        let held = (in_flight, permits, reservation);
+        let done = self.when_guest_done(deployment, held, "streaming function");
         let cap = limits.max_response_body_bytes;
         let started = deployment
             .function
