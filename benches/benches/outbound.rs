@@ -154,11 +154,7 @@ fn main() -> anyhow::Result<()> {
         // Pass-through against a plain hyper reverse proxy.
         let proxy = ChildServer::hyper_proxy(env!("CARGO_BIN_EXE_hyper-proxy").as_ref(), origins[0].addr)?;
         let body = "/stream?chunks=64&size=1048576";
-        let escaped = origins[0]
-            .url(body)
-            .replace('?', "%3F")
-            .replace('&', "%26")
-            .replace('=', "%3D");
+        let escaped = verge_tests::query_value(&origins[0].url(body));
         let through_verge = format!("/stream-probe?mode=pass&url={escaped}");
         let rounds = env_or("VERGE_BENCH_ROUNDS", 5);
         let idle_rss = rss_of(daemon.pid()).0;

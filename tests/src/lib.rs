@@ -70,6 +70,15 @@ pub const TEST_GUESTS: &[&str] = &[
     "wit-0-1-0",
 ];
 
+/// `text` as one query parameter value: its own `%`, `&`, `?` and `=`
+/// escaped (the stream-probe guest decodes its `url` parameter).
+pub fn query_value(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('&', "%26")
+        .replace('?', "%3F")
+        .replace('=', "%3D")
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use verge::server::HttpLimits;
 use verge_tests::origin::Origin;
-use verge_tests::{Setup, TestServer};
+use verge_tests::{Setup, TestServer, query_value};
 
 const MIB: usize = 1 << 20;
 
@@ -40,11 +40,10 @@ async fn passing_64_mib_through_holds_less_than_16_mib() {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let url = |chunks: usize| {
         let origin = origin.url(&format!("/stream?chunks={chunks}&size=262144"));
-        let origin = origin
-            .replace('?', "%3F")
-            .replace('&', "%26")
-            .replace('=', "%3D");
-        s.url(&format!("/stream-probe?mode=pass&url={origin}"))
+        s.url(&format!(
+            "/stream-probe?mode=pass&url={}",
+            query_value(&origin)
+        ))
     };
     // Warm up every path once (allocator arenas, pooled connections).
     let warm = client.get(url(8).parse().unwrap()).await.unwrap();

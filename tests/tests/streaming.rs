@@ -11,17 +11,9 @@ use hyper_util::rt::TokioExecutor;
 use std::time::{Duration, Instant};
 use verge::server::HttpLimits;
 use verge_tests::origin::{ChannelBody, Origin};
-use verge_tests::{Setup, TestServer};
+use verge_tests::{Setup, TestServer, query_value};
 
 const MIB: usize = 1 << 20;
-
-/// `url` as one query parameter value.
-fn enc(url: &str) -> String {
-    url.replace('%', "%25")
-        .replace('&', "%26")
-        .replace('?', "%3F")
-        .replace('=', "%3D")
-}
 
 async fn server(max_response_body_bytes: usize) -> TestServer {
     let setup = Setup {
@@ -96,7 +88,7 @@ async fn a_64_mib_body_passes_through_as_it_arrives() {
     let url = origin.url("/stream?chunks=64&size=1048576&ms=5");
     let r = stream(
         &s,
-        &format!("/stream-probe?mode=pass&url={}", enc(&url)),
+        &format!("/stream-probe?mode=pass&url={}", query_value(&url)),
         || origin.streams_sent(),
     )
     .await;
@@ -116,7 +108,7 @@ async fn a_passed_through_body_is_cut_exactly_at_the_cap() {
     let url = origin.url("/stream?chunks=3&size=700000");
     let r = stream(
         &s,
-        &format!("/stream-probe?mode=pass&url={}", enc(&url)),
+        &format!("/stream-probe?mode=pass&url={}", query_value(&url)),
         || 0,
     )
     .await;
@@ -127,7 +119,7 @@ async fn a_passed_through_body_is_cut_exactly_at_the_cap() {
     let url = origin.url("/stream?chunks=2&size=524288");
     let r = stream(
         &s,
-        &format!("/stream-probe?mode=pass&url={}", enc(&url)),
+        &format!("/stream-probe?mode=pass&url={}", query_value(&url)),
         || 0,
     )
     .await;
@@ -169,7 +161,10 @@ async fn reading_the_start_of_a_body_leaves_the_rest_undownloaded() {
     let s = server(MIB).await;
     let url = origin.url("/stream?chunks=64&size=1048576&ms=5");
     let r = s
-        .get(&format!("/stream-probe?mode=head&n=100&url={}", enc(&url)))
+        .get(&format!(
+            "/stream-probe?mode=head&n=100&url={}",
+            query_value(&url)
+        ))
         .await;
     assert_eq!(r.text(), "status 200 first 100 bytes");
     // The body was dropped: the origin never sent it to the end.
