@@ -344,6 +344,10 @@ pub struct Platform {
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
+/// The secrets key of test fleets (64 hex digits).
+pub const TEST_FLEET_SECRETS_KEY: &str =
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
 /// The operator token the test platforms use.
 pub const TEST_OPERATOR_TOKEN: &str = "verge_op_test-operator-token";
 
@@ -378,6 +382,14 @@ impl Platform {
             Some(cluster),
         )
         .await
+    }
+
+    /// The secrets key every test fleet node shares, written into
+    /// `data_dir` (fleet nodes refuse to start without one).
+    pub fn fleet_key_file(data_dir: &Path) -> PathBuf {
+        let path = data_dir.join("fleet-secrets.key");
+        std::fs::write(&path, TEST_FLEET_SECRETS_KEY).unwrap();
+        path
     }
 
     /// Starts a platform whose registry applies `caps`.
@@ -415,7 +427,7 @@ impl Platform {
             operator_token: Some(TEST_OPERATOR_TOKEN.to_owned()),
             caps,
             start_empty: false,
-            secrets_key_file: None,
+            secrets_key_file: cluster.as_ref().map(|_| Self::fleet_key_file(data_dir)),
             previous_secrets_key_file: None,
             public_url: None,
             cluster,

@@ -1,35 +1,42 @@
-//! Fleet mode, first part: three nodes on one real Redis share KV. The
-//! control plane is not in Redis yet, so the nodes get one control state
-//! the way a shared one would give it: node A is set up (tenant, app,
-//! deploy), stopped, and its data dir copied to B and C before all three
-//! start. What is shared through Redis is the data: a write through one
-//! node is read through the others, counters and compare-and-swap are
-//! atomic across nodes, and the auth example's rate limit counts across
-//! them.
+//! Fleet mode: three nodes on one real Redis are one platform. Each test
+//! starts three nodes on empty data dirs and sets everything up through
+//! node A; B and C get it from the control plane in Redis. What is shared
+//! through Redis: the control plane (deploys, rollbacks, routes, secrets),
+//! KV (a write through one node is read through the others, counters and
+//! compare-and-swap are atomic across nodes, the auth example's rate limit
+//! counts across them) and cache purges.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use serde_json::{Value, json};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use verge_tests::Platform;
 use verge_tests::redis_server::RedisServer;
 
-/// Copies the directory `from` into `to`, recursively.
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
+/// The revision `node` applied.
+fn revision(node: &Platform) -> u64 {
+    node.daemon.registry.as_ref().unwrap().served().0
 }
 
-/// Three nodes on one Redis with one control state, serving `guest` as
-/// acme/app on `host` with `manifest` (routes added) and `secrets`.
+/// Waits (at most `within`) until every node applied `nodes[0]`'s
+/// revision; returns how long that took.
+async fn converged(nodes: &[Platform], within: Duration) -> Duration {
+    let started = Instant::now();
+    let target = revision(&nodes[0]);
+    while nodes.iter().any(|node| revision(node) < target) {
+        let behind: Vec<u64> = nodes.iter().map(revision).collect();
+        assert!(
+            started.elapsed() < within,
+            "not at revision {target} within {within:?}: {behind:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+/// Three nodes on one Redis, started on empty data dirs, serving `guest`
+/// as acme/app on `host` with `manifest` (routes added) and `secrets`,
+/// all set up through node A.
 async fn fleet(
     guest: &str,
     host: &str,
@@ -39,7 +46,11 @@ async fn fleet(
     let redis = RedisServer::start();
     manifest["routes"] = json!([host]);
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let first = Platform::start_node(dirs[0].path(), &redis.url(), "a").await;
+    let mut nodes = Vec::new();
+    for (dir, name) in dirs.iter().zip(["a", "b", "c"]) {
+        nodes.push(Platform::start_node(dir.path(), &redis.url(), name).await);
+    }
+    let first = &nodes[0];
     let token = first.tenant("acme").await;
     let r = first
         .deploy_manifest(&token, "acme", "app", manifest, guest)
@@ -52,14 +63,7 @@ async fn fleet(
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    first.shutdown().await;
-    for dir in &dirs[1..] {
-        copy_dir(dirs[0].path(), dir.path());
-    }
-    let mut nodes = Vec::new();
-    for (dir, name) in dirs.iter().zip(["a", "b", "c"]) {
-        nodes.push(Platform::start_node(dir.path(), &redis.url(), name).await);
-    }
+    converged(&nodes, Duration::from_secs(5)).await;
     (redis, nodes, dirs)
 }
 
@@ -203,62 +207,77 @@ async fn the_auth_examples_rate_limit_counts_across_nodes() {
     assert_eq!(admitted, 10);
 }
 
+/// Polls `f` every 100 ms until it is true, at most `within`.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    within: Duration,
+    mut f: impl FnMut() -> F,
+) {
+    let started = Instant::now();
+    while !f().await {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_starts_while_redis_is_away_and_uses_it_once_it_answers() {
     let mut redis = RedisServer::stopped();
     let dir = tempfile::tempdir().unwrap();
     let node = Platform::start_node(dir.path(), &redis.url(), "a").await;
+    // Admin writes answer 503 with the reason; nothing is written anywhere.
+    let create = json!({ "name": "acme" }).to_string().into_bytes();
+    let r = node
+        .admin("POST", "/v1/tenants", Some(&node.operator), create.clone())
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("Redis"), "{}", r.text());
+    let ready = node.admin("GET", "/readyz", None, Vec::new()).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    redis.restart();
+    eventually("the node reconnects", Duration::from_secs(10), || async {
+        node.admin("GET", "/readyz", None, Vec::new()).await.status == 200
+    })
+    .await;
     let token = node.tenant("acme").await;
     let manifest = json!({ "routes": ["kv.test"], "kv_stores": ["data"] });
     let r = node
         .deploy_manifest(&token, "acme", "app", manifest, "kv-probe")
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    // KV fails fast with the storage error; the node says it is not ready.
-    let started = std::time::Instant::now();
+    let r = node.get("kv.test", "/kv-probe/set?key=k&value=v").await;
+    assert_eq!(r.text(), "ok");
+    // Redis goes away: the app keeps being served, KV fails fast with the
+    // storage error, admin writes get 503.
+    redis.kill();
+    let started = Instant::now();
     let r = node.get("kv.test", "/kv-probe/get?key=k").await;
     assert_eq!(
         (r.status.as_u16(), r.text().as_str()),
         (500, "other: storage failure")
     );
     assert!(started.elapsed() < Duration::from_millis(500));
-    let ready = node.admin("GET", "/readyz", None, Vec::new()).await;
-    assert_eq!(ready.status, 503, "{}", ready.text());
+    let r = node.get("kv.test", "/kv-probe/nothing").await;
+    assert_ne!(r.status, 404, "the app is still served: {}", r.text());
+    let r = node
+        .admin(
+            "PUT",
+            "/v1/tenants/acme/apps/app/config/colour",
+            Some(&token),
+            b"blue".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    // Redis is back (AOF on): the acknowledged deploy and KV write are there.
     redis.restart();
-    let waited = std::time::Instant::now();
-    loop {
-        let r = node.get("kv.test", "/kv-probe/set?key=k&value=v").await;
-        if r.text() == "ok" {
-            break;
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(10),
-            "never reconnected"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        node.admin("GET", "/readyz", None, Vec::new()).await.status,
-        200
-    );
-    // An acknowledged write survives Redis being killed and restarted.
-    redis.kill();
-    let r = node.get("kv.test", "/kv-probe/get?key=k").await;
-    assert_eq!(r.status, 500, "Redis is away: {}", r.text());
-    redis.restart();
-    let waited = std::time::Instant::now();
-    loop {
-        let r = node.get("kv.test", "/kv-probe/get?key=k").await;
-        if r.status == 200 {
-            assert_eq!(r.text(), "v");
-            break;
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(10),
-            "never reconnected"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("KV is back", Duration::from_secs(10), || async {
+        node.get("kv.test", "/kv-probe/get?key=k").await.status == 200
+    })
+    .await;
+    assert_eq!(node.get("kv.test", "/kv-probe/get?key=k").await.text(), "v");
+    let other = tempfile::tempdir().unwrap();
+    let late = Platform::start_node(other.path(), &redis.url(), "b").await;
+    assert_eq!(late.get("kv.test", "/kv-probe/get?key=k").await.text(), "v");
 }
 
 /// Purges tag `t` of tenant acme through `node`'s admin API.

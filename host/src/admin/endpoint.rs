@@ -79,6 +79,9 @@ pub enum Endpoint {
     SetVar(AppRef, VarKind, String),
     /// `DELETE /v1/tenants/{t}/apps/{a}/{config|secrets}/{name}`
     UnsetVar(AppRef, VarKind, String),
+    /// `GET /v1/tenants/{t}/apps/{a}/nodes`: the version each fleet node
+    /// serves (what `verge deploy --wait` polls).
+    AppNodes(AppRef),
     /// `GET /v1/tenants/{t}/apps/{a}/logs?after=N&wait=S`
     Logs(AppRef, u64, u64),
     /// `/v1/tenants/{t}/kv/{store}/...`
@@ -192,6 +195,7 @@ impl Endpoint {
                     _ => Self::UnsetVar(app(t, a), kind, name(var)),
                 }
             }
+            (["v1", "tenants", t, "apps", a, "nodes"], Method::GET) => Self::AppNodes(app(t, a)),
             (["v1", "tenants", t, "apps", a, "logs"], Method::GET) => Self::Logs(
                 app(t, a),
                 number(query, "after").unwrap_or(0),
@@ -228,6 +232,7 @@ impl Endpoint {
             | Self::Rollback(a)
             | Self::SetVar(a, _, _)
             | Self::UnsetVar(a, _, _)
+            | Self::AppNodes(a)
             | Self::Logs(a, _, _) => Access::Tenant(&a.tenant),
         }
     }
@@ -265,7 +270,7 @@ fn known(segments: &[&str]) -> bool {
                 _,
                 "apps",
                 _,
-                "versions" | "activate" | "rollback" | "logs"
+                "versions" | "activate" | "rollback" | "logs" | "nodes"
             ]
             | ["v1", "tenants", _, "apps", _, "config" | "secrets", _]
     )

@@ -6,6 +6,7 @@
 use super::auth::AuthError;
 use crate::server::body::BodyError;
 use crate::storage::kv::KvError;
+use crate::storage::StorageError;
 use crate::tenancy::RegistryError;
 use http::StatusCode;
 
@@ -91,6 +92,8 @@ fn registry_status(e: &RegistryError) -> StatusCode {
         RegistryError::TooMany { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         RegistryError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
         RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+        RegistryError::Storage(StorageError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        RegistryError::Storage(StorageError::Conflict(_)) => StatusCode::CONFLICT,
         RegistryError::Storage(_) | RegistryError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -20,6 +20,8 @@
 //! | POST | `/v1/tenants/{t}/apps/{a}/rollback` `{"version": N?}` | t |
 //! | PUT, DELETE | `/v1/tenants/{t}/apps/{a}/config/{name}` and `/secrets/{name}` (PUT body: the value) | t |
 //! | GET | `/v1/tenants/{t}/apps/{a}/logs?after=SEQ&wait=SECONDS` | t |
+//! | GET | `/v1/nodes`: the fleet's nodes, revision and lag | operator |
+//! | GET | `/v1/tenants/{t}/apps/{a}/nodes`: the version each node serves | t |
 //! | GET, PUT, DELETE, POST | `/v1/tenants/{t}/kv/{store}/...` (see [`kv`]) | t |
 //!
 //! "t" means the tenant's own token or the operator's.
@@ -29,6 +31,7 @@ mod bodies;
 mod dto;
 pub mod endpoint;
 mod error;
+mod fleet;
 pub mod kv;
 mod routes;
 mod urls;

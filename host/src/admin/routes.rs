@@ -34,13 +34,13 @@ const KV_BODY_CAP: usize = crate::storage::kv::MAX_VALUE_BYTES + 1;
 
 /// The admin API's state.
 pub struct AdminApi {
-    registry: Arc<Registry>,
+    pub(super) registry: Arc<Registry>,
     operator_hash: String,
     metrics: Arc<Metrics>,
     body_policy: BodyPolicy,
     uploads: TenantSlots,
     urls: PublicUrls,
-    bus: Option<Arc<crate::storage::bus::ClusterBus>>,
+    pub(super) bus: Option<Arc<crate::storage::bus::ClusterBus>>,
 }
 
 fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
@@ -63,9 +63,9 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
 }
 
-type Reply = Result<Response<Full<Bytes>>, ApiError>;
+pub(super) type Reply = Result<Response<Full<Bytes>>, ApiError>;
 
-fn ok(value: &impl Serialize) -> Reply {
+pub(super) fn ok(value: &impl Serialize) -> Reply {
     Ok(json_response(StatusCode::OK, value))
 }
 
@@ -184,6 +184,12 @@ impl AdminApi {
                     let state = json!({ "status": "not ready", "kv": fault });
                     return Ok(json_response(StatusCode::SERVICE_UNAVAILABLE, &state));
                 }
+                // A fleet node that cannot reach the control plane serves
+                // its snapshot, but says it may be behind.
+                if let Some(fault) = r.fleet_fault() {
+                    let state = json!({ "status": "not ready", "control_plane": fault });
+                    return Ok(json_response(StatusCode::SERVICE_UNAVAILABLE, &state));
+                }
                 ok(&json!({ "status": "ready", "apps": r.live_apps(), "compiles": r.compiles() }))
             }
         }
@@ -225,13 +231,8 @@ impl AdminApi {
                 ok(&tenant_view(&tenant))
             }
             Endpoint::PurgeNode => ok(&self.purge_everywhere(None, parse_json(&body)?).await?),
-            Endpoint::Nodes => match &self.bus {
-                Some(bus) => ok(&json!({
-                    "cluster": true,
-                    "nodes": bus.nodes().await.map_err(ApiError::Bus)?,
-                })),
-                None => ok(&json!({ "cluster": false, "nodes": [] })),
-            },
+            Endpoint::Nodes => self.nodes().await,
+            Endpoint::AppNodes(app) => self.app_nodes(app).await,
             Endpoint::PurgeTenant(t) => {
                 let tenant = r.tenant(t).await?;
                 let purge = parse_json(&body)?;

@@ -2,6 +2,7 @@
 //! until told to stop. `verge serve`, `verge demo` and the end-to-end tests
 //! all start here.
 
+mod fleet;
 mod local;
 mod services;
 
@@ -295,7 +296,14 @@ pub async fn start_platform(
     })
     .await
     .context("restoring apps")??;
-    let registry = Arc::new(registry);
+    let registry = match &platform.cluster {
+        Some(cluster) => {
+            let registry = Arc::new(registry.with_remote(fleet::control(cluster).await?));
+            fleet::first_sync(&registry, &metrics).await;
+            registry
+        }
+        None => Arc::new(registry),
+    };
     crate::storage::blobs::write_atomically(
         &platform.data_dir.join(DATA_DIR_MARKER),
         b"this data dir holds control.redb and kv.redb; verge refuses to start if they go missing\n",
@@ -321,19 +329,18 @@ pub async fn start_platform(
         Some(cluster) => Some(Arc::new(ClusterBus::new(&cluster.url, &cluster.node_name)?)),
         None => None,
     };
-    let subscriber = bus.as_ref().map(|bus| {
-        let cache = registry.cache();
-        bus.subscribe(move |purge| apply_purge(&cache, &purge))
-    });
-    let heartbeat = match (&bus, &platform.cluster) {
-        (Some(bus), Some(cluster)) => Some(bus.beat(crate::storage::bus::NodeInfo {
-            name: cluster.node_name.clone(),
-            region: cluster.region.clone(),
-            data: plane.addr.to_string(),
-            admin: admin_addr.to_string(),
-            heartbeat_ms: 0,
-        })),
-        _ => None,
+    let fleet_tasks = match (&bus, &platform.cluster) {
+        (Some(bus), Some(cluster)) => fleet::start(
+            &registry,
+            bus,
+            cluster,
+            fleet::Addresses {
+                data: plane.addr,
+                admin: admin_addr,
+            },
+            metrics.clone(),
+        ),
+        _ => Vec::new(),
     };
     let admin = Arc::new(
         AdminApi::new(registry.clone(), operator_hash, metrics)
@@ -355,8 +362,8 @@ pub async fn start_platform(
     ));
     let mut tasks = plane.tasks;
     tasks.push(admin_task);
-    // The bus listens, and the node beats, until the daemon stops.
-    for task in [subscriber, heartbeat].into_iter().flatten() {
+    // The bus listens, the node syncs and beats, until the daemon stops.
+    for task in fleet_tasks {
         let stop = stop.subscribe();
         tasks.push(tokio::spawn(async move {
             stopped(stop).await;
@@ -410,6 +417,9 @@ pub fn raise_open_file_limit() -> Option<usize> {
 fn secret_box(platform: &PlatformConfig) -> anyhow::Result<SecretBox> {
     let (path, generate) = match &platform.secrets_key_file {
         Some(path) => (path.clone(), false),
+        None if platform.cluster.is_some() => anyhow::bail!(
+            "fleet nodes must share one secrets key, or a secret set through one node cannot be opened on another: pass --secrets-key-file FILE (64 hex digits; `openssl rand -hex 32`), the same file on every node"
+        ),
         None => (platform.data_dir.join(secrets::DEFAULT_KEY_FILE), true),
     };
     let mut secrets = SecretBox::open_key_file(&path, generate)?;

@@ -5,8 +5,11 @@
 //!   subscribed, which is what `verge cache purge` reports as reached. A
 //!   node that is cut off misses purges sent meanwhile; cache TTLs bound
 //!   what it keeps serving.
+//! - Control-plane changes: their revision on `verge:control`, which
+//!   wakes each node's sync (`tenancy::fleet_sync`).
 //! - Heartbeats: each node keeps `verge:node:NAME` alive (a key with a
-//!   TTL); `GET /v1/nodes` lists the live ones.
+//!   TTL) with the revision it applied and the version it serves of each
+//!   app; `GET /v1/nodes` lists the live ones.
 
 use futures_util::StreamExt as _;
 use redis::aio::ConnectionManager;
@@ -45,6 +48,12 @@ pub struct NodeInfo {
     pub admin: String,
     /// When it last beat, in ms since the epoch.
     pub heartbeat_ms: u64,
+    /// The control-plane revision it applied.
+    #[serde(default)]
+    pub revision: u64,
+    /// The version it serves of each app (`tenant/app`).
+    #[serde(default)]
+    pub apps: std::collections::BTreeMap<String, u32>,
 }
 
 /// One purge, as every node applies it to its cache.
@@ -115,25 +124,49 @@ impl ClusterBus {
         }
     }
 
-    /// Keeps this node's heartbeat alive with `info` until the task is
-    /// dropped.
-    pub fn beat(self: &Arc<Self>, info: NodeInfo) -> tokio::task::JoinHandle<()> {
+    /// Keeps this node's heartbeat alive with what `info` says until the
+    /// task is dropped: every [`HEARTBEAT_INTERVAL`], and at once when
+    /// `now` is notified (the node applied a change).
+    pub fn beat(
+        self: &Arc<Self>,
+        info: impl Fn() -> NodeInfo + Send + 'static,
+        now: Arc<tokio::sync::Notify>,
+    ) -> tokio::task::JoinHandle<()> {
         let bus = self.clone();
         tokio::spawn(async move {
             loop {
-                let now = std::time::SystemTime::now()
+                let at = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                 let beat = NodeInfo {
-                    heartbeat_ms: now,
-                    ..info.clone()
+                    heartbeat_ms: at,
+                    ..info()
                 };
                 if let Err(err) = bus.store_beat(&beat).await {
                     tracing::debug!(error = %err, "heartbeat");
                 }
-                tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+                tokio::select! {
+                    () = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+                    () = now.notified() => {}
+                }
             }
         })
+    }
+
+    /// The fleet's control-plane revision.
+    pub async fn revision(&self) -> Result<u64, BusError> {
+        let read = async {
+            let mut conn = self.conn().await?;
+            redis::cmd("GET")
+                .arg(super::control_redis::REVISION_KEY)
+                .query_async::<Option<u64>>(&mut conn)
+                .await
+                .map_err(|e| BusError::Redis(e.to_string()))
+        };
+        tokio::time::timeout(PUBLISH_TIMEOUT, read)
+            .await
+            .map_err(|_| BusError::Redis("no answer".into()))?
+            .map(|revision| revision.unwrap_or(0))
     }
 
     async fn conn(&self) -> Result<ConnectionManager, BusError> {
@@ -207,16 +240,19 @@ impl ClusterBus {
             .map_err(|_| BusError::Redis("no answer".into()))?
     }
 
-    /// Applies every purge other nodes send with `apply`, resubscribing
-    /// after Redis goes away, until the task is dropped.
+    /// Applies every purge other nodes send with `apply`, and calls
+    /// `changed` for every control-plane change and after every
+    /// (re)subscription (changes may have been missed meanwhile),
+    /// resubscribing after Redis goes away, until the task is dropped.
     pub fn subscribe(
         self: &Arc<Self>,
         apply: impl Fn(PurgeMessage) + Send + Sync + 'static,
+        changed: impl Fn() + Send + Sync + 'static,
     ) -> tokio::task::JoinHandle<()> {
         let bus = self.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(err) = bus.listen(&apply).await {
+                if let Err(err) = bus.listen(&apply, &changed).await {
                     tracing::warn!(error = %err, "cluster bus subscription lost; resubscribing");
                 }
                 tokio::time::sleep(RESUBSCRIBE_WAIT).await;
@@ -224,11 +260,23 @@ impl ClusterBus {
         })
     }
 
-    async fn listen(&self, apply: &impl Fn(PurgeMessage)) -> redis::RedisResult<()> {
+    async fn listen(
+        &self,
+        apply: &impl Fn(PurgeMessage),
+        changed: &impl Fn(),
+    ) -> redis::RedisResult<()> {
         let mut pubsub = self.client.get_async_pubsub().await?;
         pubsub.subscribe(PURGE_CHANNEL).await?;
+        pubsub
+            .subscribe(super::control_redis::CONTROL_CHANNEL)
+            .await?;
+        changed();
         let mut messages = pubsub.into_on_message();
         while let Some(message) = messages.next().await {
+            if message.get_channel_name() == super::control_redis::CONTROL_CHANNEL {
+                changed();
+                continue;
+            }
             let payload: String = message.get_payload()?;
             match serde_json::from_str::<PurgeMessage>(&payload) {
                 Ok(purge) if purge.origin != self.node => apply(purge),

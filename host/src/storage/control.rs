@@ -1,9 +1,13 @@
 //! `control.redb`: tenants, apps and versions as JSON values in three
 //! tables. Every mutation is one redb write transaction, committed durably,
-//! so a crash leaves either the old or the new state. Methods block: call
-//! them from `spawn_blocking`.
+//! so a crash leaves either the old or the new state. In fleet mode it is
+//! the node's snapshot of the control plane in Redis (`control_redis`):
+//! each mutation is made there first. Methods block: call them from
+//! `spawn_blocking`.
 
 use super::StorageError;
+use super::control_redis::{ControlOp, ControlSnapshot, RedisControl, Table};
+use std::sync::Arc;
 use super::records::{AppRecord, TenantRecord, VersionRecord};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -13,11 +17,17 @@ use std::path::Path;
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
 const VERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("versions");
+/// The tables in [`Table`] order.
+const TABLES: [TableDefinition<&str, &[u8]>; 3] = [TENANTS, APPS, VERSIONS];
+/// The revision of the fleet's control plane this snapshot holds.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const REVISION: &str = "revision";
 
 /// The control-plane database.
 pub struct ControlStore {
     db: Database,
     path: std::path::PathBuf,
+    remote: Option<Arc<RedisControl>>,
 }
 
 fn app_key(tenant: &str, app: &str) -> String {
@@ -65,9 +75,10 @@ impl ControlStore {
                 let db = Database::create(path)
                     .map_err(|e| StorageError::Corrupted(super::open_failure(path, e)))?;
                 let tx = db.begin_write()?;
-                tx.open_table(TENANTS)?;
-                tx.open_table(APPS)?;
-                tx.open_table(VERSIONS)?;
+                for table in TABLES {
+                    tx.open_table(table)?;
+                }
+                tx.open_table(META)?;
                 tx.commit()?;
                 Ok::<_, StorageError>(db)
             },
@@ -83,7 +94,20 @@ impl ControlStore {
         Ok(Self {
             db,
             path: path.to_owned(),
+            remote: None,
         })
+    }
+
+    /// Makes this store the snapshot of the fleet's control plane in
+    /// Redis: every change is made there first, then here.
+    pub fn with_remote(mut self, remote: Arc<RedisControl>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// The fleet's control plane, in fleet mode.
+    pub fn remote(&self) -> Option<&Arc<RedisControl>> {
+        self.remote.as_ref()
     }
 
     /// The file.
@@ -91,13 +115,78 @@ impl ControlStore {
         &self.path
     }
 
-    /// Inserts or replaces a tenant.
-    pub fn put_tenant(&self, tenant: &TenantRecord) -> Result<(), StorageError> {
+    /// The fleet revision this snapshot holds (0 on a single node).
+    pub fn revision(&self) -> Result<u64, StorageError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(META)?;
+        Ok(table.get(REVISION)?.map_or(0, |v| v.value()))
+    }
+
+    /// Makes `ops`: in the fleet's Redis first (refused there if another
+    /// node changed the control plane since this snapshot), then here in
+    /// one durable transaction with the revision Redis gave.
+    fn commit(&self, ops: Vec<ControlOp>) -> Result<(), StorageError> {
+        let revision = match &self.remote {
+            Some(remote) => {
+                let expected = self.revision()?;
+                Some(super::control_redis::block_on(remote.apply(expected, &ops))?)
+            }
+            None => None,
+        };
         let tx = self.db.begin_write()?;
-        tx.open_table(TENANTS)?
-            .insert(tenant.name.as_str(), encode(tenant).as_slice())?;
+        for op in &ops {
+            apply_op(&tx, op)?;
+        }
+        if let Some(revision) = revision {
+            tx.open_table(META)?.insert(REVISION, revision)?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Replaces everything with `snapshot` (a node catching up with the
+    /// fleet), in one durable transaction.
+    pub fn replace_all(&self, snapshot: &ControlSnapshot) -> Result<(), StorageError> {
+        let tx = self.db.begin_write()?;
+        for (definition, rows) in TABLES.into_iter().zip(&snapshot.tables) {
+            let mut table = tx.open_table(definition)?;
+            for key in scan_keys(&table, "")? {
+                table.remove(key.as_str())?;
+            }
+            for (key, value) in rows {
+                table.insert(key.as_str(), value.as_slice())?;
+            }
+        }
+        tx.open_table(META)?.insert(REVISION, snapshot.revision)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Everything in this store, as [`replace_all`](Self::replace_all)
+    /// takes it (for `verge cluster import`).
+    pub fn snapshot(&self) -> Result<ControlSnapshot, StorageError> {
+        let tx = self.db.begin_read()?;
+        let mut snapshot = ControlSnapshot {
+            revision: self.revision()?,
+            ..ControlSnapshot::default()
+        };
+        for (definition, rows) in TABLES.into_iter().zip(&mut snapshot.tables) {
+            let table = tx.open_table(definition)?;
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                rows.push((key.value().to_owned(), value.value().to_vec()));
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Inserts or replaces a tenant.
+    pub fn put_tenant(&self, tenant: &TenantRecord) -> Result<(), StorageError> {
+        self.commit(vec![ControlOp::Put(
+            Table::Tenants,
+            tenant.name.clone(),
+            encode(tenant),
+        )])
     }
 
     /// The tenant named `name`.
@@ -116,28 +205,25 @@ impl ControlStore {
 
     /// Deletes a tenant with all its apps and versions; false if unknown.
     pub fn delete_tenant(&self, name: &str) -> Result<bool, StorageError> {
-        let tx = self.db.begin_write()?;
-        let existed = tx.open_table(TENANTS)?.remove(name)?.is_some();
-        let prefix = format!("{name}/");
-        for table in [APPS, VERSIONS] {
-            let mut table = tx.open_table(table)?;
-            let keys: Vec<String> = scan_keys(&table, &prefix)?;
-            for key in keys {
-                table.remove(key.as_str())?;
-            }
+        if self.tenant(name)?.is_none() {
+            return Ok(false);
         }
-        tx.commit()?;
-        Ok(existed)
+        let prefix = format!("{name}/");
+        self.commit(vec![
+            ControlOp::Delete(Table::Tenants, name.to_owned()),
+            ControlOp::DeletePrefix(Table::Apps, prefix.clone()),
+            ControlOp::DeletePrefix(Table::Versions, prefix),
+        ])?;
+        Ok(true)
     }
 
     /// Inserts or replaces an app.
     pub fn put_app(&self, app: &AppRecord) -> Result<(), StorageError> {
-        let tx = self.db.begin_write()?;
-        let key = app_key(&app.tenant, &app.name);
-        tx.open_table(APPS)?
-            .insert(key.as_str(), encode(app).as_slice())?;
-        tx.commit()?;
-        Ok(())
+        self.commit(vec![ControlOp::Put(
+            Table::Apps,
+            app_key(&app.tenant, &app.name),
+            encode(app),
+        )])
     }
 
     /// One app.
@@ -158,18 +244,14 @@ impl ControlStore {
 
     /// Deletes an app and its versions; false if unknown.
     pub fn delete_app(&self, tenant: &str, app: &str) -> Result<bool, StorageError> {
-        let tx = self.db.begin_write()?;
-        let existed = tx
-            .open_table(APPS)?
-            .remove(app_key(tenant, app).as_str())?
-            .is_some();
-        let mut versions = tx.open_table(VERSIONS)?;
-        for key in scan_keys(&versions, &format!("{tenant}/{app}/"))? {
-            versions.remove(key.as_str())?;
+        if self.app(tenant, app)?.is_none() {
+            return Ok(false);
         }
-        drop(versions);
-        tx.commit()?;
-        Ok(existed)
+        self.commit(vec![
+            ControlOp::Delete(Table::Apps, app_key(tenant, app)),
+            ControlOp::DeletePrefix(Table::Versions, format!("{tenant}/{app}/")),
+        ])?;
+        Ok(true)
     }
 
     /// Records a new version and, in the same transaction, the app's next
@@ -185,14 +267,18 @@ impl ControlStore {
         if activate {
             updated.active_version = Some(version.number);
         }
-        let tx = self.db.begin_write()?;
-        let vkey = version_key(&app.tenant, &app.name, version.number);
-        tx.open_table(VERSIONS)?
-            .insert(vkey.as_str(), encode(version).as_slice())?;
-        let akey = app_key(&app.tenant, &app.name);
-        tx.open_table(APPS)?
-            .insert(akey.as_str(), encode(&updated).as_slice())?;
-        tx.commit()?;
+        self.commit(vec![
+            ControlOp::Put(
+                Table::Versions,
+                version_key(&app.tenant, &app.name, version.number),
+                encode(version),
+            ),
+            ControlOp::Put(
+                Table::Apps,
+                app_key(&app.tenant, &app.name),
+                encode(&updated),
+            ),
+        ])?;
         Ok(updated)
     }
 
@@ -215,6 +301,27 @@ impl ControlStore {
         let value = table.get(key.as_str())?;
         value.map(|v| decode(&key, v.value())).transpose()
     }
+}
+
+/// Applies one change inside a write transaction.
+fn apply_op(tx: &redb::WriteTransaction, op: &ControlOp) -> Result<(), StorageError> {
+    let definition = |table: &Table| TABLES[*table as usize];
+    match op {
+        ControlOp::Put(table, key, value) => {
+            tx.open_table(definition(table))?
+                .insert(key.as_str(), value.as_slice())?;
+        }
+        ControlOp::Delete(table, key) => {
+            tx.open_table(definition(table))?.remove(key.as_str())?;
+        }
+        ControlOp::DeletePrefix(table, prefix) => {
+            let mut table = tx.open_table(definition(table))?;
+            for key in scan_keys(&table, prefix)? {
+                table.remove(key.as_str())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn scan_keys(

@@ -4,8 +4,10 @@
 pub mod blobs;
 pub mod bus;
 pub mod control;
+pub mod control_redis;
 pub mod kv;
 pub mod records;
+pub mod redis_link;
 pub mod secrets;
 pub mod spool;
 
@@ -46,6 +48,13 @@ pub enum StorageError {
         /// What failed.
         message: String,
     },
+    /// The fleet's Redis did not answer or refused: the change was not
+    /// made anywhere.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Another node changed the control plane first; nothing was written.
+    #[error("{0}")]
+    Conflict(String),
     /// The blocking task running the operation died.
     #[error("storage task failed: {0}")]
     Task(String),

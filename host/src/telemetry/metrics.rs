@@ -90,6 +90,8 @@ pub struct Metrics {
     fetch_in_flight: Gauge,
     background: Family<CallLabels, Counter>,
     cache_lookups: Family<CallLabels, Counter>,
+    cluster_connected: Gauge,
+    cluster_revision_lag: Gauge,
 }
 
 impl Default for Metrics {
@@ -163,8 +165,22 @@ impl Default for Metrics {
             "Cache reads by tenant and result: hit, stale, fill (lookup) or miss (get)",
             cache_lookups.clone(),
         );
+        let cluster_connected = Gauge::default();
+        registry.register(
+            "cluster_connected",
+            "1 while this fleet node reaches the control plane in Redis (0 on a single node)",
+            cluster_connected.clone(),
+        );
+        let cluster_revision_lag = Gauge::default();
+        registry.register(
+            "cluster_revision_lag",
+            "Control-plane revisions this fleet node is behind Redis, as last seen",
+            cluster_revision_lag.clone(),
+        );
         Self {
             registry,
+            cluster_connected,
+            cluster_revision_lag,
             requests,
             latency,
             fuel,
@@ -320,6 +336,16 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// Records whether this fleet node reaches Redis and how many
+    /// revisions it is behind (`None`: unknown, keep the last figure).
+    pub fn cluster(&self, connected: bool, lag: Option<u64>) {
+        self.cluster_connected.set(i64::from(connected));
+        if let Some(lag) = lag {
+            self.cluster_revision_lag
+                .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        }
     }
 
     /// A fetch task started (`true`) or ended.

@@ -68,6 +68,7 @@ impl Registry {
                 r.loader
                     .deployment(&record, &tenant_record, number, component.clone())?;
             r.loader.blobs.put_upload(&sha256, upload)?;
+            r.loader.share_component(&sha256)?;
             if let Some(artifact) = &artifact {
                 r.loader.store_artifact(&sha256, artifact, &component)?;
             }

@@ -38,6 +38,8 @@ pub(super) struct Loader {
     /// Each tenant's heavy mark (`runtime::lane`).
     heavy: Mutex<HashMap<String, Arc<crate::runtime::lane::HeavyMark>>>,
     pub(super) services: Services,
+    /// The fleet's control plane, where components missing here come from.
+    pub(super) remote: Option<Arc<crate::storage::control_redis::RedisControl>>,
 }
 
 /// Requests one tenant may run at once unless its limits say otherwise: a
@@ -68,6 +70,7 @@ impl Loader {
             heavy: Mutex::new(HashMap::new()),
             services,
             secrets,
+            remote: None,
         }
     }
 
@@ -168,11 +171,45 @@ impl Loader {
         if let Some(component) = self.cached(sha256) {
             return Ok(component);
         }
-        let bytes = self.blobs.component(sha256)?;
+        let bytes = match self.blobs.component(sha256) {
+            Ok(bytes) => bytes,
+            Err(missing) => self.fetch_component(sha256).ok_or(missing)??,
+        };
         let component = self.runtime.compile(&bytes)?;
         self.cache(sha256, &component)?;
         self.remember(sha256, &component);
         Ok(component)
+    }
+
+    /// A component only the fleet has so far: fetched from Redis, checked
+    /// against its hash and kept here. `None` on a single node.
+    fn fetch_component(&self, sha256: &str) -> Option<Result<Vec<u8>, RegistryError>> {
+        let remote = self.remote.as_ref()?;
+        let fetched = (|| {
+            let bytes = crate::storage::control_redis::block_on(remote.component(sha256))?
+                .ok_or_else(|| {
+                    RegistryError::NotFound(format!("component {sha256} in the fleet's Redis"))
+                })?;
+            if crate::storage::sha256_hex(&bytes) != sha256 {
+                return Err(RegistryError::Invalid(format!(
+                    "the fleet's copy of component {sha256} does not match its hash"
+                )));
+            }
+            self.blobs.put_component(sha256, &bytes)?;
+            Ok(bytes)
+        })();
+        Some(fetched)
+    }
+
+    /// Shares a stored component with the fleet (a no-op on a single node
+    /// or when the fleet has it).
+    pub(super) fn share_component(&self, sha256: &str) -> Result<(), RegistryError> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let bytes = self.blobs.component(sha256)?;
+        crate::storage::control_redis::block_on(remote.put_component(sha256, &bytes))?;
+        Ok(())
     }
 
     /// Links `component` for `app` at `version` under its effective limits.

@@ -5,6 +5,7 @@ mod caps;
 mod deployment;
 mod deploys;
 mod error;
+mod fleet_sync;
 mod http_caps;
 mod limits;
 mod loader;
@@ -17,6 +18,7 @@ pub mod tokens;
 pub use caps::{MAX_UPLOADS_IN_FLIGHT, RESERVED_TENANT_NAMES, RegistryCaps, TenantSlots};
 pub use deployment::{Deployment, DeploymentSpec, LOCAL_TENANT, Slots, local_capabilities};
 pub use error::RegistryError;
+pub use fleet_sync::Synced;
 pub use http_caps::{
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_MAX_RESPONSE_BODY_BYTES,
     DEFAULT_MAX_URI_BYTES, HttpLimits,

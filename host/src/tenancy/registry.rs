@@ -47,6 +47,11 @@ pub struct Registry {
     writes: tokio::sync::Mutex<()>,
     pub(super) caps: RegistryCaps,
     pub(super) compiles: super::caps::TenantSlots,
+    /// Why the last fleet sync failed; `None` once one succeeds.
+    pub(super) fleet_fault: Mutex<Option<String>>,
+    /// The control-plane revision whose deployments are live (the
+    /// snapshot's revision is stored before its apps are brought up).
+    pub(super) applied: std::sync::atomic::AtomicU64,
 }
 
 impl RouteTable for Registry {
@@ -92,6 +97,8 @@ impl Registry {
             writes: tokio::sync::Mutex::new(()),
             caps: RegistryCaps::default(),
             compiles: super::caps::TenantSlots::compiles(),
+            fleet_fault: Mutex::new(None),
+            applied: std::sync::atomic::AtomicU64::new(0),
         };
         let tenants: BTreeMap<String, TenantRecord> = registry
             .store
@@ -118,13 +125,14 @@ impl Registry {
             }
         }
         registry.rebuild_router()?;
+        registry.mark_applied();
         Ok(registry)
     }
 
     /// Seals again every secret stored in clear (from before sealing) or
     /// under a previous key, so after one start with a new key nothing in
     /// `control.redb` needs the old one.
-    fn reseal_secrets(&self) -> Result<(), RegistryError> {
+    pub(super) fn reseal_secrets(&self) -> Result<(), RegistryError> {
         let secrets = &self.loader.secrets;
         for mut app in self.store.apps(None)? {
             if !app.secrets.values().any(|v| secrets.needs_reseal(v)) {
@@ -165,6 +173,24 @@ impl Registry {
 
     /// Runs a mutation: one at a time, off the async runtime.
     pub(super) async fn write<T: Send + 'static>(
+        self: &Arc<Self>,
+        op: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
+    ) -> Result<T, RegistryError> {
+        let _guard = self.writes.lock().await;
+        // A fleet node first catches up, so it checks against the latest
+        // state (and fails with 503 when Redis cannot be reached).
+        self.read(move |r| {
+            r.synced()?;
+            let result = op(r);
+            r.mark_applied();
+            result
+        })
+        .await
+    }
+
+    /// Runs `op` under the write lock without the fleet catch-up (the sync
+    /// itself).
+    pub(super) async fn locked<T: Send + 'static>(
         self: &Arc<Self>,
         op: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, RegistryError> {

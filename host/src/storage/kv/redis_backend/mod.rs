@@ -16,6 +16,7 @@
 use super::logic::{Namespace, Outcome, WriteOp, check_value, expiry_for, live};
 use super::{Clock, KeyPage, KvBackend, KvError};
 use super::{check_key, clamp_limit};
+use crate::storage::redis_link::RedisLink;
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,38 +25,6 @@ use std::time::Duration;
 /// a request must never hang on an unreachable Redis, and a healthy one
 /// answers in well under a millisecond on a LAN.
 pub const REDIS_KV_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// A connection manager on `client`, if Redis answers by the timeout.
-async fn open(client: &redis::Client) -> Option<ConnectionManager> {
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(REDIS_KV_TIMEOUT))
-        .set_connection_timeout(Some(REDIS_KV_TIMEOUT));
-    let manager = ConnectionManager::new_with_config(client.clone(), config);
-    match tokio::time::timeout(REDIS_KV_TIMEOUT * 4, manager).await {
-        Ok(Ok(manager)) => Some(manager),
-        Ok(Err(err)) => {
-            tracing::debug!(error = %err, "connecting to Redis");
-            None
-        }
-        Err(_) => None,
-    }
-}
-
-/// Tries to connect with backoff until it does, then fills `slot`.
-async fn reconnect(client: redis::Client, slot: Arc<std::sync::RwLock<Option<ConnectionManager>>>) {
-    let mut wait = RECONNECT_FIRST;
-    loop {
-        tokio::time::sleep(wait).await;
-        if let Some(manager) = open(&client).await {
-            *slot
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(manager);
-            tracing::info!("connected to Redis");
-            return;
-        }
-        wait = (wait * 2).min(RECONNECT_MAX);
-    }
-}
 
 /// How often a node sweeps expired entries out of Redis (every node does;
 /// the script keeps each removal exact, so they never double-count).
@@ -68,7 +37,7 @@ pub const MAX_SWEEP_ENTRIES: usize = 1000;
 /// What a sweep needs, shared with the background sweeper.
 #[derive(Clone)]
 struct Sweeper {
-    conn: Arc<std::sync::RwLock<Option<ConnectionManager>>>,
+    conn: RedisLink,
     clock: Arc<dyn Clock>,
     script: redis::Script,
 }
@@ -77,12 +46,7 @@ impl Sweeper {
     /// Sweeps every tenant's expiry index (found with `SCAN`, which has no
     /// order but visits every key).
     async fn run(&self) -> Result<(), KvError> {
-        let Some(mut conn) = self
-            .conn
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-        else {
+        let Some(mut conn) = self.conn.get() else {
             return Ok(());
         };
         let mut cursor: u64 = 0;
@@ -139,19 +103,12 @@ static APPLY: &str = include_str!("apply.lua");
 static SWEEP: &str = include_str!("sweep.lua");
 static LIST: &str = include_str!("list.lua");
 
-/// How long the first reconnect attempt waits after a failed connect at
-/// start; doubled after each failure up to [`RECONNECT_MAX`].
-pub const RECONNECT_FIRST: Duration = Duration::from_millis(100);
-
-/// The longest wait between two connect attempts while Redis is away.
-pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
-
 /// KV over one Redis deployment. A node starts even while Redis is away:
 /// KV calls then fail at once with a storage error, and a task connects in
 /// the background with backoff. Once connected, the connection manager
 /// reconnects by itself.
 pub struct RedisKv {
-    conn: Arc<std::sync::RwLock<Option<ConnectionManager>>>,
+    conn: RedisLink,
     /// Whether the last call reached Redis (for readiness).
     answered: std::sync::atomic::AtomicBool,
     clock: Arc<dyn Clock>,
@@ -212,7 +169,7 @@ impl RedisKv {
     /// type's docs).
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self, KvError> {
         let client = redis::Client::open(url).map_err(storage)?;
-        let conn = Arc::new(std::sync::RwLock::new(None));
+        let conn = RedisLink::connect(&client, REDIS_KV_TIMEOUT, "KV").await;
         let sweeper = Sweeper {
             conn: conn.clone(),
             clock: clock.clone(),
@@ -227,37 +184,20 @@ impl RedisKv {
                 }
             }
         });
-        let kv = Self {
-            conn: conn.clone(),
+        Ok(Self {
+            conn,
             answered: std::sync::atomic::AtomicBool::new(true),
             clock,
             apply: redis::Script::new(APPLY),
             list: redis::Script::new(LIST),
             sweeper,
             _sweeping: AbortOnDrop(sweeping),
-        };
-        if let Some(manager) = open(&client).await {
-            *kv.slot_mut() = Some(manager);
-        } else {
-            tracing::warn!("Redis is not reachable; KV calls fail until it is");
-            tokio::spawn(reconnect(client, conn));
-        }
-        Ok(kv)
-    }
-
-    fn slot_mut(&self) -> std::sync::RwLockWriteGuard<'_, Option<ConnectionManager>> {
-        self.conn
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
     }
 
     /// The connection, or a storage error while Redis has never answered.
     fn conn(&self) -> Result<ConnectionManager, KvError> {
-        self.conn
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| storage("not connected yet"))
+        self.conn.get().ok_or_else(|| storage("not connected yet"))
     }
 
     /// Runs `call` by [`REDIS_KV_TIMEOUT`].
@@ -386,11 +326,7 @@ fn decode_reply(ops: &[WriteOp], reply: &[redis::Value]) -> Result<Vec<Outcome>,
 #[wasmtime_wasi::async_trait]
 impl KvBackend for RedisKv {
     fn fault(&self) -> Option<String> {
-        let connected = self
-            .conn
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some();
+        let connected = self.conn.get().is_some();
         if !connected {
             return Some("KV: not connected to the cluster's Redis yet".into());
         }

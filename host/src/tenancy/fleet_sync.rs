@@ -1,0 +1,230 @@
+//! Fleet mode: keeping this node's control state and live deployments at
+//! the revision in Redis. A sync reads the whole control plane in one
+//! transaction, stores it as the node's snapshot (`control.redb`) and
+//! brings up, replaces or takes down exactly the apps whose records (or
+//! tenants) changed, plus any app whose active version is not live here
+//! (a compile or a fetch that failed earlier is retried).
+
+use super::Registry;
+use super::RegistryError;
+use super::registry::key;
+use crate::storage::control_redis::{ControlSnapshot, RedisControl, block_on};
+use crate::storage::records::{AppRecord, TenantRecord};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// What a sync did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// The revision this node now serves.
+    pub revision: u64,
+    /// Apps brought up, replaced or taken down.
+    pub apps_changed: usize,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    rows: &[(String, Vec<u8>)],
+) -> Result<BTreeMap<String, T>, RegistryError> {
+    rows.iter()
+        .map(|(key, value)| {
+            serde_json::from_slice(value)
+                .map(|record| (key.clone(), record))
+                .map_err(|source| {
+                    RegistryError::Storage(crate::storage::StorageError::Corrupt {
+                        key: key.clone(),
+                        source,
+                    })
+                })
+        })
+        .collect()
+}
+
+impl Registry {
+    /// Makes this registry a fleet node's: its changes go to `remote`
+    /// first, and components missing here are fetched from it.
+    pub fn with_remote(mut self, remote: Arc<RedisControl>) -> Self {
+        self.store = self.store.with_remote(remote.clone());
+        self.loader.remote = Some(remote);
+        self
+    }
+
+    /// Whether this node is part of a fleet.
+    pub fn is_fleet_node(&self) -> bool {
+        self.store.remote().is_some()
+    }
+
+    /// Brings this node to the fleet's latest revision (a no-op on a single
+    /// node, or when it is there already). Fails with the reason when Redis
+    /// cannot be read; the node keeps serving what it has.
+    pub async fn sync(self: &Arc<Self>) -> Result<Synced, RegistryError> {
+        let result = self.locked(|r| r.synced()).await;
+        *self
+            .fleet_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            result.as_ref().err().map(ToString::to_string);
+        result
+    }
+
+    /// Seals again, through the fleet, every secret stored under a previous
+    /// key.
+    pub async fn reseal(self: &Arc<Self>) -> Result<(), RegistryError> {
+        self.write(|r| r.reseal_secrets()).await
+    }
+
+    /// Why this fleet node may be behind the control plane (its last sync
+    /// failed), for `/readyz`.
+    pub fn fleet_fault(&self) -> Option<String> {
+        self.fleet_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The revision whose deployments this node serves and, per live app,
+    /// the version served.
+    pub fn served(&self) -> (u64, BTreeMap<String, u32>) {
+        let versions = self
+            .lock_live()
+            .iter()
+            .map(|(app, deployment)| (app.clone(), deployment.version))
+            .collect();
+        (self.applied.load(Ordering::Acquire), versions)
+    }
+
+    /// The sync itself, under the write lock (every admin write in fleet
+    /// mode starts with one, so it checks against the latest state).
+    pub(super) fn synced(&self) -> Result<Synced, RegistryError> {
+        let synced = self.catch_up()?;
+        self.applied.store(synced.revision, Ordering::Release);
+        Ok(synced)
+    }
+
+    /// Marks the revision in the snapshot as served (after a write made
+    /// here, whose deployments are already swapped in).
+    pub(super) fn mark_applied(&self) {
+        if let Ok(revision) = self.store.revision() {
+            self.applied.store(revision, Ordering::Release);
+        }
+    }
+
+    fn catch_up(&self) -> Result<Synced, RegistryError> {
+        let Some(remote) = self.store.remote() else {
+            return Ok(Synced::default());
+        };
+        let here = self.store.revision()?;
+        let there = block_on(remote.revision())?;
+        if there == here && self.all_live()? {
+            return Ok(Synced {
+                revision: here,
+                apps_changed: 0,
+            });
+        }
+        let snapshot = block_on(remote.snapshot())?;
+        self.apply_snapshot(&snapshot)
+    }
+
+    /// Whether every app with an active version is live at that version.
+    fn all_live(&self) -> Result<bool, RegistryError> {
+        let live = self.lock_live().clone();
+        Ok(self.store.apps(None)?.iter().all(|app| {
+            app.active_version
+                == live
+                    .get(&key(&app.tenant, &app.name))
+                    .map(|deployment| deployment.version)
+        }))
+    }
+
+    fn apply_snapshot(&self, snapshot: &ControlSnapshot) -> Result<Synced, RegistryError> {
+        let [tenant_rows, app_rows, _] = &snapshot.tables;
+        let tenants: BTreeMap<String, TenantRecord> = decode(tenant_rows)?;
+        let apps: BTreeMap<String, AppRecord> = decode(app_rows)?;
+        let old_tenants: BTreeMap<String, TenantRecord> = self
+            .store
+            .tenants()?
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        let old_apps: BTreeMap<String, AppRecord> = self
+            .store
+            .apps(None)?
+            .into_iter()
+            .map(|a| (key(&a.tenant, &a.name), a))
+            .collect();
+        self.store.replace_all(snapshot)?;
+        for (name, old) in &old_tenants {
+            if tenants.get(name).is_none_or(|new| new.generation != old.generation) {
+                self.loader
+                    .services
+                    .cache
+                    .purge_all(Some(&old.data_key()));
+                self.loader.forget_logs(name);
+            }
+        }
+        let live = self.lock_live().clone();
+        let mut changed = 0;
+        for gone in old_apps.keys().filter(|k| !apps.contains_key(*k)) {
+            if self.lock_live().remove(gone).is_some() {
+                changed += 1;
+            }
+        }
+        for (app_key, app) in &apps {
+            let tenant = tenants.get(&app.tenant);
+            let same_record = old_apps.get(app_key) == Some(app)
+                && tenant.is_some()
+                && tenant == old_tenants.get(&app.tenant);
+            let live_version = live.get(app_key).map(|d| d.version);
+            if same_record && live_version == app.active_version {
+                continue;
+            }
+            changed += 1;
+            let (Some(version), Some(tenant)) = (app.active_version, tenant) else {
+                self.lock_live().remove(app_key);
+                continue;
+            };
+            match self.bring_up(app, tenant, version) {
+                Ok(deployment) => {
+                    self.lock_live().insert(app_key.clone(), deployment);
+                }
+                Err(err) => {
+                    // The version it served stays live, if any: better the
+                    // old version than none while this one cannot start.
+                    tracing::error!(tenant = app.tenant, app = app.name, version, error = %err,
+                        "could not bring up the fleet's active version on this node");
+                }
+            }
+        }
+        self.rebuild_router()?;
+        if changed > 0 {
+            tracing::info!(
+                revision = snapshot.revision,
+                apps_changed = changed,
+                "applied the fleet's control plane"
+            );
+        }
+        Ok(Synced {
+            revision: snapshot.revision,
+            apps_changed: changed,
+        })
+    }
+
+    /// The apps whose active version is not live here, for `/readyz` and
+    /// the heartbeat.
+    pub fn offline_apps(&self) -> Result<HashSet<String>, RegistryError> {
+        let live = self.lock_live().clone();
+        Ok(self
+            .store
+            .apps(None)?
+            .into_iter()
+            .filter(|app| {
+                app.active_version.is_some()
+                    && app.active_version
+                        != live
+                            .get(&key(&app.tenant, &app.name))
+                            .map(|d| d.version)
+            })
+            .map(|app| key(&app.tenant, &app.name))
+            .collect())
+    }
+}
