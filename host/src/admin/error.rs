@@ -5,8 +5,8 @@
 
 use super::auth::AuthError;
 use crate::server::body::BodyError;
-use crate::storage::kv::KvError;
 use crate::storage::StorageError;
+use crate::storage::kv::KvError;
 use crate::tenancy::RegistryError;
 use http::StatusCode;
 

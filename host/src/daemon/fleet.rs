@@ -56,7 +56,9 @@ pub(super) async fn first_sync(registry: &Arc<Registry>, metrics: &Metrics) {
         }
         Err(_) => {
             metrics.cluster(false, None);
-            tracing::warn!("no catch-up with the fleet within {FIRST_SYNC_TIMEOUT:?}; serving the local snapshot");
+            tracing::warn!(
+                "no catch-up with the fleet within {FIRST_SYNC_TIMEOUT:?}; serving the local snapshot"
+            );
         }
     }
 }
@@ -101,7 +103,10 @@ pub(super) fn start(
                     Ok(synced) => {
                         metrics.cluster(true, Some(0));
                         if failing {
-                            tracing::info!(revision = synced.revision, "the fleet's control plane is back");
+                            tracing::info!(
+                                revision = synced.revision,
+                                "the fleet's control plane is back"
+                            );
                         }
                         failing = false;
                         if synced.revision != before || synced.apps_changed > 0 {

@@ -7,12 +7,12 @@
 
 use super::StorageError;
 use super::control_redis::{ControlOp, ControlSnapshot, RedisControl, Table};
-use std::sync::Arc;
 use super::records::{AppRecord, TenantRecord, VersionRecord};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::Path;
+use std::sync::Arc;
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
@@ -129,7 +129,9 @@ impl ControlStore {
         let revision = match &self.remote {
             Some(remote) => {
                 let expected = self.revision()?;
-                Some(super::control_redis::block_on(remote.apply(expected, &ops))?)
+                Some(super::control_redis::block_on(
+                    remote.apply(expected, &ops),
+                )?)
             }
             None => None,
         };

@@ -154,11 +154,11 @@ impl Registry {
             .collect();
         self.store.replace_all(snapshot)?;
         for (name, old) in &old_tenants {
-            if tenants.get(name).is_none_or(|new| new.generation != old.generation) {
-                self.loader
-                    .services
-                    .cache
-                    .purge_all(Some(&old.data_key()));
+            if tenants
+                .get(name)
+                .is_none_or(|new| new.generation != old.generation)
+            {
+                self.loader.services.cache.purge_all(Some(&old.data_key()));
                 self.loader.forget_logs(name);
             }
         }
@@ -220,9 +220,7 @@ impl Registry {
             .filter(|app| {
                 app.active_version.is_some()
                     && app.active_version
-                        != live
-                            .get(&key(&app.tenant, &app.name))
-                            .map(|d| d.version)
+                        != live.get(&key(&app.tenant, &app.name)).map(|d| d.version)
             })
             .map(|app| key(&app.tenant, &app.name))
             .collect())

@@ -136,9 +136,10 @@ impl RedisControl {
                 ControlOp::Delete(table, key) => {
                     invocation.arg("del").arg(*table as u8 + 1).arg(key)
                 }
-                ControlOp::DeletePrefix(table, prefix) => {
-                    invocation.arg("delprefix").arg(*table as u8 + 1).arg(prefix)
-                }
+                ControlOp::DeletePrefix(table, prefix) => invocation
+                    .arg("delprefix")
+                    .arg(*table as u8 + 1)
+                    .arg(prefix),
             };
         }
         let (status, revision): (String, u64) =

@@ -1,0 +1,220 @@
+//! Fleet mode, the control plane: three nodes on one real Redis, each on
+//! an empty data dir. What is done through one node — a deploy, a
+//! rollback, a route change, a deleted app — is served by every node
+//! within a second; a node started later serves every app at once; two
+//! nodes changing the control plane at the same moment never leave the
+//! fleet split.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use verge_tests::Platform;
+use verge_tests::redis_server::RedisServer;
+
+/// How long a change may take to reach every node (the goal).
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+async fn nodes(redis: &RedisServer, dirs: &[tempfile::TempDir]) -> Vec<Platform> {
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        nodes.push(Platform::start_node(dir.path(), &redis.url(), &format!("n{i}")).await);
+    }
+    nodes
+}
+
+/// Waits until `host/path` answers with a body containing `text` on every
+/// node (404 bodies never contain it); returns how long it took.
+async fn served_everywhere(nodes: &[Platform], host: &str, path: &str, text: &str) -> Duration {
+    let started = Instant::now();
+    for (i, node) in nodes.iter().enumerate() {
+        loop {
+            let r = node.get(host, path).await;
+            if r.status == 200 && r.text().contains(text) {
+                break;
+            }
+            assert!(
+                started.elapsed() < PROPAGATION,
+                "node {i} still answers {} {:?} for {host}{path} after {PROPAGATION:?}",
+                r.status,
+                r.text()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    started.elapsed()
+}
+
+/// Waits until `host` answers 404 on every node.
+async fn gone_everywhere(nodes: &[Platform], host: &str) {
+    let started = Instant::now();
+    for (i, node) in nodes.iter().enumerate() {
+        while node.get(host, "/").await.status != 404 {
+            assert!(
+                started.elapsed() < PROPAGATION,
+                "node {i} still serves {host}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploys_rollbacks_and_route_changes_reach_every_node_within_a_second() {
+    let redis = RedisServer::start();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = nodes(&redis, &dirs).await;
+    let a = &nodes[0];
+    let token = a.tenant("acme").await;
+    a.deployed(&token, "acme", "web", &["web.test"], "hello")
+        .await;
+    served_everywhere(&nodes, "web.test", "/x", "hello from verge /x").await;
+    // A new version, through node B this time.
+    let path = "/v1/tenants/acme/apps/web/versions";
+    let bytes = std::fs::read(verge_tests::guest("echo")).unwrap();
+    let r = nodes[1].admin("POST", path, Some(&token), bytes).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    served_everywhere(&nodes, "web.test", "/x", "method=GET").await;
+    // A rollback through C.
+    let rollback = "/v1/tenants/acme/apps/web/rollback";
+    let r = nodes[2]
+        .admin("POST", rollback, Some(&token), Vec::new())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    served_everywhere(&nodes, "web.test", "/x", "hello from verge /x").await;
+    // A route change: the new host serves, the old one stops.
+    let manifest = json!({ "routes": ["www.test"] }).to_string().into_bytes();
+    let r = a
+        .admin("PUT", "/v1/tenants/acme/apps/web", Some(&token), manifest)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    served_everywhere(&nodes, "www.test", "/y", "hello from verge /y").await;
+    gone_everywhere(&nodes, "web.test").await;
+    a.deployed(&token, "acme", "echoer", &["echo.test"], "echo")
+        .await;
+    served_everywhere(&nodes, "echo.test", "/", "method=GET").await;
+    // A node started later, on an empty data dir, serves every app at once.
+    let late_dir = tempfile::tempdir().unwrap();
+    let late = Platform::start_node(late_dir.path(), &redis.url(), "late").await;
+    assert!(late.get("www.test", "/z").await.text().contains("/z"));
+    assert_eq!(late.get("echo.test", "/").await.status, 200);
+    // A deleted app stops serving everywhere.
+    let r = nodes[1]
+        .admin(
+            "DELETE",
+            "/v1/tenants/acme/apps/echoer",
+            Some(&token),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    gone_everywhere(&nodes, "echo.test").await;
+    gone_everywhere(std::slice::from_ref(&late), "echo.test").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_creating_one_name_at_once_leave_one_winner_everywhere() {
+    let redis = RedisServer::start();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = std::sync::Arc::new(nodes(&redis, &dirs).await);
+    for round in 0..5 {
+        let mut racers = Vec::new();
+        for i in 0..2 {
+            let nodes = nodes.clone();
+            racers.push(tokio::spawn(async move {
+                let node = &nodes[i];
+                let body = json!({ "name": format!("t{round}") }).to_string();
+                let r = node
+                    .admin(
+                        "POST",
+                        "/v1/tenants",
+                        Some(&node.operator),
+                        body.into_bytes(),
+                    )
+                    .await;
+                (r.status.as_u16(), r.text())
+            }));
+        }
+        let mut created = 0;
+        for racer in racers {
+            let (status, text) = racer.await.unwrap();
+            assert!(status == 201 || status == 409, "{status}: {text}");
+            created += usize::from(status == 201);
+        }
+        assert_eq!(created, 1, "round {round}");
+    }
+    // Both nodes hold the same five tenants, each with one token.
+    let started = Instant::now();
+    loop {
+        let mut views = Vec::new();
+        for node in nodes.iter() {
+            let r = node
+                .admin("GET", "/v1/tenants", Some(&node.operator), Vec::new())
+                .await;
+            let tenants: Value = serde_json::from_slice(&r.body).unwrap();
+            views.push(tenants.to_string());
+        }
+        if views[0] == views[1] && views[0].matches("\"name\"").count() == 5 {
+            break;
+        }
+        assert!(started.elapsed() < PROPAGATION, "{views:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_nodes_endpoints_show_each_nodes_revision_and_version() {
+    let redis = RedisServer::start();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = nodes(&redis, &dirs).await;
+    let a = &nodes[0];
+    let token = a.tenant("acme").await;
+    a.deployed(&token, "acme", "web", &["web.test"], "hello")
+        .await;
+    let started = Instant::now();
+    let answer = loop {
+        let r = a
+            .admin(
+                "GET",
+                "/v1/tenants/acme/apps/web/nodes",
+                Some(&token),
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let answer: Value = serde_json::from_slice(&r.body).unwrap();
+        let serving = answer["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["version"] == 1)
+            .count();
+        if serving == 2 {
+            break answer;
+        }
+        assert!(started.elapsed() < PROPAGATION, "{answer}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(answer["active_version"], 1);
+    let r = a
+        .admin("GET", "/v1/nodes", Some(&a.operator), Vec::new())
+        .await;
+    let fleet: Value = serde_json::from_slice(&r.body).unwrap();
+    let revision = fleet["revision"].as_u64().unwrap();
+    assert!(revision >= 3, "tenant, app, version: {fleet}");
+    for node in fleet["nodes"].as_array().unwrap() {
+        assert_eq!(node["revision"].as_u64(), Some(revision), "{fleet}");
+        assert_eq!(node["lag"], 0, "{fleet}");
+    }
+    // Another tenant may not see this app's rollout.
+    let other = a.tenant("other").await;
+    let r = a
+        .admin(
+            "GET",
+            "/v1/tenants/acme/apps/web/nodes",
+            Some(&other),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+}
