@@ -218,15 +218,24 @@ pub(super) async fn nodes(api: &Api) -> anyhow::Result<()> {
         println!("this daemon runs alone (no --cluster): one node, itself");
         return Ok(());
     }
-    let now_ms = crate::storage::records::now_secs().saturating_mul(1000);
     let mut nodes = answer["nodes"].take();
     for node in nodes.as_array_mut().into_iter().flatten() {
-        let beat = node["heartbeat_ms"].as_u64().unwrap_or(0);
-        node["last heartbeat"] = json!(format!("{} ms ago", now_ms.saturating_sub(beat)));
+        let age = node["heartbeat_age_ms"].as_u64().unwrap_or(0);
+        node["last heartbeat"] = json!(format!("{age} ms ago"));
     }
+    println!("control-plane revision {}", answer["revision"]);
     api.print(
         &nodes,
-        &["name", "region", "data", "admin", "last heartbeat"],
+        &[
+            "name",
+            "region",
+            "data",
+            "admin",
+            "last heartbeat",
+            "revision",
+            "lag",
+            "apps",
+        ],
     );
     Ok(())
 }

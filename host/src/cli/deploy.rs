@@ -25,8 +25,56 @@ pub struct DeployArgs {
     #[arg(long)]
     pub manifest: Option<PathBuf>,
     /// Store the version without making it serve.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "wait")]
     pub no_activate: bool,
+    /// Return only when every live node of the fleet serves the new
+    /// version (or say which do not, after --wait-timeout).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub wait_timeout: u64,
+}
+
+/// How often `--wait` asks which version each node serves.
+const ROLLOUT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Waits until every node `GET .../nodes` lists serves `version`; the
+/// answer's nodes, or which nodes did not get there in time.
+async fn rollout(
+    api: &Api,
+    app_path: &str,
+    version: u64,
+    timeout: std::time::Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let answer = api
+            .call(Method::GET, &format!("{app_path}/nodes"), None)
+            .await?;
+        let nodes = answer["nodes"].as_array().cloned().unwrap_or_default();
+        let behind: Vec<String> = nodes
+            .iter()
+            .filter(|n| n["version"].as_u64() != Some(version))
+            .map(|n| {
+                let serves = n["version"]
+                    .as_u64()
+                    .map_or("nothing".to_owned(), |v| format!("version {v}"));
+                format!("{} (serves {serves})", n["name"].as_str().unwrap_or("?"))
+            })
+            .collect();
+        if behind.is_empty() && !nodes.is_empty() {
+            return Ok(answer);
+        }
+        if started.elapsed() >= timeout {
+            bail!(
+                "version {version} is active, but after {} s these nodes do not serve it yet: {}",
+                timeout.as_secs(),
+                behind.join(", ")
+            );
+        }
+        tokio::time::sleep(ROLLOUT_POLL).await;
+    }
 }
 
 pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
@@ -102,9 +150,22 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
             "{app} has no route, so it serves nothing: add one with `--route HOST[/PREFIX]` or `routes = [\"HOST\"]` in verge.toml and deploy again"
         )
     });
+    let rolled_out = match (args.wait, answer["version"]["number"].as_u64()) {
+        (true, Some(number)) => {
+            step(format!(
+                "waiting for every node to serve version {number} ..."
+            ));
+            let timeout = std::time::Duration::from_secs(args.wait_timeout);
+            Some(rollout(api, &app_path, number, timeout).await?)
+        }
+        _ => None,
+    };
     if api.json {
         let mut answer = answer;
         answer["warnings"] = serde_json::json!(warning.iter().collect::<Vec<_>>());
+        if let Some(rolled_out) = &rolled_out {
+            answer["nodes"] = rolled_out["nodes"].clone();
+        }
         api.print(&answer, &[]);
         return Ok(());
     }
@@ -130,6 +191,10 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
         println!("  {}", url.as_str().unwrap_or("?"));
     }
     println!("  limits: {}", limits_summary(&answer["effective_limits"]));
+    if let Some(rolled_out) = rolled_out {
+        let nodes = rolled_out["nodes"].as_array().map_or(0, Vec::len);
+        println!("  served by every node ({nodes})");
+    }
     if let Some(warning) = warning {
         eprintln!("verge: warning: {warning}");
     }

@@ -255,6 +255,9 @@ impl ClusterBus {
                 if let Err(err) = bus.listen(&apply, &changed).await {
                     tracing::warn!(error = %err, "cluster bus subscription lost; resubscribing");
                 }
+                // The node checks at once whether it can still reach the
+                // control plane (readiness says so if not).
+                changed();
                 tokio::time::sleep(RESUBSCRIBE_WAIT).await;
             }
         })

@@ -58,13 +58,7 @@ impl Registry {
     /// node, or when it is there already). Fails with the reason when Redis
     /// cannot be read; the node keeps serving what it has.
     pub async fn sync(self: &Arc<Self>) -> Result<Synced, RegistryError> {
-        let result = self.locked(|r| r.synced()).await;
-        *self
-            .fleet_fault
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            result.as_ref().err().map(ToString::to_string);
-        result
+        self.locked(|r| r.synced()).await
     }
 
     /// Seals again, through the fleet, every secret stored under a previous
@@ -96,9 +90,16 @@ impl Registry {
     /// The sync itself, under the write lock (every admin write in fleet
     /// mode starts with one, so it checks against the latest state).
     pub(super) fn synced(&self) -> Result<Synced, RegistryError> {
-        let synced = self.catch_up()?;
-        self.applied.store(synced.revision, Ordering::Release);
-        Ok(synced)
+        let result = self.catch_up();
+        if let Ok(synced) = &result {
+            self.applied.store(synced.revision, Ordering::Release);
+        }
+        *self
+            .fleet_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            result.as_ref().err().map(ToString::to_string);
+        result
     }
 
     /// Marks the revision in the snapshot as served (after a write made
