@@ -1,0 +1,126 @@
+//! Deploy propagation through the shipped binary: three `verge serve
+//! --cluster` processes on one real `redis-server` (loopback, AOF on,
+//! `appendfsync always`). Each of 20 deploys uploads a component never
+//! seen before (hello or echo, with a custom section that makes its hash
+//! new, so every node fetches and compiles it, as for a real release)
+//! through node A, then polls B and C's data planes until both serve it.
+//! Reported: the upload's own time on A (compile included) and the
+//! propagation from A's answer until B and C both serve, p50 and p99.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "bench"
+)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use verge_benches::binary::{VergeProcess, build_verge};
+use verge_tests::redis_server::RedisServer;
+
+/// Deploys measured.
+const DEPLOYS: usize = 20;
+
+/// Longest one propagation may take before the bench gives up.
+const GIVE_UP: Duration = Duration::from_secs(10);
+
+/// `bytes` with a custom section `verge-bench` holding `n`: a new hash,
+/// the same code.
+fn renamed(bytes: &[u8], n: usize) -> Vec<u8> {
+    let name = b"verge-bench";
+    let payload = n.to_le_bytes();
+    let size = 1 + name.len() + payload.len();
+    let mut out = bytes.to_vec();
+    out.push(0);
+    out.push(u8::try_from(size).unwrap());
+    out.push(u8::try_from(name.len()).unwrap());
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// The body `addr` answers for `web.test/x`.
+fn get(addr: SocketAddr) -> String {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let head = "GET /x HTTP/1.1\r\nhost: web.test\r\nconnection: close\r\n\r\n";
+    if stream.write_all(head.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
+
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[at.min(sorted.len() - 1)]
+}
+
+fn main() -> anyhow::Result<()> {
+    let binary = build_verge()?;
+    let guests = verge_benches::build_guests()?;
+    let redis = RedisServer::start();
+    let key_dir = tempfile::tempdir()?;
+    let key = key_dir.path().join("secrets.key");
+    std::fs::write(&key, verge_tests::TEST_FLEET_SECRETS_KEY)?;
+    let key = key.to_string_lossy().into_owned();
+    let url = redis.url();
+    let nodes: Vec<VergeProcess> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let args = [
+                "--cluster",
+                url.as_str(),
+                "--node-name",
+                name,
+                "--secrets-key-file",
+                key.as_str(),
+            ];
+            VergeProcess::start(&binary, &args)
+        })
+        .collect::<Result<_, _>>()?;
+    let a = &nodes[0];
+    a.tenant("acme", "{}")?;
+    a.deploy("acme", "web", "web.test", &guests["hello"])?;
+    let sources = [
+        (std::fs::read(&guests["hello"])?, "hello from verge"),
+        (std::fs::read(&guests["echo"])?, "method=GET"),
+    ];
+    let mut uploads = Vec::new();
+    let mut propagation = Vec::new();
+    for n in 0..DEPLOYS {
+        // Start from the other guest, so each deploy changes the answer.
+        let (bytes, marker) = &sources[(n + 1) % 2];
+        let bytes = renamed(bytes, n);
+        let started = Instant::now();
+        let (status, text) = a.admin("POST", "/v1/tenants/acme/apps/web/versions", &bytes)?;
+        anyhow::ensure!(status == 201, "deploy {n}: {status} {text}");
+        let answered = Instant::now();
+        uploads.push((answered - started).as_secs_f64() * 1000.0);
+        for node in &nodes[1..] {
+            while !get(node.data).contains(marker) {
+                anyhow::ensure!(answered.elapsed() < GIVE_UP, "deploy {n} never arrived");
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+        propagation.push(answered.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "fleet: upload on A (compile included) p50 {:.1} ms, p99 {:.1} ms",
+        quantile(&uploads, 0.5),
+        quantile(&uploads, 0.99)
+    );
+    println!(
+        "fleet: propagation to B and C after A answered, {DEPLOYS} deploys: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        quantile(&propagation, 0.5),
+        quantile(&propagation, 0.99),
+        quantile(&propagation, 1.0)
+    );
+    Ok(())
+}
