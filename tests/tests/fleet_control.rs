@@ -218,3 +218,67 @@ async fn the_nodes_endpoints_show_each_nodes_revision_and_version() {
         .await;
     assert_eq!(r.status, 403);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_nodes_data_dir_imports_into_the_fleet_once() {
+    // A single node, its secrets key the one the fleet nodes will use.
+    let single = tempfile::tempdir().unwrap();
+    std::fs::write(
+        single.path().join("secrets.key"),
+        verge_tests::TEST_FLEET_SECRETS_KEY,
+    )
+    .unwrap();
+    let platform = Platform::start(single.path()).await;
+    let token = platform.tenant("acme").await;
+    let manifest = json!({ "routes": ["kv.test"], "kv_stores": ["data"] });
+    let r = platform
+        .deploy_manifest(&token, "acme", "app", manifest, "kv-probe")
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    for (key, ttl) in [("kept", ""), ("brief", "&ttl=3600")] {
+        let path = format!("/kv-probe/set?key={key}&value=v-{key}{ttl}");
+        assert_eq!(platform.get("kv.test", &path).await.text(), "ok");
+    }
+    platform.shutdown().await;
+    let redis = RedisServer::start();
+    let report = verge::daemon::cluster_import::import(single.path(), &redis.url())
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.records_written, report.components, report.kv_entries),
+        (3, 1, 2),
+        "{report:?}"
+    );
+    // Again: nothing new to write.
+    let again = verge::daemon::cluster_import::import(single.path(), &redis.url())
+        .await
+        .unwrap();
+    assert_eq!((again.records_written, again.records_present), (0, 3));
+    // A fleet node on an empty dir serves it all, the tenant's token works.
+    let dir = tempfile::tempdir().unwrap();
+    let node = Platform::start_node(dir.path(), &redis.url(), "n0").await;
+    for key in ["kept", "brief"] {
+        let path = format!("/kv-probe/get?key={key}");
+        assert_eq!(node.get("kv.test", &path).await.text(), format!("v-{key}"));
+    }
+    let r = node
+        .admin("GET", "/v1/tenants/acme/apps", Some(&token), Vec::new())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Once the fleet changed a record, an import names it and writes nothing.
+    let manifest = json!({ "routes": ["kv2.test"], "kv_stores": ["data"] });
+    let r = node
+        .admin(
+            "PUT",
+            "/v1/tenants/acme/apps/app",
+            Some(&token),
+            manifest.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let err = verge::daemon::cluster_import::import(single.path(), &redis.url())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Apps acme/app"), "{err}");
+}

@@ -23,6 +23,60 @@ pub struct ClusterArgs {
     pub region: Option<String>,
 }
 
+/// `verge cluster ...`: fleet operations.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterCmd {
+    /// Copy a single node's data dir (control plane, components, KV) into a
+    /// fleet's Redis, idempotently: run it with the node stopped, then
+    /// start the nodes with --cluster and the data dir's secrets key.
+    Import {
+        /// The data dir to copy.
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+        /// The fleet's Redis, `redis://HOST:PORT[/DB]` (password in
+        /// VERGE_CLUSTER_PASSWORD).
+        #[arg(long = "cluster", env = "VERGE_CLUSTER_URL", value_name = "URL")]
+        url: String,
+    },
+}
+
+/// Runs a `verge cluster` command.
+pub async fn run(cmd: ClusterCmd) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCmd::Import { data_dir, url } => {
+            let args = ClusterArgs {
+                url: Some(url),
+                ..ClusterArgs::default()
+            };
+            let Some(config) = args.config(&ClusterSection::default())? else {
+                bail!("--cluster is required");
+            };
+            let report = crate::daemon::cluster_import::import(&data_dir, &config.url).await?;
+            println!(
+                "imported {}: {} control-plane records written ({} already there), {} components, {} KV entries{}",
+                data_dir.display(),
+                report.records_written,
+                report.records_present,
+                report.components,
+                report.kv_entries,
+                if report.kv_orphans > 0 {
+                    format!(" ({} of deleted tenants left behind)", report.kv_orphans)
+                } else {
+                    String::new()
+                }
+            );
+            let key = data_dir.join(crate::storage::secrets::DEFAULT_KEY_FILE);
+            if key.exists() {
+                println!(
+                    "its secrets are sealed with {}: start every node with --secrets-key-file pointing at a copy of it",
+                    key.display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The environment variable a fleet's Redis password may come from.
 pub const PASSWORD_ENV: &str = "VERGE_CLUSTER_PASSWORD";
 

@@ -106,6 +106,12 @@ pub enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Fleet operations: import a single node's data dir into Redis.
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: cluster::ClusterCmd,
+    },
     /// Activate an earlier version (the previous one by default).
     Rollback {
         /// The app.
@@ -211,6 +217,7 @@ impl Cli {
             Command::Apps { cmd, api } => admin::apps(&Api::new(&api)?, cmd).await,
             Command::Versions { app, api } => admin::versions(&Api::new(&api)?, &app).await,
             Command::Nodes { api } => admin::nodes(&Api::new(&api)?).await,
+            Command::Cluster { cmd } => cluster::run(cmd).await,
             Command::Rollback { app, to, api } => admin::rollback(&Api::new(&api)?, &app, to).await,
             Command::Tenants { cmd, api } => admin::tenants(&Api::new(&api)?, cmd).await,
             Command::Config { cmd, api } => admin::config(&Api::new(&api)?, cmd).await,
@@ -248,6 +255,7 @@ impl Cli {
             | Command::Dev(_)
             | Command::New(_)
             | Command::CompileWorker { .. }
+            | Command::Cluster { .. }
             | Command::Completions { .. } => false,
         }
     }

@@ -2,6 +2,7 @@
 //! until told to stop. `verge serve`, `verge demo` and the end-to-end tests
 //! all start here.
 
+pub mod cluster_import;
 mod fleet;
 mod local;
 mod services;

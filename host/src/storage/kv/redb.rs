@@ -20,6 +20,9 @@ const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_values");
 const EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("kv_expiry");
 const USAGE: TableDefinition<&str, u64> = TableDefinition::new("kv_usage");
 
+/// One exported entry: (stored key, expiry ms or 0, value).
+pub type ExportedEntry = (Vec<u8>, u64, Vec<u8>);
+
 /// Most writes committed together: bounds one transaction's size and the
 /// latency of the last write in a group.
 pub const MAX_GROUP_OPS: usize = 1024;
@@ -266,6 +269,40 @@ impl RedbKv {
                 .get(tenant.as_str())
                 .map_err(storage)?
                 .map_or(0, |v| v.value()))
+        })
+        .await
+    }
+
+    /// Up to `limit` live entries after stored key `after`, in key order:
+    /// (stored key `tenant\0store\0key`, expiry in ms or 0, value). For
+    /// `verge cluster import`, which copies a data dir into Redis.
+    pub async fn export_page(
+        &self,
+        after: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<ExportedEntry>, KvError> {
+        self.read(move |db, now| {
+            let tx = db.begin_read().map_err(storage)?;
+            let table = tx.open_table(VALUES).map_err(storage)?;
+            let range = match &after {
+                Some(after) => table.range::<&[u8]>((
+                    std::ops::Bound::Excluded(after.as_slice()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => table.range::<&[u8]>(..),
+            };
+            let mut out = Vec::new();
+            for entry in range.map_err(storage)? {
+                let (key, raw) = entry.map_err(storage)?;
+                let (expiry, payload) = super::logic::decode(raw.value());
+                if expiry == 0 || expiry > now {
+                    out.push((key.value().to_vec(), expiry, payload.to_vec()));
+                }
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
         })
         .await
     }
