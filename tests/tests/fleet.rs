@@ -392,3 +392,74 @@ async fn every_live_node_is_listed_with_its_region() {
     let r = nodes[0].admin("GET", "/v1/nodes", None, Vec::new()).await;
     assert_eq!(r.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_read_cache_reads_own_writes_and_bounds_staleness_by_its_ttl() {
+    let manifest = json!({ "kv_stores": ["data"], "kv_cache_ttl_seconds": 2 });
+    let (redis, nodes, _dirs) = fleet("kv-probe", "kv.test", manifest, &[]).await;
+    let get = |i: usize| {
+        let node = &nodes[i];
+        async move { node.get("kv.test", "/kv-probe/get?key=k").await.text() }
+    };
+    assert_eq!(
+        nodes[0]
+            .get("kv.test", "/kv-probe/set?key=k&value=v0")
+            .await
+            .text(),
+        "ok"
+    );
+    // B and C read it, so they cache it.
+    assert_eq!(get(1).await, "v0");
+    assert_eq!(get(2).await, "v0");
+    // The writer reads its own write at once; the others once the
+    // invalidation arrived.
+    assert_eq!(
+        nodes[0]
+            .get("kv.test", "/kv-probe/set?key=k&value=v1")
+            .await
+            .text(),
+        "ok"
+    );
+    assert_eq!(get(0).await, "v1");
+    for i in [1, 2] {
+        let started = Instant::now();
+        while get(i).await != "v1" {
+            assert!(started.elapsed() < Duration::from_millis(500), "node {i}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // A write no node announces (as if the channel were cut): the nodes
+    // serve what they cached until the TTL, then the new value.
+    let ns = nodes[1]
+        .daemon
+        .registry
+        .as_ref()
+        .unwrap()
+        .kv_namespace("acme".into(), "data".into())
+        .await
+        .unwrap();
+    let behind = verge::storage::kv::redis_backend::RedisKv::connect(
+        &redis.url(),
+        std::sync::Arc::new(verge::storage::kv::SystemClock),
+    )
+    .await
+    .unwrap();
+    let quiet = verge::storage::kv::WriteOp::Set {
+        key: "k".into(),
+        value: b"v2".to_vec(),
+        ttl: None,
+    };
+    use verge::storage::kv::KvBackend as _;
+    behind.write(&ns, quiet).await.unwrap();
+    let written = Instant::now();
+    assert_eq!(get(1).await, "v1", "cached, within the TTL");
+    let started = Instant::now();
+    while get(1).await != "v2" {
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "stale past the TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(written.elapsed() < Duration::from_millis(2500));
+}

@@ -282,3 +282,29 @@ async fn a_single_nodes_data_dir_imports_into_the_fleet_once() {
         .to_string();
     assert!(err.contains("Apps acme/app"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kv_cache_ttl_seconds_is_capped_at_an_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = Platform::start(dir.path()).await;
+    let token = platform.tenant("acme").await;
+    let max = verge::capabilities::kv_cache::MAX_KV_CACHE_TTL_SECONDS;
+    for (ttl, status) in [(max, 200), (max + 1, 400)] {
+        let manifest =
+            json!({ "routes": ["kv.test"], "kv_stores": ["data"], "kv_cache_ttl_seconds": ttl });
+        let r = platform
+            .admin(
+                "PUT",
+                "/v1/tenants/acme/apps/app",
+                Some(&token),
+                manifest.to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, status, "{ttl}: {}", r.text());
+    }
+    let r = platform
+        .admin("GET", "/v1/tenants/acme/apps/app", Some(&token), Vec::new())
+        .await;
+    let app: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(app["kv_cache_ttl_seconds"], max);
+}

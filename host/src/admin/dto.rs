@@ -16,6 +16,8 @@ pub(super) struct AppView<'a> {
     name: &'a str,
     routes: &'a [String],
     kv_stores: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kv_cache_ttl_seconds: Option<u32>,
     allowed_hosts: &'a [String],
     config: &'a BTreeMap<String, String>,
     secrets: Vec<&'a str>,
@@ -50,6 +52,7 @@ impl<'a> From<&'a AppRecord> for AppView<'a> {
             name: &app.name,
             routes: &app.manifest.routes,
             kv_stores: &app.manifest.kv_stores,
+            kv_cache_ttl_seconds: app.manifest.kv_cache_ttl_seconds,
             allowed_hosts: &app.manifest.allowed_hosts,
             config: &app.manifest.config,
             secrets: app.secrets.keys().map(String::as_str).collect(),

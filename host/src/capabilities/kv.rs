@@ -4,6 +4,7 @@
 //! another tenant's data.
 
 use super::bindings::verge::edge::kv as wit;
+use super::kv_cache::KvReadCache;
 use super::view::{TableView, WithTable};
 use super::{PerRequest, RequestScope};
 use crate::storage::kv::{KvBackend, KvError, Namespace, Outcome, WriteOp};
@@ -25,6 +26,8 @@ pub struct KvCtx {
     quota_bytes: u64,
     open: usize,
     metrics: Option<Arc<Metrics>>,
+    /// This node's read cache and how old an entry may be for this app.
+    read_cache: Option<(Arc<KvReadCache>, std::time::Duration)>,
 }
 
 impl Default for KvCtx {
@@ -37,6 +40,7 @@ impl Default for KvCtx {
             quota_bytes: 0,
             open: 0,
             metrics: None,
+            read_cache: None,
         }
     }
 }
@@ -56,7 +60,18 @@ impl KvCtx {
             quota_bytes,
             open: 0,
             metrics: None,
+            read_cache: None,
         }
+    }
+
+    /// Answers reads from `cache` while its entries are younger than the
+    /// duration (`None`: no read cache).
+    pub fn with_read_cache(
+        mut self,
+        cache: Option<(Arc<KvReadCache>, std::time::Duration)>,
+    ) -> Self {
+        self.read_cache = cache;
+        self
     }
 
     /// Counts every operation in `metrics` (`verge_kv_operations_total`).
@@ -190,7 +205,17 @@ impl wit::HostStore for KvView<'_> {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
+        if let Some(hit) =
+            (self.ctx.read_cache.as_ref()).and_then(|(cache, ttl)| cache.lookup(&ns, &key, *ttl))
+        {
+            let result = Ok(hit);
+            self.ctx.count("get", &result);
+            return Ok(result);
+        }
         let result = backend.get(&ns, &key).await.map_err(wit::Error::from);
+        if let (Some((cache, _)), Ok(value)) = (&self.ctx.read_cache, &result) {
+            cache.fill(&ns, &key, value.as_deref());
+        }
         self.ctx.count("get", &result);
         Ok(result)
     }

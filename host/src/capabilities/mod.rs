@@ -20,6 +20,7 @@ pub mod fetch;
 pub mod geo;
 pub mod incoming;
 pub mod kv;
+pub mod kv_cache;
 pub mod log;
 pub mod respond;
 mod services;
@@ -98,6 +99,9 @@ pub struct AppCapabilities {
     pub kv_stores: Option<Vec<String>>,
     /// The tenant's KV quota.
     pub kv_quota_bytes: u64,
+    /// How long this node may answer a KV read from its read cache
+    /// (`kv_cache_ttl_seconds`); `None`: every read goes to the store.
+    pub kv_cache_ttl: Option<std::time::Duration>,
     /// Where guest logs are kept for `verge logs` (none: the terminal).
     pub logs: Option<Arc<LogRing>>,
 }
@@ -109,7 +113,9 @@ impl Capabilities {
         Self {
             config: config::ConfigCtx::new(app.vars),
             log: log::LogCtx::with_ring(app.app, "".into(), app.logs),
-            kv: services.kv_ctx(&app.data_key, app.kv_stores, app.kv_quota_bytes),
+            kv: services
+                .kv_ctx(&app.data_key, app.kv_stores, app.kv_quota_bytes)
+                .with_read_cache(app.kv_cache_ttl.map(|ttl| (services.kv_cache.clone(), ttl))),
             fetch: services.tenant_fetch_ctx(&app.tenant, &app.data_key, &app.grants, app.allow),
             geo: services.geo_ctx(),
             cache: services.cache_ctx(&app.data_key),

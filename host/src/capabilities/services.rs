@@ -10,8 +10,11 @@ use std::sync::Arc;
 /// database.
 #[derive(Clone)]
 pub struct Services {
-    /// Durable key-value storage.
+    /// Durable key-value storage (its writes kept in step with
+    /// `kv_cache`).
     pub kv: Arc<dyn KvBackend>,
+    /// This node's KV read cache, for apps that set a cache TTL.
+    pub kv_cache: Arc<super::kv_cache::KvReadCache>,
     /// The outbound HTTP client and its address policy.
     pub fetch: Arc<fetch::FetchClient>,
     /// The geo database (possibly none).

@@ -210,6 +210,7 @@ async fn undo_manifest(api: &Api, app_path: &str, before: Option<&serde_json::Va
         Some(app) => match serde_json::to_vec(&serde_json::json!({
             "routes": app["routes"],
             "kv_stores": app["kv_stores"],
+            "kv_cache_ttl_seconds": app["kv_cache_ttl_seconds"],
             "allowed_hosts": app["allowed_hosts"],
             "config": app["config"],
             "limits": app["limits"],

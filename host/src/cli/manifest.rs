@@ -22,6 +22,10 @@ pub struct ManifestFile {
     /// KV stores the app may open.
     #[serde(default)]
     pub kv_stores: Vec<String>,
+    /// Seconds each node may answer KV reads from its read cache
+    /// (Workers KV's `cacheTtl`); unset: every read goes to the store.
+    #[serde(default)]
+    pub kv_cache_ttl_seconds: Option<u32>,
     /// Outbound hosts the app may fetch.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
@@ -46,6 +50,7 @@ impl ManifestFile {
         AppManifest {
             routes: self.routes,
             kv_stores: self.kv_stores,
+            kv_cache_ttl_seconds: self.kv_cache_ttl_seconds,
             allowed_hosts: self.allowed_hosts,
             config: self.config,
             limits: self.limits,

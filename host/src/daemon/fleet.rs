@@ -5,7 +5,7 @@
 //! safety net) and the heartbeat (at once after a change is applied).
 
 use super::{ClusterConfig, apply_purge};
-use crate::storage::bus::{ClusterBus, NodeInfo};
+use crate::storage::bus::{ClusterBus, Handlers, NodeInfo};
 use crate::storage::control_redis::RedisControl;
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::Registry;
@@ -81,13 +81,21 @@ pub(super) fn start(
 ) -> Vec<JoinHandle<()>> {
     let wake = Arc::new(Notify::new());
     let beat_now = Arc::new(Notify::new());
+    let kv_cache = registry.kv_cache();
+    {
+        let bus = bus.clone();
+        kv_cache.announce_with(Arc::new(move |tenant: &str, store: &str, key: &str| {
+            bus.announce_kv_write(tenant, store, key);
+        }));
+    }
     let subscriber = {
         let cache = registry.cache();
         let wake = wake.clone();
-        bus.subscribe(
-            move |purge| apply_purge(&cache, &purge),
-            move || wake.notify_one(),
-        )
+        bus.subscribe(Handlers {
+            purge: Box::new(move |purge| apply_purge(&cache, &purge)),
+            changed: Box::new(move || wake.notify_one()),
+            kv: Box::new(move |stale| kv_cache.invalidate(&stale.tenant, &stale.store, &stale.key)),
+        })
     };
     let syncing = {
         let (registry, bus, beat_now) = (registry.clone(), bus.clone(), beat_now.clone());

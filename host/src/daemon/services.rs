@@ -62,8 +62,13 @@ impl CapabilityConfig {
             }
             None => GeoDb::none(),
         };
+        let kv_cache = Arc::new(crate::capabilities::kv_cache::KvReadCache::default());
         Ok(Services {
-            kv,
+            kv: Arc::new(crate::capabilities::kv_cache::CachingKv::new(
+                kv,
+                kv_cache.clone(),
+            )),
+            kv_cache,
             fetch: Arc::new(fetch),
             geo,
             cache: crate::capabilities::cache::CacheStore::new(self.cache_capacity_bytes),

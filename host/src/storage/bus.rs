@@ -20,6 +20,9 @@ use std::time::Duration;
 /// The channel cache purges travel on.
 pub const PURGE_CHANNEL: &str = "verge:cache:purge";
 
+/// The channel KV writes to read-cached stores are announced on.
+pub const KV_CHANNEL: &str = "verge:kv:invalidate";
+
 /// Longest a publish waits for Redis before the admin call fails with
 /// the reason: admin writes must not hang on an unreachable Redis.
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
@@ -69,6 +72,31 @@ pub struct PurgeMessage {
     pub key: Option<String>,
     /// Purge everything (of the tenant, or of all).
     pub all: bool,
+}
+
+/// A KV write another node made to a store some app caches: every other
+/// node drops its entry for the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvInvalidation {
+    /// The node that wrote.
+    pub origin: String,
+    /// The tenant's data key.
+    pub tenant: String,
+    /// The store.
+    pub store: String,
+    /// The key.
+    pub key: String,
+}
+
+/// What a node does with what arrives on the bus.
+pub struct Handlers {
+    /// Applies another node's cache purge.
+    pub purge: Box<dyn Fn(PurgeMessage) + Send + Sync>,
+    /// Called for every control-plane change and after every
+    /// (re)subscription (changes may have been missed meanwhile).
+    pub changed: Box<dyn Fn() + Send + Sync>,
+    /// Drops the read-cache entry another node's write made stale.
+    pub kv: Box<dyn Fn(KvInvalidation) + Send + Sync>,
 }
 
 /// Why a message could not be sent.
@@ -240,49 +268,84 @@ impl ClusterBus {
             .map_err(|_| BusError::Redis("no answer".into()))?
     }
 
-    /// Applies every purge other nodes send with `apply`, and calls
-    /// `changed` for every control-plane change and after every
-    /// (re)subscription (changes may have been missed meanwhile),
-    /// resubscribing after Redis goes away, until the task is dropped.
-    pub fn subscribe(
-        self: &Arc<Self>,
-        apply: impl Fn(PurgeMessage) + Send + Sync + 'static,
-        changed: impl Fn() + Send + Sync + 'static,
-    ) -> tokio::task::JoinHandle<()> {
+    /// Announces a KV write to the other nodes, in the background: the
+    /// write is already durable, and a lost announcement is bounded by the
+    /// cache TTL.
+    pub fn announce_kv_write(self: &Arc<Self>, tenant: &str, store: &str, key: &str) {
+        let message = KvInvalidation {
+            origin: self.node.clone(),
+            tenant: tenant.to_owned(),
+            store: store.to_owned(),
+            key: key.to_owned(),
+        };
+        let bus = self.clone();
+        tokio::spawn(async move {
+            let Ok(payload) = serde_json::to_string(&message) else {
+                return;
+            };
+            let send = async {
+                let mut conn = bus.conn().await?;
+                redis::cmd("PUBLISH")
+                    .arg(KV_CHANNEL)
+                    .arg(payload)
+                    .query_async::<usize>(&mut conn)
+                    .await
+                    .map_err(|e| BusError::Redis(e.to_string()))
+            };
+            if let Ok(Err(err)) | Err(err) = tokio::time::timeout(PUBLISH_TIMEOUT, send)
+                .await
+                .map_err(|_| BusError::Redis("no answer".into()))
+            {
+                tracing::debug!(error = %err, "announcing a KV write");
+            }
+        });
+    }
+
+    /// Hands what arrives to `handlers`, resubscribing after Redis goes
+    /// away, until the task is dropped.
+    pub fn subscribe(self: &Arc<Self>, handlers: Handlers) -> tokio::task::JoinHandle<()> {
         let bus = self.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(err) = bus.listen(&apply, &changed).await {
+                if let Err(err) = bus.listen(&handlers).await {
                     tracing::warn!(error = %err, "cluster bus subscription lost; resubscribing");
                 }
                 // The node checks at once whether it can still reach the
                 // control plane (readiness says so if not).
-                changed();
+                (handlers.changed)();
                 tokio::time::sleep(RESUBSCRIBE_WAIT).await;
             }
         })
     }
 
-    async fn listen(
-        &self,
-        apply: &impl Fn(PurgeMessage),
-        changed: &impl Fn(),
-    ) -> redis::RedisResult<()> {
+    async fn listen(&self, handlers: &Handlers) -> redis::RedisResult<()> {
         let mut pubsub = self.client.get_async_pubsub().await?;
         pubsub.subscribe(PURGE_CHANNEL).await?;
+        pubsub.subscribe(KV_CHANNEL).await?;
         pubsub
             .subscribe(super::control_redis::CONTROL_CHANNEL)
             .await?;
-        changed();
+        (handlers.changed)();
         let mut messages = pubsub.into_on_message();
         while let Some(message) = messages.next().await {
-            if message.get_channel_name() == super::control_redis::CONTROL_CHANNEL {
-                changed();
+            let channel = message.get_channel_name();
+            if channel == super::control_redis::CONTROL_CHANNEL {
+                (handlers.changed)();
                 continue;
             }
             let payload: String = message.get_payload()?;
+            if channel == KV_CHANNEL {
+                match serde_json::from_str::<KvInvalidation>(&payload) {
+                    Ok(stale) if stale.origin != self.node => (handlers.kv)(stale),
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "an unreadable KV invalidation on the cluster bus")
+                    }
+                }
+                continue;
+            }
             match serde_json::from_str::<PurgeMessage>(&payload) {
-                Ok(purge) if purge.origin != self.node => apply(purge),
+                Ok(purge) if purge.origin != self.node => (handlers.purge)(purge),
                 Ok(_) => {}
                 Err(err) => {
                     tracing::warn!(error = %err, "an unreadable message on the cluster bus")

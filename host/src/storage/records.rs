@@ -98,6 +98,11 @@ pub struct AppManifest {
     /// KV stores the app may open.
     #[serde(default)]
     pub kv_stores: Vec<String>,
+    /// Seconds a node may answer this app's KV reads from its read cache
+    /// (like Workers KV's `cacheTtl`); none or 0: every read goes to the
+    /// store, strongly consistent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache_ttl_seconds: Option<u32>,
     /// Outbound `scheme://host[:port]` the app may fetch (`*.` wildcards).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,

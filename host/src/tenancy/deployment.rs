@@ -83,6 +83,7 @@ pub fn local_capabilities(app: &str) -> AppCapabilities {
         kv_stores: None,
         kv_quota_bytes: DEFAULT_TENANT_QUOTA_BYTES,
         logs: None,
+        kv_cache_ttl: None,
     }
 }
 

@@ -210,6 +210,32 @@ impl Registry {
         })
     }
 
+    /// Tells the KV read cache which stores some app caches, so writes to
+    /// them are announced to the fleet.
+    pub(super) fn publish_cached_stores(&self) -> Result<(), RegistryError> {
+        let tenants: BTreeMap<String, String> = self
+            .store
+            .tenants()?
+            .into_iter()
+            .map(|t| (t.name.clone(), t.data_key()))
+            .collect();
+        let mut cached = HashSet::new();
+        for app in self.store.apps(None)? {
+            let (Some(ttl), Some(data_key)) =
+                (app.manifest.kv_cache_ttl_seconds, tenants.get(&app.tenant))
+            else {
+                continue;
+            };
+            if ttl > 0 {
+                for store in app.manifest.kv_stores {
+                    cached.insert((data_key.clone(), store));
+                }
+            }
+        }
+        self.loader.services.kv_cache.set_cached_stores(cached);
+        Ok(())
+    }
+
     /// The apps whose active version is not live here, for `/readyz` and
     /// the heartbeat.
     pub fn offline_apps(&self) -> Result<HashSet<String>, RegistryError> {

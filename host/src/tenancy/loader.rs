@@ -271,6 +271,11 @@ impl Loader {
                             mib.saturating_mul(1 << 20)
                         }),
                     logs: Some(self.log_ring(&app.tenant, &app.name)),
+                    kv_cache_ttl: app
+                        .manifest
+                        .kv_cache_ttl_seconds
+                        .filter(|&s| s > 0)
+                        .map(|s| std::time::Duration::from_secs(u64::from(s))),
                 },
             },
         )))

@@ -261,6 +261,11 @@ impl Registry {
         self.loader.services().cache.clone()
     }
 
+    /// This node's KV read cache.
+    pub fn kv_cache(&self) -> Arc<crate::capabilities::kv_cache::KvReadCache> {
+        self.loader.services().kv_cache.clone()
+    }
+
     /// The KV backend.
     pub fn kv(&self) -> Arc<dyn KvBackend> {
         self.loader.kv()
@@ -310,6 +315,7 @@ impl Registry {
         }
         self.router.store(Arc::new(Router::new(entries)));
         self.loader.retain_loaded(&active);
+        self.publish_cached_stores()?;
         Ok(())
     }
 
@@ -542,6 +548,15 @@ fn normalise(mut manifest: AppManifest) -> Result<AppManifest, RegistryError> {
     manifest.routes = routes;
     for store in &manifest.kv_stores {
         check_name("kv store", store)?;
+    }
+    let max_ttl = crate::capabilities::kv_cache::MAX_KV_CACHE_TTL_SECONDS;
+    if manifest
+        .kv_cache_ttl_seconds
+        .is_some_and(|ttl| ttl > max_ttl)
+    {
+        return Err(RegistryError::Invalid(format!(
+            "kv_cache_ttl_seconds is at most {max_ttl} (an hour): it bounds how long a node may serve a value after it changed"
+        )));
     }
     crate::capabilities::fetch::AllowList::parse(&manifest.allowed_hosts)
         .map_err(|err| RegistryError::Invalid(err.to_string()))?;
