@@ -373,7 +373,13 @@ impl Platform {
             url: url.to_owned(),
             node_name: name.to_owned(),
             region: "test".into(),
+            ca_file: None,
         };
+        Self::start_node_with(data_dir, cluster).await
+    }
+
+    /// Starts a fleet node on `data_dir` with `cluster` settings.
+    pub async fn start_node_with(data_dir: &Path, cluster: verge::daemon::ClusterConfig) -> Self {
         Self::start_full(
             data_dir,
             Setup::default().engine,

@@ -19,6 +19,8 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// TLS only, with this certificate and key (PEM files).
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Drop for RedisServer {
@@ -94,7 +96,21 @@ impl RedisServer {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().expect("a temp dir"),
+            tls: None,
         }
+    }
+
+    /// Starts a Redis that speaks only TLS on its port, with `cert` and
+    /// `key` (PEM files), clients unauthenticated; `url()` is `rediss://`.
+    pub fn start_tls(cert: &Path, key: &Path) -> Self {
+        for _ in 0..5 {
+            let mut server = Self::stopped();
+            server.tls = Some((cert.to_owned(), key.to_owned()));
+            if server.run() {
+                return server;
+            }
+        }
+        panic!("redis-server with TLS did not start");
     }
 
     /// SIGKILLs the server (the AOF keeps what it acknowledged).
@@ -118,8 +134,26 @@ impl RedisServer {
 
     /// Spawns the server; whether it answered within 5 s.
     fn run(&mut self) -> bool {
-        let child = Command::new(redis_server())
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+        let port = self.port.to_string();
+        let mut command = Command::new(redis_server());
+        command.args(["--bind", "127.0.0.1"]);
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some((cert, key)) => command
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key),
+        };
+        let child = command
             .args([
                 "--appendonly",
                 "yes",
@@ -137,7 +171,12 @@ impl RedisServer {
         self.child = Some(child);
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(5) {
-            if answers(self.port) {
+            let up = match self.tls {
+                None => answers(self.port),
+                // A TLS port: listening is all a plain socket can tell.
+                Some(_) => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+            };
+            if up {
                 return true;
             }
             let exited = self
@@ -175,8 +214,13 @@ impl RedisServer {
             .unwrap_or(0)
     }
 
-    /// `redis://127.0.0.1:PORT/`.
+    /// `redis://127.0.0.1:PORT/` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 }

@@ -463,3 +463,50 @@ async fn the_read_cache_reads_own_writes_and_bounds_staleness_by_its_ttl() {
     }
     assert!(written.elapsed() < Duration::from_millis(2500));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_on_rediss_trusts_only_its_ca() {
+    let pki = verge_tests::pki::Pki::new();
+    let leaf = pki.leaf("redis", &["127.0.0.1"]);
+    let redis = RedisServer::start_tls(&leaf.cert, &leaf.key);
+    assert!(redis.url().starts_with("rediss://"));
+    let config = |name: &str, ca: Option<std::path::PathBuf>| verge::daemon::ClusterConfig {
+        url: redis.url(),
+        node_name: name.into(),
+        region: "test".into(),
+        ca_file: ca,
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = Platform::start_node_with(dirs[0].path(), config("a", Some(pki.ca_file()))).await;
+    let b = Platform::start_node_with(dirs[1].path(), config("b", Some(pki.ca_file()))).await;
+    let token = a.tenant("acme").await;
+    let manifest = json!({ "routes": ["kv.test"], "kv_stores": ["data"] });
+    let r = a
+        .deploy_manifest(&token, "acme", "app", manifest, "kv-probe")
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        a.get("kv.test", "/kv-probe/set?key=k&value=tls")
+            .await
+            .text(),
+        "ok"
+    );
+    let started = Instant::now();
+    while b.get("kv.test", "/kv-probe/get?key=k").await.text() != "tls" {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "never reached B"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A node that does not trust the server's CA never talks to it: admin
+    // writes are refused and it is not ready.
+    let untrusting = Platform::start_node_with(dirs[2].path(), config("c", None)).await;
+    let body = json!({ "name": "other" }).to_string().into_bytes();
+    let r = untrusting
+        .admin("POST", "/v1/tenants", Some(&untrusting.operator), body)
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    let ready = untrusting.admin("GET", "/readyz", None, Vec::new()).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+}

@@ -241,7 +241,8 @@ async fn a_single_nodes_data_dir_imports_into_the_fleet_once() {
     }
     platform.shutdown().await;
     let redis = RedisServer::start();
-    let report = verge::daemon::cluster_import::import(single.path(), &redis.url())
+    let client = redis::Client::open(redis.url()).unwrap();
+    let report = verge::daemon::cluster_import::import(single.path(), &client)
         .await
         .unwrap();
     assert_eq!(
@@ -250,7 +251,7 @@ async fn a_single_nodes_data_dir_imports_into_the_fleet_once() {
         "{report:?}"
     );
     // Again: nothing new to write.
-    let again = verge::daemon::cluster_import::import(single.path(), &redis.url())
+    let again = verge::daemon::cluster_import::import(single.path(), &client)
         .await
         .unwrap();
     assert_eq!((again.records_written, again.records_present), (0, 3));
@@ -276,7 +277,7 @@ async fn a_single_nodes_data_dir_imports_into_the_fleet_once() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let err = verge::daemon::cluster_import::import(single.path(), &redis.url())
+    let err = verge::daemon::cluster_import::import(single.path(), &client)
         .await
         .unwrap_err()
         .to_string();

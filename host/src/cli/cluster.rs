@@ -21,6 +21,10 @@ pub struct ClusterArgs {
     /// This node's region label (metrics, logs, `verge nodes`) [default: none].
     #[arg(long, env = "VERGE_REGION")]
     pub region: Option<String>,
+    /// The CA bundle (PEM) a `rediss://` Redis's certificate must chain to
+    /// [default: the system's roots].
+    #[arg(long, env = "VERGE_CLUSTER_CA_FILE", value_name = "FILE")]
+    pub cluster_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `verge cluster ...`: fleet operations.
@@ -37,21 +41,31 @@ pub enum ClusterCmd {
         /// VERGE_CLUSTER_PASSWORD).
         #[arg(long = "cluster", env = "VERGE_CLUSTER_URL", value_name = "URL")]
         url: String,
+        /// The CA bundle (PEM) a `rediss://` Redis's certificate must
+        /// chain to [default: the system's roots].
+        #[arg(long, env = "VERGE_CLUSTER_CA_FILE", value_name = "FILE")]
+        cluster_ca_file: Option<std::path::PathBuf>,
     },
 }
 
 /// Runs a `verge cluster` command.
 pub async fn run(cmd: ClusterCmd) -> anyhow::Result<()> {
     match cmd {
-        ClusterCmd::Import { data_dir, url } => {
+        ClusterCmd::Import {
+            data_dir,
+            url,
+            cluster_ca_file,
+        } => {
             let args = ClusterArgs {
                 url: Some(url),
+                cluster_ca_file,
                 ..ClusterArgs::default()
             };
             let Some(config) = args.config(&ClusterSection::default())? else {
                 bail!("--cluster is required");
             };
-            let report = crate::daemon::cluster_import::import(&data_dir, &config.url).await?;
+            let report =
+                crate::daemon::cluster_import::import(&data_dir, &config.client()?).await?;
             println!(
                 "imported {}: {} control-plane records written ({} already there), {} components, {} KV entries{}",
                 data_dir.display(),
@@ -131,6 +145,10 @@ impl ClusterArgs {
             url,
             node_name,
             region,
+            ca_file: self
+                .cluster_ca_file
+                .clone()
+                .or_else(|| file.ca_file.clone()),
         }))
     }
 }
@@ -179,6 +197,7 @@ mod tests {
             password_file: Some(file),
             node_name: Some("edge-1".into()),
             region: Some("eu-west".into()),
+            ca_file: None,
         };
         let config = ClusterArgs::default().config(&section).unwrap().unwrap();
         assert_eq!(config.url, "redis://:p%40ss%20word@127.0.0.1:6379/2");

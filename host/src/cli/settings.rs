@@ -69,6 +69,8 @@ pub struct ClusterSection {
     pub node_name: Option<String>,
     /// This node's region label.
     pub region: Option<String>,
+    /// The CA bundle a `rediss://` server's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[secrets]`.

@@ -38,8 +38,8 @@ pub struct ImportReport {
     pub kv_orphans: usize,
 }
 
-/// Imports `data_dir` into the Redis at `url`.
-pub async fn import(data_dir: &Path, url: &str) -> anyhow::Result<ImportReport> {
+/// Imports `data_dir` into the Redis `client` reaches.
+pub async fn import(data_dir: &Path, client: &redis::Client) -> anyhow::Result<ImportReport> {
     let control_path = data_dir.join("control.redb");
     anyhow::ensure!(
         control_path.exists(),
@@ -57,7 +57,7 @@ pub async fn import(data_dir: &Path, url: &str) -> anyhow::Result<ImportReport> 
                 )
             })?
     };
-    let remote = RedisControl::connect(url).await?;
+    let remote = RedisControl::with_client(client).await;
     let there = remote
         .snapshot()
         .await
@@ -107,7 +107,7 @@ pub async fn import(data_dir: &Path, url: &str) -> anyhow::Result<ImportReport> 
         .collect();
     let kv_path = data_dir.join("kv.redb");
     if kv_path.exists() {
-        let (written, orphans) = import_kv(&kv_path, url, &tenants).await?;
+        let (written, orphans) = import_kv(&kv_path, client, &tenants).await?;
         report.kv_entries = written;
         report.kv_orphans = orphans;
     }
@@ -117,12 +117,12 @@ pub async fn import(data_dir: &Path, url: &str) -> anyhow::Result<ImportReport> 
 /// Copies every live entry of `kv.redb` whose tenant exists into Redis.
 async fn import_kv(
     path: &Path,
-    url: &str,
+    client: &redis::Client,
     tenants: &BTreeMap<String, TenantRecord>,
 ) -> anyhow::Result<(usize, usize)> {
     let local = RedbKv::open(path, Arc::new(SystemClock))
         .with_context(|| format!("opening {}", path.display()))?;
-    let remote = RedisKv::connect(url, Arc::new(SystemClock)).await?;
+    let remote = RedisKv::with_client(client, Arc::new(SystemClock)).await;
     let now = crate::storage::records::now_secs().saturating_mul(1000);
     let (mut written, mut orphans) = (0, 0);
     let mut after = None;

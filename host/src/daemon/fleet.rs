@@ -27,10 +27,10 @@ pub const FIRST_SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The fleet's control plane.
 pub(super) async fn control(cluster: &ClusterConfig) -> anyhow::Result<Arc<RedisControl>> {
-    let control = RedisControl::connect(&cluster.url)
-        .await
+    let client = cluster
+        .client()
         .with_context(|| format!("node {}: the control plane's Redis", cluster.node_name))?;
-    Ok(Arc::new(control))
+    Ok(Arc::new(RedisControl::with_client(&client).await))
 }
 
 /// The first catch-up with the fleet, before serving: a new node serves

@@ -130,6 +130,23 @@ pub struct ClusterConfig {
     pub node_name: String,
     /// This node's region label.
     pub region: String,
+    /// The CA bundle (PEM) a `rediss://` server's certificate must chain
+    /// to; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ClusterConfig {
+    /// A client for the fleet's Redis.
+    pub fn client(&self) -> anyhow::Result<redis::Client> {
+        let ca = match &self.ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("reading the cluster CA file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        crate::storage::redis_link::client(&self.url, ca).map_err(anyhow::Error::msg)
+    }
 }
 
 /// A started daemon.
@@ -270,16 +287,9 @@ pub async fn start_platform(
     let data_dir = platform.data_dir.clone();
     let limits = config.limits;
     let kv: Arc<dyn KvBackend> = match &platform.cluster {
-        Some(cluster) => Arc::new(
-            RedisKv::connect(&cluster.url, Arc::new(SystemClock))
-                .await
-                .with_context(|| {
-                    format!(
-                        "connecting node {} to its cluster's Redis",
-                        cluster.node_name
-                    )
-                })?,
-        ),
+        Some(cluster) => {
+            Arc::new(RedisKv::with_client(&cluster.client()?, Arc::new(SystemClock)).await)
+        }
         None => Arc::new(RedbKv::open(
             &data_dir.join("kv.redb"),
             Arc::new(SystemClock),
@@ -327,7 +337,10 @@ pub async fn start_platform(
         None => crate::admin::PublicUrls::listening(false, plane.addr.port()),
     };
     let bus = match &platform.cluster {
-        Some(cluster) => Some(Arc::new(ClusterBus::new(&cluster.url, &cluster.node_name)?)),
+        Some(cluster) => Some(Arc::new(ClusterBus::with_client(
+            cluster.client()?,
+            &cluster.node_name,
+        ))),
         None => None,
     };
     let fleet_tasks = match (&bus, &platform.cluster) {

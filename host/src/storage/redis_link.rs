@@ -14,6 +14,23 @@ pub const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 /// The longest wait between two connect attempts while Redis is away.
 pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
+/// A client for the Redis at `url` (`redis://` or `rediss://` for TLS).
+/// With `ca_pem` (a PEM bundle), a `rediss://` server's certificate must
+/// chain to it; without, to the system's roots.
+pub fn client(url: &str, ca_pem: Option<Vec<u8>>) -> Result<redis::Client, String> {
+    let made = match ca_pem {
+        Some(root) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root),
+            },
+        ),
+        None => redis::Client::open(url),
+    };
+    made.map_err(|err| format!("the cluster URL: {err}"))
+}
+
 /// A connection to Redis that is there once Redis first answered.
 #[derive(Clone)]
 pub struct RedisLink {

@@ -103,10 +103,15 @@ impl RedisControl {
     /// it answers).
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        Ok(Self {
-            link: RedisLink::connect(&client, CONTROL_TIMEOUT, "control plane").await,
+        Ok(Self::with_client(&client).await)
+    }
+
+    /// The control plane through `client`.
+    pub async fn with_client(client: &redis::Client) -> Self {
+        Self {
+            link: RedisLink::connect(client, CONTROL_TIMEOUT, "control plane").await,
             apply: redis::Script::new(APPLY),
-        })
+        }
     }
 
     fn conn(&self) -> Result<redis::aio::ConnectionManager, StorageError> {

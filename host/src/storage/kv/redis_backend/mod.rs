@@ -169,7 +169,12 @@ impl RedisKv {
     /// type's docs).
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self, KvError> {
         let client = redis::Client::open(url).map_err(storage)?;
-        let conn = RedisLink::connect(&client, REDIS_KV_TIMEOUT, "KV").await;
+        Ok(Self::with_client(&client, clock).await)
+    }
+
+    /// KV through `client` (as [`RedisKv::connect`]).
+    pub async fn with_client(client: &redis::Client, clock: Arc<dyn Clock>) -> Self {
+        let conn = RedisLink::connect(client, REDIS_KV_TIMEOUT, "KV").await;
         let sweeper = Sweeper {
             conn: conn.clone(),
             clock: clock.clone(),
@@ -184,7 +189,7 @@ impl RedisKv {
                 }
             }
         });
-        Ok(Self {
+        Self {
             conn,
             answered: std::sync::atomic::AtomicBool::new(true),
             clock,
@@ -192,7 +197,7 @@ impl RedisKv {
             list: redis::Script::new(LIST),
             sweeper,
             _sweeping: AbortOnDrop(sweeping),
-        })
+        }
     }
 
     /// The connection, or a storage error while Redis has never answered.
