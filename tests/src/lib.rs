@@ -333,6 +333,54 @@ fn response_complete(out: &[u8]) -> bool {
         .is_some_and(|len| body.len() >= len)
 }
 
+/// Where a test platform keeps its state: a single node on redb, or a
+/// fleet node on a real Redis (control plane and KV), so the control-plane
+/// and isolation suites hold on both.
+#[derive(Clone)]
+pub enum Backend {
+    /// `control.redb` and `kv.redb`.
+    Redb,
+    /// A fleet node on this Redis.
+    Redis(Arc<redis_server::RedisServer>),
+}
+
+impl Backend {
+    /// A fleet backend on a fresh Redis.
+    pub fn redis() -> Self {
+        Self::Redis(Arc::new(redis_server::RedisServer::start()))
+    }
+
+    fn cluster(&self) -> Option<verge::daemon::ClusterConfig> {
+        match self {
+            Self::Redb => None,
+            Self::Redis(server) => Some(verge::daemon::ClusterConfig {
+                url: server.url(),
+                node_name: "node".into(),
+                region: "test".into(),
+                ca_file: None,
+            }),
+        }
+    }
+}
+
+/// Instantiates each named `async fn NAME(backend: Backend)` as two tests,
+/// `NAME::on_redb` and `NAME::on_redis`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn on_redb() {
+                super::$name($crate::Backend::Redb).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn on_redis() {
+                super::$name($crate::Backend::redis()).await
+            }
+        }
+    )*};
+}
+
 /// A multi-tenant daemon (data plane + admin API) on a temporary data dir.
 pub struct Platform {
     /// The running daemon.
@@ -452,6 +500,33 @@ impl Platform {
     /// Starts a platform with a small pool on `data_dir`.
     pub async fn start(data_dir: &Path) -> Self {
         Self::start_in(data_dir, Setup::default().engine).await
+    }
+
+    /// [`Platform::start`] on `backend`.
+    pub async fn start_on(data_dir: &Path, backend: &Backend) -> Self {
+        Self::start_in_on(data_dir, Setup::default().engine, backend).await
+    }
+
+    /// [`Platform::start_in`] on `backend`.
+    pub async fn start_in_on(data_dir: &Path, engine: EngineSettings, backend: &Backend) -> Self {
+        Self::start_capped_on(data_dir, engine, Default::default(), backend).await
+    }
+
+    /// [`Platform::start_capped`] (default capabilities) on `backend`.
+    pub async fn start_capped_on(
+        data_dir: &Path,
+        engine: EngineSettings,
+        caps: verge::tenancy::RegistryCaps,
+        backend: &Backend,
+    ) -> Self {
+        Self::start_full(
+            data_dir,
+            engine,
+            Default::default(),
+            caps,
+            backend.cluster(),
+        )
+        .await
     }
 
     /// Calls the admin API.

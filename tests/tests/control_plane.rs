@@ -8,16 +8,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use verge::runtime::EngineSettings;
 use verge::tenancy::registry::MAX_COMPONENT_BYTES;
-use verge_tests::{Platform, Setup, guest};
+use verge_tests::{Backend, Platform, Setup, guest};
 
 fn json(reply: &verge_tests::Reply) -> Value {
     serde_json::from_slice(&reply.body).unwrap_or(Value::Null)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn deploy_routes_by_host_and_prefix_and_survives_restart() {
+async fn deploy_routes_by_host_and_prefix_and_survives_restart(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let acme = p
         .tenant_with("acme", serde_json::json!({}), &["*.acme.test"])
         .await;
@@ -62,7 +61,7 @@ async fn deploy_routes_by_host_and_prefix_and_survives_restart() {
     assert_eq!(compiled, 2);
     p.shutdown().await;
 
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let registry = p.daemon.registry.as_ref().unwrap();
     assert_eq!(registry.live_apps(), 2);
     assert_eq!(registry.compiles(), 0, "restart loads compiled artifacts");
@@ -77,7 +76,7 @@ async fn deploy_routes_by_host_and_prefix_and_survives_restart() {
         metering: false,
         ..Setup::default().engine
     };
-    let p = Platform::start_in(dir.path(), engine).await;
+    let p = Platform::start_in_on(dir.path(), engine, &backend).await;
     assert_eq!(
         p.daemon.registry.as_ref().unwrap().compiles(),
         2,
@@ -90,10 +89,9 @@ async fn deploy_routes_by_host_and_prefix_and_survives_restart() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tokens_are_checked_and_tenants_are_isolated() {
+async fn tokens_are_checked_and_tenants_are_isolated(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let a = p.tenant("alpha").await;
     let b = p.tenant("beta").await;
     p.deployed(&a, "alpha", "site", &["alpha.test"], "hello")
@@ -185,10 +183,9 @@ async fn tokens_are_checked_and_tenants_are_isolated() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn conflicts_malformed_json_and_bad_names_are_refused() {
+async fn conflicts_malformed_json_and_bad_names_are_refused(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let a = p.tenant("alpha").await;
     let b = p.tenant("beta").await;
     p.deployed(&a, "alpha", "site", &["shared.test/app"], "hello")
@@ -267,10 +264,9 @@ async fn conflicts_malformed_json_and_bad_names_are_refused() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn bad_uploads_are_refused_with_the_reason_and_change_nothing() {
+async fn bad_uploads_are_refused_with_the_reason_and_change_nothing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let a = p.tenant("alpha").await;
     p.deployed(&a, "alpha", "site", &["alpha.test"], "hello")
         .await;
@@ -329,10 +325,9 @@ async fn bad_uploads_are_refused_with_the_reason_and_change_nothing() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn config_and_secrets_reach_the_guest_and_secrets_are_never_listed() {
+async fn config_and_secrets_reach_the_guest_and_secrets_are_never_listed(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let a = p.tenant("alpha").await;
     p.deployed(&a, "alpha", "echo", &["echo.test"], "echo")
         .await;
@@ -374,10 +369,9 @@ async fn config_and_secrets_reach_the_guest_and_secrets_are_never_listed() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn deploy_and_rollback_under_load_drop_no_request() {
+async fn deploy_and_rollback_under_load_drop_no_request(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let p = Arc::new(Platform::start(dir.path()).await);
+    let p = Arc::new(Platform::start_on(dir.path(), &backend).await);
     let a = p.tenant("alpha").await;
     p.deployed(&a, "alpha", "site", &["site.test"], "hello")
         .await;
@@ -447,3 +441,12 @@ async fn deploy_and_rollback_under_load_drop_no_request() {
     assert_eq!(failed.load(Ordering::Relaxed), 0);
     assert!(hello.load(Ordering::Relaxed) > 0 && echo.load(Ordering::Relaxed) > 0);
 }
+
+verge_tests::on_both_backends!(
+    deploy_routes_by_host_and_prefix_and_survives_restart,
+    tokens_are_checked_and_tenants_are_isolated,
+    conflicts_malformed_json_and_bad_names_are_refused,
+    bad_uploads_are_refused_with_the_reason_and_change_nothing,
+    config_and_secrets_reach_the_guest_and_secrets_are_never_listed,
+    deploy_and_rollback_under_load_drop_no_request,
+);

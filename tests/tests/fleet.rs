@@ -133,9 +133,13 @@ async fn counters_and_swaps_are_atomic_across_nodes() {
         fleet("kv-probe", "kv.test", json!({ "kv_stores": ["data"] }), &[]).await;
     let nodes = std::sync::Arc::new(nodes);
     let mut calls = Vec::new();
-    for i in 0..300 {
-        let nodes = nodes.clone();
+    // 3 nodes x 1,000 increments, 200 in flight per node (below the
+    // per-address connection cap, 256, that would refuse the rest).
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(600));
+    for i in 0..3000 {
+        let (nodes, in_flight) = (nodes.clone(), in_flight.clone());
         calls.push(tokio::spawn(async move {
+            let _slot = in_flight.acquire().await.unwrap();
             nodes[i % 3]
                 .get("kv.test", "/kv-probe/incr?key=hits")
                 .await
@@ -148,7 +152,7 @@ async fn counters_and_swaps_are_atomic_across_nodes() {
     for node in nodes.iter() {
         assert_eq!(
             node.get("kv.test", "/kv-probe/get?key=hits").await.text(),
-            "300"
+            "3000"
         );
     }
     // Three nodes race to create one key: exactly one wins each round.

@@ -12,16 +12,15 @@
 
 use serde_json::json;
 use verge::tenancy::RegistryCaps;
-use verge_tests::{Platform, Setup};
+use verge_tests::{Backend, Platform, Setup};
 
 fn manifest(routes: &[&str]) -> Vec<u8> {
     json!({ "routes": routes }).to_string().into_bytes()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_tenant_cannot_claim_a_host_another_tenant_owns() {
+async fn a_tenant_cannot_claim_a_host_another_tenant_owns(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let victim = p.tenant("victim").await;
     let attacker = p.tenant("attacker").await;
     let deployed = p
@@ -66,10 +65,11 @@ async fn a_tenant_cannot_claim_a_host_another_tenant_owns() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn wildcards_and_catch_all_are_operator_grants_and_never_cover_another_tenant() {
+async fn wildcards_and_catch_all_are_operator_grants_and_never_cover_another_tenant(
+    backend: Backend,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let victim = p.tenant("victim").await;
     let attacker = p.tenant("attacker").await;
     let put = |token: String, routes: &'static [&'static str]| {
@@ -129,21 +129,14 @@ async fn wildcards_and_catch_all_are_operator_grants_and_never_cover_another_ten
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn counts_are_capped_at_their_limit_and_one_past_is_refused() {
+async fn counts_are_capped_at_their_limit_and_one_past_is_refused(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let caps = RegistryCaps {
         max_tenants: 3,
         max_apps_per_tenant: 4,
         max_routes_per_app: 5,
     };
-    let p = Platform::start_capped(
-        dir.path(),
-        Setup::default().engine,
-        Default::default(),
-        caps,
-    )
-    .await;
+    let p = Platform::start_capped_on(dir.path(), Setup::default().engine, caps, &backend).await;
     let t = p.tenant("t1").await;
     p.tenant("t2").await;
     p.tenant("t3").await;
@@ -204,10 +197,9 @@ async fn counts_are_capped_at_their_limit_and_one_past_is_refused() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tens_of_thousands_of_routes_are_refused_at_once() {
+async fn tens_of_thousands_of_routes_are_refused_at_once(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let t = p.tenant("t").await;
     // 95,000 routes no longer fit the admin body cap (413); 60,000 do and
     // are refused by the route cap before any is parsed (422).
@@ -228,10 +220,9 @@ async fn tens_of_thousands_of_routes_are_refused_at_once() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reserved_tenant_names_are_refused() {
+async fn reserved_tenant_names_are_refused(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     for name in verge::tenancy::RESERVED_TENANT_NAMES {
         let reply = p
             .admin(
@@ -247,10 +238,9 @@ async fn reserved_tenant_names_are_refused() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_tenant_created_again_sees_none_of_the_old_ones_data_or_logs() {
+async fn a_tenant_created_again_sees_none_of_the_old_ones_data_or_logs(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let old = p.tenant("victim").await;
     let put = p
         .admin(
@@ -324,10 +314,9 @@ async fn a_tenant_created_again_sees_none_of_the_old_ones_data_or_logs() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn limits_above_the_tenant_ceiling_are_reported_as_what_the_app_gets() {
+async fn limits_above_the_tenant_ceiling_are_reported_as_what_the_app_gets(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let t = p
         .tenant_with_limits("t", json!({ "cpu_ms": 20, "memory_mib": 64 }))
         .await;
@@ -361,11 +350,10 @@ async fn limits_above_the_tenant_ceiling_are_reported_as_what_the_app_gets() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn outbound_grants_are_per_tenant_and_port_and_never_reach_the_daemon() {
+async fn outbound_grants_are_per_tenant_and_port_and_never_reach_the_daemon(backend: Backend) {
     let origin = verge_tests::origin::Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let origin_url = origin.url("/hello");
     let port = origin_url
         .rsplit(':')
@@ -448,11 +436,12 @@ async fn outbound_grants_are_per_tenant_and_port_and_never_reach_the_daemon() {
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_tenant_created_again_sees_none_of_the_old_ones_cache_entries_or_secrets() {
+async fn a_tenant_created_again_sees_none_of_the_old_ones_cache_entries_or_secrets(
+    backend: Backend,
+) {
     let origin = verge_tests::origin::Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start(dir.path()).await;
+    let p = Platform::start_on(dir.path(), &backend).await;
     let manifest = json!({
         "routes": ["victim.test"],
         "allowed_hosts": ["http://127.0.0.1:*"],
@@ -504,3 +493,15 @@ async fn a_tenant_created_again_sees_none_of_the_old_ones_cache_entries_or_secre
     assert_eq!(app["secrets"], json!([]), "the old tenant's secrets: {app}");
     p.shutdown().await;
 }
+
+verge_tests::on_both_backends!(
+    a_tenant_cannot_claim_a_host_another_tenant_owns,
+    wildcards_and_catch_all_are_operator_grants_and_never_cover_another_tenant,
+    counts_are_capped_at_their_limit_and_one_past_is_refused,
+    tens_of_thousands_of_routes_are_refused_at_once,
+    reserved_tenant_names_are_refused,
+    a_tenant_created_again_sees_none_of_the_old_ones_data_or_logs,
+    limits_above_the_tenant_ceiling_are_reported_as_what_the_app_gets,
+    outbound_grants_are_per_tenant_and_port_and_never_reach_the_daemon,
+    a_tenant_created_again_sees_none_of_the_old_ones_cache_entries_or_secrets,
+);
