@@ -194,6 +194,9 @@ fn redis_stopped_under_load_leaves_every_node_serving() {
         "hello from verge",
         Duration::from_secs(2),
     );
+    let metric = |d: &Daemon, line: &str| admin(d, "GET", "/metrics", b"").1.contains(line);
+    assert!(metric(&a, "verge_cluster_connected 1"));
+    assert!(metric(&a, "verge_cluster_revision_lag 0"));
     let load = Load::start(vec![a.data, b.data]);
     std::thread::sleep(Duration::from_millis(200));
     redis.kill();
@@ -205,6 +208,7 @@ fn redis_stopped_under_load_leaves_every_node_serving() {
         assert!(text.contains("Redis"), "{text}");
         let (status, text) = admin(d, "GET", "/readyz", b"");
         assert_eq!(status, 503, "{text}");
+        assert!(metric(d, "verge_cluster_connected 0"));
     }
     std::thread::sleep(Duration::from_millis(500));
     let (answered, failed) = load.finish();
