@@ -67,21 +67,11 @@ fn main() -> anyhow::Result<()> {
     let guests = verge_benches::build_guests()?;
     let redis = RedisServer::start();
     let key_dir = tempfile::tempdir()?;
-    let key = key_dir.path().join("secrets.key");
-    std::fs::write(&key, verge_tests::TEST_FLEET_SECRETS_KEY)?;
-    let key = key.to_string_lossy().into_owned();
-    let url = redis.url();
     let nodes: Vec<VergeProcess> = ["a", "b", "c"]
         .iter()
         .map(|name| {
-            let args = [
-                "--cluster",
-                url.as_str(),
-                "--node-name",
-                name,
-                "--secrets-key-file",
-                key.as_str(),
-            ];
+            let args = verge_tests::fleet_serve_args(key_dir.path(), &redis.url(), name);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             VergeProcess::start(&binary, &args)
         })
         .collect::<Result<_, _>>()?;

@@ -22,18 +22,8 @@ use verge_tests::redis_server::RedisServer;
 
 /// Starts node `name` on `dir` against `redis`.
 fn node(dir: &Path, redis: &RedisServer, name: &str) -> Daemon {
-    let key = dir.join("fleet-secrets.key");
-    std::fs::write(&key, verge_tests::TEST_FLEET_SECRETS_KEY).unwrap();
-    let url = redis.url();
-    let key = key.to_string_lossy().into_owned();
-    let args = [
-        "--cluster",
-        url.as_str(),
-        "--node-name",
-        name,
-        "--secrets-key-file",
-        key.as_str(),
-    ];
+    let args = verge_tests::fleet_serve_args(dir, &redis.url(), name);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     start_with(
         dir,
         &Options {

@@ -392,6 +392,20 @@ pub struct Platform {
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
+/// The `verge serve` flags of fleet node `name` on the Redis at `url`,
+/// its secrets key (the test fleets' shared one) written into `dir`.
+pub fn fleet_serve_args(dir: &Path, url: &str, name: &str) -> Vec<String> {
+    let key = Platform::fleet_key_file(dir);
+    vec![
+        "--cluster".into(),
+        url.into(),
+        "--node-name".into(),
+        name.into(),
+        "--secrets-key-file".into(),
+        key.to_string_lossy().into_owned(),
+    ]
+}
+
 /// The secrets key of test fleets (64 hex digits).
 pub const TEST_FLEET_SECRETS_KEY: &str =
     "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";

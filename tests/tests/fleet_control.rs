@@ -23,19 +23,25 @@ async fn nodes(redis: &RedisServer, dirs: &[tempfile::TempDir]) -> Vec<Platform>
     nodes
 }
 
-/// Waits until `host/path` answers with a body containing `text` on every
-/// node (404 bodies never contain it); returns how long it took.
-async fn served_everywhere(nodes: &[Platform], host: &str, path: &str, text: &str) -> Duration {
+/// Waits until `host/path` answers as `wanted` says on every node, at
+/// most [`PROPAGATION`]; returns how long it took.
+async fn everywhere(
+    nodes: &[Platform],
+    host: &str,
+    path: &str,
+    what: &str,
+    wanted: impl Fn(&verge_tests::Reply) -> bool,
+) -> Duration {
     let started = Instant::now();
     for (i, node) in nodes.iter().enumerate() {
         loop {
             let r = node.get(host, path).await;
-            if r.status == 200 && r.text().contains(text) {
+            if wanted(&r) {
                 break;
             }
             assert!(
                 started.elapsed() < PROPAGATION,
-                "node {i} still answers {} {:?} for {host}{path} after {PROPAGATION:?}",
+                "node {i} answers {} {:?} for {host}{path}, not {what}, after {PROPAGATION:?}",
                 r.status,
                 r.text()
             );
@@ -45,18 +51,17 @@ async fn served_everywhere(nodes: &[Platform], host: &str, path: &str, text: &st
     started.elapsed()
 }
 
+/// Waits until `host/path` answers 200 with `text` in the body everywhere.
+async fn served_everywhere(nodes: &[Platform], host: &str, path: &str, text: &str) -> Duration {
+    everywhere(nodes, host, path, text, |r| {
+        r.status == 200 && r.text().contains(text)
+    })
+    .await
+}
+
 /// Waits until `host` answers 404 on every node.
 async fn gone_everywhere(nodes: &[Platform], host: &str) {
-    let started = Instant::now();
-    for (i, node) in nodes.iter().enumerate() {
-        while node.get(host, "/").await.status != 404 {
-            assert!(
-                started.elapsed() < PROPAGATION,
-                "node {i} still serves {host}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
+    everywhere(nodes, host, "/", "404", |r| r.status == 404).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -139,16 +139,21 @@ impl ClusterBus {
     /// node's subscriber included).
     pub async fn publish(&self, message: &PurgeMessage) -> Result<usize, BusError> {
         let payload = serde_json::to_string(message).map_err(|e| BusError::Redis(e.to_string()))?;
-        let send = async {
+        self.call(redis::cmd("PUBLISH").arg(PURGE_CHANNEL).arg(payload))
+            .await
+    }
+
+    /// Runs one command on the publishing connection, by
+    /// [`PUBLISH_TIMEOUT`].
+    async fn call<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, BusError> {
+        let run = async {
             let mut conn = self.conn().await?;
-            redis::cmd("PUBLISH")
-                .arg(PURGE_CHANNEL)
-                .arg(payload)
-                .query_async::<usize>(&mut conn)
+            command
+                .query_async::<T>(&mut conn)
                 .await
                 .map_err(|e| BusError::Redis(e.to_string()))
         };
-        match tokio::time::timeout(PUBLISH_TIMEOUT, send).await {
+        match tokio::time::timeout(PUBLISH_TIMEOUT, run).await {
             Ok(result) => result,
             Err(_) => Err(BusError::Redis(format!(
                 "no answer within {} ms",
@@ -188,18 +193,10 @@ impl ClusterBus {
 
     /// The fleet's control-plane revision.
     pub async fn revision(&self) -> Result<u64, BusError> {
-        let read = async {
-            let mut conn = self.conn().await?;
-            redis::cmd("GET")
-                .arg(super::control_redis::REVISION_KEY)
-                .query_async::<Option<u64>>(&mut conn)
-                .await
-                .map_err(|e| BusError::Redis(e.to_string()))
-        };
-        tokio::time::timeout(PUBLISH_TIMEOUT, read)
-            .await
-            .map_err(|_| BusError::Redis("no answer".into()))?
-            .map(|revision| revision.unwrap_or(0))
+        let revision: Option<u64> = self
+            .call(redis::cmd("GET").arg(super::control_redis::REVISION_KEY))
+            .await?;
+        Ok(revision.unwrap_or(0))
     }
 
     async fn conn(&self) -> Result<ConnectionManager, BusError> {
@@ -213,20 +210,14 @@ impl ClusterBus {
 
     async fn store_beat(&self, beat: &NodeInfo) -> Result<(), BusError> {
         let payload = serde_json::to_string(beat).map_err(|e| BusError::Redis(e.to_string()))?;
-        let store = async {
-            let mut conn = self.conn().await?;
+        self.call(
             redis::cmd("SET")
                 .arg(format!("verge:node:{}", beat.name))
                 .arg(payload)
                 .arg("PX")
-                .arg(u64::try_from(HEARTBEAT_TTL.as_millis()).unwrap_or(u64::MAX))
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| BusError::Redis(e.to_string()))
-        };
-        tokio::time::timeout(PUBLISH_TIMEOUT, store)
-            .await
-            .map_err(|_| BusError::Redis("no answer".into()))?
+                .arg(u64::try_from(HEARTBEAT_TTL.as_millis()).unwrap_or(u64::MAX)),
+        )
+        .await
     }
 
     /// The nodes whose heartbeat is alive, by name.
@@ -288,19 +279,10 @@ impl ClusterBus {
             let Ok(payload) = serde_json::to_string(&message) else {
                 return;
             };
-            let send = async {
-                let mut conn = bus.conn().await?;
-                redis::cmd("PUBLISH")
-                    .arg(KV_CHANNEL)
-                    .arg(payload)
-                    .query_async::<usize>(&mut conn)
-                    .await
-                    .map_err(|e| BusError::Redis(e.to_string()))
-            };
-            if let Ok(Err(err)) | Err(err) = tokio::time::timeout(PUBLISH_TIMEOUT, send)
-                .await
-                .map_err(|_| BusError::Redis("no answer".into()))
-            {
+            let sent: Result<usize, _> = bus
+                .call(redis::cmd("PUBLISH").arg(KV_CHANNEL).arg(payload))
+                .await;
+            if let Err(err) = sent {
                 tracing::debug!(error = %err, "announcing a KV write");
             }
         });
