@@ -98,6 +98,17 @@ async fn deploys_rollbacks_and_route_changes_reach_every_node_within_a_second() 
     a.deployed(&token, "acme", "echoer", &["echo.test"], "echo")
         .await;
     served_everywhere(&nodes, "echo.test", "/", "method=GET").await;
+    // A secret set through one node reaches the guest on every node.
+    let r = nodes[2]
+        .admin(
+            "PUT",
+            "/v1/tenants/acme/apps/echoer/secrets/greeting",
+            Some(&token),
+            b"sealed-hello".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    served_everywhere(&nodes, "echo.test", "/", "greeting=sealed-hello").await;
     // A node started later, on an empty data dir, serves every app at once.
     let late_dir = tempfile::tempdir().unwrap();
     let late = Platform::start_node(late_dir.path(), &redis.url(), "late").await;

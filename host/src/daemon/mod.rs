@@ -276,7 +276,7 @@ pub async fn start_platform(
     check_data_files(
         &platform.data_dir,
         platform.start_empty,
-        platform.cluster.is_none(),
+        platform.cluster.is_some(),
     )?;
     let operator_hash = match &platform.operator_token {
         Some(token) => tokens::token_hash(token),
@@ -455,14 +455,13 @@ const DATA_FILES: [&str; 2] = ["control.redb", "kv.redb"];
 /// operator asked to start empty.
 /// Refuses to start on an initialised data dir that lost a store file;
 /// `kv.redb` only matters when KV is on this disk (not in fleet mode).
-fn check_data_files(dir: &Path, start_empty: bool, kv_on_disk: bool) -> anyhow::Result<()> {
-    if !dir.join(DATA_DIR_MARKER).exists() {
+fn check_data_files(dir: &Path, start_empty: bool, fleet: bool) -> anyhow::Result<()> {
+    // A fleet node's data is in Redis: its `control.redb` is a snapshot
+    // rebuilt at the first sync, and it has no `kv.redb`.
+    if fleet || !dir.join(DATA_DIR_MARKER).exists() {
         return Ok(());
     }
     for name in DATA_FILES {
-        if !kv_on_disk && name == "kv.redb" {
-            continue;
-        }
         let path = dir.join(name);
         let problem = match std::fs::metadata(&path) {
             Ok(meta) if meta.len() > 0 => continue,
