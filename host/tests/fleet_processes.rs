@@ -260,6 +260,21 @@ fn deploy_wait_returns_once_every_node_serves_the_version() {
     assert!(run.out.contains("served by every node (2)"), "{}", run.out);
     // No polling: B serves it the moment the deploy returns.
     assert!(body(&b, "web.test").contains("hello from verge"));
+    // `verge nodes` shows each node with its revision and lag.
+    let run = common::cli_in(&a, common::TOKEN, b"", &["nodes"]);
+    assert!(run.ok, "{}{}", run.out, run.err);
+    for word in ["control-plane revision", "REVISION", "LAG"] {
+        assert!(run.out.contains(word), "{word}: {}", run.out);
+    }
+    let run = common::cli_in(&a, common::TOKEN, b"", &["nodes", "--json"]);
+    let nodes = common::json(&run.out);
+    let lags: Vec<u64> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["lag"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lags, [0, 0], "{nodes}");
     // A node that stopped (its heartbeat not yet expired) is named.
     b.child.kill().unwrap();
     b.child.wait().unwrap();
