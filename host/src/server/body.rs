@@ -95,7 +95,9 @@ pub struct GuardedBody<B> {
     started: Instant,
     last_frame: Instant,
     received: u64,
-    deadline: Pin<Box<Sleep>>,
+    /// Armed the first time the body makes the reader wait: a body that
+    /// is already in (every GET, most small bodies) never sets a timer.
+    deadline: Option<Pin<Box<Sleep>>>,
     budget: Option<BodyBudget>,
     held: Reservation,
 }
@@ -104,20 +106,17 @@ impl<B> GuardedBody<B> {
     /// Wraps `inner`; the clocks start now.
     pub fn new(inner: B, cap: usize, policy: BodyPolicy, budget: Option<BodyBudget>) -> Self {
         let now = Instant::now();
-        let mut body = Self {
+        Self {
             inner,
             cap,
             policy,
             started: now,
             last_frame: now,
             received: 0,
-            deadline: Box::pin(tokio::time::sleep_until(now)),
+            deadline: None,
             budget,
             held: Reservation::default(),
-        };
-        let next = body.next_deadline();
-        body.deadline.as_mut().reset(next);
-        body
+        }
     }
 
     /// The budget bytes this body holds, to keep until the bytes are freed.
@@ -176,7 +175,9 @@ where
                     }
                     this.last_frame = Instant::now();
                     let next = this.next_deadline();
-                    this.deadline.as_mut().reset(next);
+                    if let Some(deadline) = &mut this.deadline {
+                        deadline.as_mut().reset(next);
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -184,10 +185,16 @@ where
                 Poll::Ready(Some(Err(BodyError::Transport(err.to_string()))))
             }
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(this.expired()))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let next = this.next_deadline();
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next)));
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(this.expired()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
