@@ -179,7 +179,7 @@ fn write_lines(shared: &Arc<Shared>, out: impl std::io::Write) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    
+
     #[derive(Clone, Default)]
     struct Sink(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Sink {
