@@ -4,18 +4,18 @@
 //! - A read of a cached store is answered here when this node fetched the
 //!   key (or learnt its value from its own write) less than the app's TTL
 //!   ago; absent keys are cached too.
-//! - Every write through this node updates or drops its entry at once, so
-//!   the writer reads its own writes ([`CachingKv`] wraps the backend, so
-//!   admin writes count too).
-//! - In a fleet, a write to a store some app caches is announced on the
-//!   bus and every other node drops its entry; a lost announcement is
-//!   bounded by the TTL.
+//! - Every write through this node to a store some app caches updates or
+//!   drops its entry at once, so the writer reads its own writes
+//!   ([`CachingKv`] wraps the backend, so admin writes count too); writes
+//!   to other stores pass straight through.
+//! - In a fleet, such a write is announced on the bus and every other
+//!   node drops its entry; a lost announcement is bounded by the TTL.
 //! - A value's own KV TTL may be overshot on a node by up to the cache
 //!   TTL, as with Workers KV.
 
 use crate::storage::kv::{KeyPage, KvBackend, KvError, Namespace, Outcome, WriteOp};
 use arc_swap::ArcSwap;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -43,9 +43,10 @@ pub type Announce = Arc<dyn Fn(&str, &str, &str) + Send + Sync>;
 /// One node's KV read cache.
 pub struct KvReadCache {
     entries: moka::sync::Cache<Vec<u8>, Entry>,
-    /// (tenant data key, store) that some app of the fleet caches: writes
-    /// to them are announced.
-    cached_stores: ArcSwap<HashSet<(String, String)>>,
+    /// Tenant data key → stores some app of the fleet caches: only writes
+    /// to them update entries here and are announced (no other store's
+    /// entries are ever read).
+    cached_stores: ArcSwap<HashMap<String, HashSet<String>>>,
     announce: OnceLock<Announce>,
 }
 
@@ -101,8 +102,16 @@ impl KvReadCache {
         self.entries.invalidate(&ns.key(key));
     }
 
-    /// Updates this node's entry after a write it made, and tells the
-    /// fleet when some app caches the store.
+    /// Whether some app of the fleet caches reads of `ns`.
+    fn caches(&self, ns: &Namespace) -> bool {
+        self.cached_stores
+            .load()
+            .get(&ns.tenant)
+            .is_some_and(|stores| stores.contains(&ns.store))
+    }
+
+    /// Updates this node's entry after a write it made to a cached store,
+    /// and tells the fleet.
     fn wrote(&self, ns: &Namespace, op: &WriteOp, outcome: Option<Outcome>) {
         let key = op_key(op);
         match (op, outcome) {
@@ -122,11 +131,7 @@ impl KvReadCache {
             }
             _ => self.entries.invalidate(&ns.key(key)),
         }
-        let cached = self
-            .cached_stores
-            .load()
-            .contains(&(ns.tenant.clone(), ns.store.clone()));
-        if let (true, Some(announce)) = (cached, self.announce.get()) {
+        if let Some(announce) = self.announce.get() {
             announce(&ns.tenant, &ns.store, key);
         }
     }
@@ -134,7 +139,11 @@ impl KvReadCache {
     /// The stores some app of the fleet caches (the registry keeps this
     /// current with the control plane).
     pub fn set_cached_stores(&self, stores: HashSet<(String, String)>) {
-        self.cached_stores.store(Arc::new(stores));
+        let mut by_tenant: HashMap<String, HashSet<String>> = HashMap::new();
+        for (tenant, store) in stores {
+            by_tenant.entry(tenant).or_default().insert(store);
+        }
+        self.cached_stores.store(Arc::new(by_tenant));
     }
 
     /// How writes are announced to the fleet (fleet mode; once).
@@ -187,12 +196,19 @@ impl KvBackend for CachingKv {
     }
 
     async fn write(&self, ns: &Namespace, op: WriteOp) -> Result<Outcome, KvError> {
+        // Uncached stores (the default) pay nothing: no copy of the value.
+        if !self.cache.caches(ns) {
+            return self.inner.write(ns, op).await;
+        }
         let result = self.inner.write(ns, op.clone()).await;
         self.cache.wrote(ns, &op, result.as_ref().ok().copied());
         result
     }
 
     async fn write_all(&self, ns: &Namespace, ops: Vec<WriteOp>) -> Result<usize, KvError> {
+        if !self.cache.caches(ns) {
+            return self.inner.write_all(ns, ops).await;
+        }
         let result = self.inner.write_all(ns, ops.clone()).await;
         for op in &ops {
             self.cache.wrote(ns, op, None);

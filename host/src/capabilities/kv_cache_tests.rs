@@ -24,6 +24,7 @@ const TTL: Duration = Duration::from_secs(60);
 #[tokio::test]
 async fn own_writes_are_read_back_at_once_and_entries_age_out() {
     let cache = Arc::new(KvReadCache::default());
+    cache.set_cached_stores(HashSet::from([("acme~1".to_owned(), "data".to_owned())]));
     let kv = CachingKv::new(
         Arc::new(MemoryKv::new(Arc::new(SystemClock))),
         cache.clone(),

@@ -115,12 +115,6 @@ pub struct ClusterBus {
 }
 
 impl ClusterBus {
-    /// The bus on the Redis at `url`, as node `node`.
-    pub fn new(url: &str, node: &str) -> Result<Self, BusError> {
-        let client = redis::Client::open(url).map_err(|e| BusError::Redis(e.to_string()))?;
-        Ok(Self::with_client(client, node))
-    }
-
     /// The bus through `client`, as node `node`.
     pub fn with_client(client: redis::Client, node: &str) -> Self {
         Self {

@@ -168,8 +168,10 @@ impl ControlStore {
     /// takes it (for `verge cluster import`).
     pub fn snapshot(&self) -> Result<ControlSnapshot, StorageError> {
         let tx = self.db.begin_read()?;
+        // Tables and revision from one read transaction: one state.
+        let revision = tx.open_table(META)?.get(REVISION)?.map_or(0, |v| v.value());
         let mut snapshot = ControlSnapshot {
-            revision: self.revision()?,
+            revision,
             ..ControlSnapshot::default()
         };
         for (definition, rows) in TABLES.into_iter().zip(&mut snapshot.tables) {

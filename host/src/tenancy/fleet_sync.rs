@@ -49,11 +49,6 @@ impl Registry {
         self
     }
 
-    /// Whether this node is part of a fleet.
-    pub fn is_fleet_node(&self) -> bool {
-        self.store.remote().is_some()
-    }
-
     /// Brings this node to the fleet's latest revision (a no-op on a single
     /// node, or when it is there already). Fails with the reason when Redis
     /// cannot be read; the node keeps serving what it has.
@@ -105,6 +100,9 @@ impl Registry {
     /// Marks the revision in the snapshot as served (after a write made
     /// here, whose deployments are already swapped in).
     pub(super) fn mark_applied(&self) {
+        if self.store.remote().is_none() {
+            return;
+        }
         if let Ok(revision) = self.store.revision() {
             self.applied.store(revision, Ordering::Release);
         }
@@ -234,22 +232,5 @@ impl Registry {
         }
         self.loader.services.kv_cache.set_cached_stores(cached);
         Ok(())
-    }
-
-    /// The apps whose active version is not live here, for `/readyz` and
-    /// the heartbeat.
-    pub fn offline_apps(&self) -> Result<HashSet<String>, RegistryError> {
-        let live = self.lock_live().clone();
-        Ok(self
-            .store
-            .apps(None)?
-            .into_iter()
-            .filter(|app| {
-                app.active_version.is_some()
-                    && app.active_version
-                        != live.get(&key(&app.tenant, &app.name)).map(|d| d.version)
-            })
-            .map(|app| key(&app.tenant, &app.name))
-            .collect())
     }
 }

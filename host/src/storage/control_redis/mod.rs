@@ -98,15 +98,9 @@ async fn bounded<T>(
 }
 
 impl RedisControl {
-    /// The control plane on the Redis at `url`; an unreachable Redis is
-    /// not an error (calls fail with [`StorageError::Unavailable`] until
-    /// it answers).
-    pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        Ok(Self::with_client(&client).await)
-    }
-
-    /// The control plane through `client`.
+    /// The control plane through `client`; an unreachable Redis is not an
+    /// error (calls fail with [`StorageError::Unavailable`] until it
+    /// answers).
     pub async fn with_client(client: &redis::Client) -> Self {
         Self {
             link: RedisLink::connect(client, CONTROL_TIMEOUT, "control plane").await,
