@@ -4,6 +4,11 @@
 //! byte in every page, past the pool's 256 KiB keep-resident ceiling), so
 //! a reset that missed a page would show in the next answer. A fresh
 //! instance answers `counter=1 dirty_static=0 dirty_heap=0` every time.
+//!
+//! `?stride=N` dirties the array every N bytes instead (a multiple of
+//! 4096): 8192 leaves a clean page between dirty ones, so the dirty pages
+//! form hundreds of separate regions, the pattern a JavaScript engine's
+//! heap leaves and the case a reset by dirtied pages must walk in parts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use verge_sdk::{Request, Response};
@@ -14,12 +19,19 @@ const STATIC_BYTES: usize = 2 << 20;
 const HEAP_BYTES: usize = 1 << 20;
 /// Bytes between two dirtied bytes: one per 4 KiB host page.
 const STRIDE: usize = 4096;
+/// The largest `?stride=` taken: one dirty page in the array.
+const MAX_STRIDE: usize = STATIC_BYTES;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 static mut ARRAY: [u8; STATIC_BYTES] = [0; STATIC_BYTES];
 
 #[verge_sdk::handler]
-fn handle(_req: Request) -> Response {
+fn handle(req: Request) -> Response {
+    let array_stride = req
+        .query_param("stride")
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|s| (STRIDE..=MAX_STRIDE).contains(s))
+        .unwrap_or(STRIDE);
     let counter = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
     // SAFETY: one request at a time runs in an instance; nothing else
     // touches the array.
@@ -35,7 +47,7 @@ fn handle(_req: Request) -> Response {
         .iter()
         .filter(|b| unsafe { b.assume_init_read() } != 0)
         .count();
-    for i in (0..STATIC_BYTES).step_by(STRIDE) {
+    for i in (0..STATIC_BYTES).step_by(array_stride) {
         array[i] = 0xAB;
     }
     heap.resize(HEAP_BYTES, 0);
