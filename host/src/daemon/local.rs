@@ -125,9 +125,8 @@ fn cached_component(
         }
     }
     let artifact = crate::runtime::compile::compile_artifact_blocking(runtime, bytes)?;
-    let component = runtime.deserialize_bytes(&artifact)?;
     blobs.put_compiled(&sha256, &engine_key, &artifact)?;
-    Ok(component)
+    Ok(runtime.deserialize_kept(&path, &artifact)?)
 }
 
 /// Local-run mode: serves `app` for every host and path.

@@ -42,8 +42,8 @@ impl Registry {
             })
             .await?;
         let size = upload.len();
-        let (component, artifact) = match cached {
-            Some(component) => (component, None),
+        let (component, compiled) = match cached {
+            Some(component) => (component, false),
             None => {
                 // In a worker process under the compile budget (killed if
                 // this upload's client goes away).
@@ -52,11 +52,11 @@ impl Registry {
                         .await?;
                 let component = self
                     .read({
-                        let artifact = artifact.clone();
-                        move |r| Ok(r.loader.runtime.deserialize_bytes(&artifact)?)
+                        let sha256 = sha256.clone();
+                        move |r| r.loader.keep_artifact(&sha256, &artifact)
                     })
                     .await?;
-                (component, Some(artifact))
+                (component, true)
             }
         };
         drop(permits);
@@ -69,8 +69,8 @@ impl Registry {
                     .deployment(&record, &tenant_record, number, component.clone())?;
             r.loader.blobs.put_upload(&sha256, upload)?;
             r.loader.share_component(&sha256)?;
-            if let Some(artifact) = &artifact {
-                r.loader.store_artifact(&sha256, artifact, &component)?;
+            if compiled {
+                r.loader.note_compiled(&sha256, &component);
             }
             let version = VersionRecord {
                 number,

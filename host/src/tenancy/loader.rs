@@ -89,33 +89,49 @@ impl Loader {
         self.compiles.load(Ordering::Relaxed)
     }
 
-    /// Writes the compiled artifact of `component` for later restarts.
-    pub(super) fn cache(&self, sha256: &str, component: &Component) -> Result<(), RegistryError> {
+    /// Writes the compiled artifact of `component` for later restarts and
+    /// returns the component mapped from that file (see
+    /// [`Runtime::deserialize_kept`]), or `component` itself when it could
+    /// not be written.
+    pub(super) fn cache(
+        &self,
+        sha256: &str,
+        component: Component,
+    ) -> Result<Component, RegistryError> {
         self.compiles.fetch_add(1, Ordering::Relaxed);
         match component.serialize() {
-            Ok(artifact) => self
-                .blobs
-                .put_compiled(sha256, &self.engine_key, &artifact)?,
+            Ok(artifact) => {
+                let path = self.blobs.compiled_path(sha256, &self.engine_key);
+                self.blobs
+                    .put_compiled(sha256, &self.engine_key, &artifact)?;
+                Ok(self.runtime.deserialize_kept(&path, &artifact)?)
+            }
             Err(err) => {
-                tracing::warn!(error = %err, sha256, "could not serialize a compiled component")
+                tracing::warn!(error = %err, sha256, "could not serialize a compiled component");
+                Ok(component)
             }
         }
-        Ok(())
     }
 
-    /// Keeps a freshly compiled artifact for restarts and shares its
-    /// component with later deployments of the same bytes.
-    pub(super) fn store_artifact(
+    /// Writes an artifact the compile worker produced for later restarts
+    /// (content-addressed, so harmless if the deploy is then refused) and
+    /// loads it mapped from that file.
+    pub(super) fn keep_artifact(
         &self,
         sha256: &str,
         artifact: &[u8],
-        component: &Component,
-    ) -> Result<(), RegistryError> {
-        self.compiles.fetch_add(1, Ordering::Relaxed);
+    ) -> Result<Component, RegistryError> {
+        let path = self.blobs.compiled_path(sha256, &self.engine_key);
         self.blobs
             .put_compiled(sha256, &self.engine_key, artifact)?;
+        Ok(self.runtime.deserialize_kept(&path, artifact)?)
+    }
+
+    /// Counts a compile and shares its component with later deployments of
+    /// the same bytes.
+    pub(super) fn note_compiled(&self, sha256: &str, component: &Component) {
+        self.compiles.fetch_add(1, Ordering::Relaxed);
         self.remember(sha256, component);
-        Ok(())
     }
 
     /// The loaded component of `sha256`, if some deployment uses it: one
@@ -175,8 +191,7 @@ impl Loader {
             Ok(bytes) => bytes,
             Err(missing) => self.fetch_component(sha256).ok_or(missing)??,
         };
-        let component = self.runtime.compile(&bytes)?;
-        self.cache(sha256, &component)?;
+        let component = self.cache(sha256, self.runtime.compile(&bytes)?)?;
         self.remember(sha256, &component);
         Ok(component)
     }
