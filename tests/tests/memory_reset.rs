@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use verge::capabilities::{config::ConfigCtx, log::LogCtx};
-use verge::runtime::{EngineSettings, GuestRequest, Limits, RequestContext, Runtime};
+use verge::runtime::{EngineSettings, Function, GuestRequest, Limits, RequestContext, Runtime};
 use verge_tests::guest;
 
 fn request() -> GuestRequest {
@@ -61,15 +61,18 @@ async fn answers(settings: EngineSettings, sequential: usize, concurrent: bool) 
     out
 }
 
+/// Each way the pool can reset memory: a name, `pagemap_scan`, and the
+/// keep-resident bytes.
+const STRATEGIES: [(&str, bool, usize); 4] = [
+    ("dirtied pages, 256 KiB", true, 256 << 10),
+    ("dirtied pages, 64 MiB", true, 64 << 20),
+    ("low range, 256 KiB", false, 256 << 10),
+    ("nothing kept", false, 0),
+];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_reset_strategy_gives_each_request_a_fresh_instance() {
-    let strategies = [
-        ("dirtied pages, 256 KiB", true, 256 << 10),
-        ("dirtied pages, 64 MiB", true, 64 << 20),
-        ("low range, 256 KiB", false, 256 << 10),
-        ("nothing kept", false, 0),
-    ];
-    for (name, pagemap_scan, keep_resident_bytes) in strategies {
+    for (name, pagemap_scan, keep_resident_bytes) in STRATEGIES {
         // One slot: every request reuses the one the previous one dirtied.
         let one_slot = EngineSettings {
             pool_instances: 1,
@@ -97,25 +100,27 @@ async fn every_reset_strategy_gives_each_request_a_fresh_instance() {
 /// of the 2 MiB array in 256 separate regions.
 const SCATTERED: &str = "http://t/?stride=8192";
 
+/// `leak-probe` on a pool of one slot, so every request reuses the slot
+/// the one before dirtied, reset as given.
+fn one_slot_probe(pagemap_scan: bool, keep_resident_bytes: usize) -> (Runtime, Function) {
+    let runtime = Runtime::new(EngineSettings {
+        pool_instances: 1,
+        pagemap_scan,
+        keep_resident_bytes,
+        ..EngineSettings::default()
+    })
+    .unwrap();
+    let bytes = std::fs::read(guest("leak-probe")).unwrap();
+    let probe = runtime
+        .load("leak-probe", &bytes, Limits::default())
+        .unwrap();
+    (runtime, probe)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn scattered_dirty_pages_are_reset_by_every_strategy() {
-    let strategies = [
-        ("dirtied pages, 256 KiB", true, 256 << 10),
-        ("dirtied pages, 64 MiB", true, 64 << 20),
-        ("low range, 256 KiB", false, 256 << 10),
-    ];
-    for (name, pagemap_scan, keep_resident_bytes) in strategies {
-        let runtime = Runtime::new(EngineSettings {
-            pool_instances: 1,
-            pagemap_scan,
-            keep_resident_bytes,
-            ..EngineSettings::default()
-        })
-        .unwrap();
-        let bytes = std::fs::read(guest("leak-probe")).unwrap();
-        let probe = runtime
-            .load("leak-probe", &bytes, Limits::default())
-            .unwrap();
+    for (name, pagemap_scan, keep_resident_bytes) in STRATEGIES {
+        let (_runtime, probe) = one_slot_probe(pagemap_scan, keep_resident_bytes);
         let mut seen = Vec::new();
         for _ in 0..8 {
             let (result, _) = probe.handle(request_to(SCATTERED), ctx()).await;
@@ -144,17 +149,7 @@ fn thread_minor_faults() -> u64 {
 /// Page faults per request once the slot is warm, each request dirtying
 /// the scattered pattern.
 async fn faults_per_request(keep_resident_bytes: usize) -> u64 {
-    let runtime = Runtime::new(EngineSettings {
-        pool_instances: 1,
-        pagemap_scan: true,
-        keep_resident_bytes,
-        ..EngineSettings::default()
-    })
-    .unwrap();
-    let bytes = std::fs::read(guest("leak-probe")).unwrap();
-    let probe = runtime
-        .load("leak-probe", &bytes, Limits::default())
-        .unwrap();
+    let (_runtime, probe) = one_slot_probe(true, keep_resident_bytes);
     for _ in 0..4 {
         probe.handle(request_to(SCATTERED), ctx()).await.0.unwrap();
     }
