@@ -50,7 +50,10 @@ impl RequestContext {
 
 /// Per-request store data: WASI, the limiter and the capabilities.
 pub struct RequestState {
-    pub(crate) wasi: WasiCtx,
+    /// Built on the guest's first WASI call (see [`WasiView::ctx`]): a
+    /// request that makes none, as a Verge-SDK hello, skips seeding WASI's
+    /// two random generators and its clocks.
+    pub(crate) wasi: Option<WasiCtx>,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: GuestLimiter,
     pub(crate) capabilities: Capabilities,
@@ -59,9 +62,8 @@ pub struct RequestState {
 
 impl RequestState {
     /// Fresh state, the request's one preparation step: each capability's
-    /// per-request copy (budgets start now). WASI inherits nothing from the
-    /// host: no environment, arguments, preopened directories or network;
-    /// stdout and stderr go to the request's log.
+    /// per-request copy (budgets start now). WASI comes on first use, built
+    /// by `request_wasi`.
     pub fn new(limits: &Limits, ctx: RequestContext) -> Self {
         let scope = RequestScope {
             request_id: ctx.request_id,
@@ -71,16 +73,10 @@ impl RequestState {
         };
         let mut capabilities = ctx.capabilities.for_request(&scope);
         capabilities.incoming = IncomingCtx::new(ctx.request_body);
-        let mut wasi = WasiCtx::builder();
-        wasi.stdout(capabilities.log.stdout())
-            .stderr(capabilities.log.stderr())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES_PER_REQUEST);
         Self {
-            wasi: wasi.build(),
+            wasi: None,
             table,
             limiter: GuestLimiter::new(limits, ctx.heavy),
             capabilities,
@@ -99,10 +95,24 @@ impl CapabilityView for RequestState {
     }
 }
 
+/// WASI as a request sees it: nothing inherited from the host (no
+/// environment, arguments, preopened directories or network); stdout and
+/// stderr go to the request's log.
+fn request_wasi(log: &LogCtx) -> WasiCtx {
+    let mut wasi = WasiCtx::builder();
+    wasi.stdout(log.stdout())
+        .stderr(log.stderr())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    wasi.build()
+}
+
 impl WasiView for RequestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let log = &self.capabilities.log;
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(|| request_wasi(log)),
             table: &mut self.table,
         }
     }
@@ -115,5 +125,24 @@ impl wasmtime_wasi_http::WasiHttpView for RequestState {
             table: &mut self.table,
             hooks: &mut self.capabilities.fetch,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+    use crate::capabilities::config::ConfigCtx;
+
+    #[test]
+    fn wasi_is_built_on_the_first_wasi_call_and_only_once() {
+        let ctx = RequestContext::new(ConfigCtx::default(), LogCtx::new("a".into(), "r".into()));
+        let mut state = RequestState::new(&Limits::default(), ctx);
+        assert!(state.wasi.is_none(), "no WASI before the guest asks");
+        let first: *const WasiCtx = WasiView::ctx(&mut state).ctx;
+        assert!(state.wasi.is_some());
+        let second: *const WasiCtx = WasiView::ctx(&mut state).ctx;
+        assert_eq!(first, second, "built once per request");
     }
 }
