@@ -307,7 +307,8 @@ async fn keys_values_and_ttls_at_and_past_the_limits() {
             "{name}"
         );
         let value = vec![7u8; MAX_VALUE_BYTES];
-        assert!(kv.write(&a, set("v", &value, None)).await.is_ok(), "{name}");
+        let written = kv.write(&a, set("v", &value, None)).await;
+        assert!(written.is_ok(), "{name}: {written:?}");
         assert_eq!(
             kv.get(&a, "v").await.unwrap().map(|v| v.len()),
             Some(MAX_VALUE_BYTES),

@@ -26,6 +26,21 @@ use std::time::Duration;
 /// answers in well under a millisecond on a LAN.
 pub const REDIS_KV_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// The slowest rate a healthy Redis is assumed to take a write's bytes at:
+/// a write gets [`REDIS_KV_TIMEOUT`] plus its bytes at this rate, since a
+/// large value must cross the network and, with `appendfsync always`, be
+/// written and fsynced before Redis answers. The largest value (25 MiB)
+/// gets 500 ms more; a small write keeps the 250 ms bound. Without it a
+/// value the limits allow failed, ambiguously, on a busy disk.
+pub const REDIS_KV_WRITE_BYTES_PER_SECOND: u64 = 50 << 20;
+
+/// How long a write carrying `bytes` of values may wait for Redis.
+pub fn write_timeout(bytes: usize) -> Duration {
+    let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+    let extra_ms = bytes.saturating_mul(1000) / REDIS_KV_WRITE_BYTES_PER_SECOND;
+    REDIS_KV_TIMEOUT + Duration::from_millis(extra_ms)
+}
+
 /// How often a node sweeps expired entries out of Redis (every node does;
 /// the script keeps each removal exact, so they never double-count).
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -174,7 +189,10 @@ impl RedisKv {
 
     /// KV through `client` (as [`RedisKv::connect`]).
     pub async fn with_client(client: &redis::Client, clock: Arc<dyn Clock>) -> Self {
-        let conn = RedisLink::connect(client, REDIS_KV_TIMEOUT, "KV").await;
+        // The connection's own ceiling is the largest value's write time;
+        // each call is bounded tighter by `bounded`/`bounded_by`.
+        let ceiling = write_timeout(super::MAX_VALUE_BYTES);
+        let conn = RedisLink::connect(client, ceiling, "KV").await;
         let sweeper = Sweeper {
             conn: conn.clone(),
             clock: clock.clone(),
@@ -210,11 +228,20 @@ impl RedisKv {
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, KvError> {
-        let result = match tokio::time::timeout(REDIS_KV_TIMEOUT, call).await {
+        self.bounded_by(REDIS_KV_TIMEOUT, call).await
+    }
+
+    /// Runs `call` by `timeout`.
+    async fn bounded_by<T>(
+        &self,
+        timeout: Duration,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, KvError> {
+        let result = match tokio::time::timeout(timeout, call).await {
             Ok(result) => result.map_err(storage),
             Err(_) => Err(storage(format!(
                 "no answer within {} ms",
-                REDIS_KV_TIMEOUT.as_millis()
+                timeout.as_millis()
             ))),
         };
         self.answered
@@ -237,12 +264,14 @@ impl RedisKv {
             .arg(&keys.usage)
             .arg(&keys.member_prefix)
             .arg(ops.len());
+        let mut carried = 0;
         for op in ops {
             let (kind, key, value, new_expiry, expected) = encode(op, now)?;
             let (flag, expected) = match expected {
                 Some(bytes) => ("1", bytes),
                 None => ("0", Vec::new()),
             };
+            carried += value.len() + expected.len();
             invocation
                 .arg(kind)
                 .arg(key)
@@ -252,7 +281,9 @@ impl RedisKv {
                 .arg(expected);
         }
         let mut conn = self.conn()?;
-        let reply: Vec<redis::Value> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let reply: Vec<redis::Value> = self
+            .bounded_by(write_timeout(carried), invocation.invoke_async(&mut conn))
+            .await?;
         decode_reply(ops, &reply)
     }
 }
@@ -422,5 +453,24 @@ impl KvBackend for RedisKv {
             page.cursor = page.keys.last().cloned();
         }
         Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    #[test]
+    fn a_write_waits_the_base_timeout_plus_its_bytes_at_the_floor_rate() {
+        assert_eq!(write_timeout(0), REDIS_KV_TIMEOUT);
+        assert_eq!(write_timeout(1024), REDIS_KV_TIMEOUT);
+        assert_eq!(
+            write_timeout(super::super::MAX_VALUE_BYTES),
+            REDIS_KV_TIMEOUT + Duration::from_millis(500)
+        );
+        assert_eq!(
+            write_timeout(usize::MAX),
+            REDIS_KV_TIMEOUT + Duration::from_millis(u64::MAX / REDIS_KV_WRITE_BYTES_PER_SECOND)
+        );
     }
 }
