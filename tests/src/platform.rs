@@ -311,7 +311,24 @@ impl Platform {
         routes: &[&str],
         guest_name: &str,
     ) {
-        let reply = self.deploy(token, tenant, app, routes, guest_name).await;
+        let manifest = serde_json::json!({ "routes": routes });
+        self.deployed_manifest(token, tenant, app, manifest, guest_name)
+            .await;
+    }
+
+    /// [`Platform::deploy_manifest`], which must answer 201 (the version is
+    /// active).
+    pub async fn deployed_manifest(
+        &self,
+        token: &str,
+        tenant: &str,
+        app: &str,
+        manifest: serde_json::Value,
+        guest_name: &str,
+    ) {
+        let reply = self
+            .deploy_manifest(token, tenant, app, manifest, guest_name)
+            .await;
         assert_eq!(
             reply.status,
             201,

@@ -247,10 +247,9 @@ async fn a_single_nodes_data_dir_imports_into_the_fleet_once() {
     let platform = Platform::start(single.path()).await;
     let token = platform.tenant("acme").await;
     let manifest = json!({ "routes": ["kv.test"], "kv_stores": ["data"] });
-    let r = platform
-        .deploy_manifest(&token, "acme", "app", manifest, "kv-probe")
+    platform
+        .deployed_manifest(&token, "acme", "app", manifest, "kv-probe")
         .await;
-    assert_eq!(r.status, 201, "{}", r.text());
     for (key, ttl) in [("kept", ""), ("brief", "&ttl=3600")] {
         let path = format!("/kv-probe/set?key={key}&value=v-{key}{ttl}");
         assert_eq!(platform.get("kv.test", &path).await.text(), "ok");

@@ -100,12 +100,7 @@ impl Loader {
     ) -> Result<Component, RegistryError> {
         self.compiles.fetch_add(1, Ordering::Relaxed);
         match component.serialize() {
-            Ok(artifact) => {
-                let path = self.blobs.compiled_path(sha256, &self.engine_key);
-                self.blobs
-                    .put_compiled(sha256, &self.engine_key, &artifact)?;
-                Ok(self.runtime.deserialize_kept(&path, &artifact)?)
-            }
+            Ok(artifact) => self.keep_artifact(sha256, &artifact),
             Err(err) => {
                 tracing::warn!(error = %err, sha256, "could not serialize a compiled component");
                 Ok(component)
