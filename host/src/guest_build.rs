@@ -51,11 +51,17 @@ fn cargo() -> String {
 }
 
 /// Adds the guest target with rustup when the active toolchain lacks it.
-/// One call at a time per process: concurrent `rustup target add` runs
-/// (tests building guests in parallel) race on rustup's download folder.
+/// One call at a time per machine: concurrent `rustup target add` runs
+/// (tests and `verge` children building guests in parallel, on a fresh
+/// machine) race on rustup's download folder and fail, so each takes a
+/// lock file in the temp dir first (and a process-wide mutex, since a
+/// file lock is per open file), then looks again.
 pub fn ensure_target() -> Result<(), BuildError> {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let lock = std::fs::File::create(std::env::temp_dir().join("verge-rustup-target.lock"));
+    // Without a lock file (a read-only temp dir) go on unlocked.
+    let _machine_turn = lock.ok().filter(|file| file.lock().is_ok());
     let sysroot = Command::new("rustc")
         .args(["--print", "sysroot"])
         .output()

@@ -334,6 +334,42 @@ fn json_errors_confirmations_completions_and_messages_for_people() {
         "{}",
         run.err
     );
+    // A component given to `verge dev`: what to run instead.
+    let wasm = empty.path().join("app.wasm");
+    std::fs::write(&wasm, b"\0asm").unwrap();
+    let run = cli_env(&[], b"", &["dev", &wasm.to_string_lossy()]);
+    assert!(
+        !run.ok && run.err.contains("verge serve --app"),
+        "{}",
+        run.err
+    );
+}
+
+#[test]
+fn flags_that_would_do_nothing_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("app.wasm");
+    std::fs::write(&wasm, b"\0asm").unwrap();
+    // A local run has no admin API: --admin-listen would open nothing.
+    let run = cli_env(
+        &[],
+        b"",
+        &[
+            "serve",
+            "--app",
+            &wasm.to_string_lossy(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(!run.ok, "{}", run.out);
+    assert!(
+        run.err.contains("--admin-listen") && run.err.contains("no admin API"),
+        "{}",
+        run.err
+    );
 }
 
 #[test]

@@ -91,6 +91,13 @@ fn a_compile_bomb_holds_no_other_tenants_writes_and_is_stopped_at_its_budget() {
         "stopped at the 2 s budget, took {took:?}"
     );
     assert_eq!(compile_workers(&d), 0, "the worker was killed");
+    // The bomber spent its window's compile time (one budget): its next
+    // compile is refused at once, before any worker starts.
+    let started = Instant::now();
+    let third = admin(&d, "POST", "/v1/tenants/bomber/apps/site/versions", &bomb);
+    assert_eq!(third.0, 429, "the bomber's next bomb: {}", third.1);
+    assert!(third.1.contains("compile time"), "{}", third.1);
+    assert!(started.elapsed() < Duration::from_secs(1));
     // A real component still deploys, through the worker.
     common::deploy(&d, "other", "hello", "site", "other.test");
     let (status, _) = common::http(d.data, "GET", "/", "other.test", b"").unwrap();

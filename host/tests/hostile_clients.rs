@@ -358,6 +358,47 @@ fn conformance_cases_get_their_status_and_never_reach_a_guest() {
             400,
         ),
         (
+            "HTTP/1.1 without Host (RFC 9112 §3.2)".into(),
+            format!("GET / HTTP/1.1\r\n{close}").into(),
+            400,
+        ),
+        (
+            "HTTP/1.0 without Host: the address it came to, which no tenant holds".into(),
+            format!("GET / HTTP/1.0\r\n{close}").into(),
+            404,
+        ),
+        (
+            "Host with a port past 65535".into(),
+            format!("GET / HTTP/1.1\r\nhost: ECHO.TEST:99999\r\n{close}").into(),
+            400,
+        ),
+        (
+            "TRACE".into(),
+            format!("TRACE / HTTP/1.1\r\nhost: echo.test\r\n{close}").into(),
+            405,
+        ),
+        (
+            "chunked twice".into(),
+            format!(
+                "POST / HTTP/1.1\r\nhost: echo.test\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n{close}0\r\n\r\n"
+            )
+            .into(),
+            400,
+        ),
+        (
+            "a coding other than chunked".into(),
+            format!(
+                "POST / HTTP/1.1\r\nhost: echo.test\r\ntransfer-encoding: gzip, chunked\r\n{close}0\r\n\r\n"
+            )
+            .into(),
+            400,
+        ),
+        (
+            "bare-LF line endings: accepted, as RFC 9112 §2.2 lets a recipient".into(),
+            b"GET / HTTP/1.1\nhost: echo.test\nconnection: close\n\n".to_vec(),
+            200,
+        ),
+        (
             "CONNECT".into(),
             format!("CONNECT echo.test:443 HTTP/1.1\r\nhost: echo.test:443\r\n{close}").into(),
             405,

@@ -153,3 +153,39 @@ fn each_template_builds_and_serves_as_generated() {
         "the second GET came from the edge cache"
     );
 }
+
+#[test]
+fn a_new_project_carries_its_own_sdk_and_no_path_back_to_verges_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = dir.path().join("anywhere");
+    let out = verge()
+        .args(["new", "anywhere", "--dir"])
+        .arg(&crate_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    let sdk = format!(".verge/sdk-{}", env!("CARGO_PKG_VERSION"));
+    assert!(
+        manifest.contains(&format!(r#"verge-sdk = {{ path = "{sdk}/sdk" }}"#)),
+        "{manifest}"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    assert!(
+        !manifest.contains(&*root.to_string_lossy()),
+        "a path into verge's sources: {manifest}"
+    );
+    let packed = crate_dir.join(&sdk);
+    for file in ["sdk/src/lib.rs", "sdk/macros/src/lib.rs", "wit/world.wit"] {
+        assert!(packed.join(file).is_file(), "{file} is not packed");
+    }
+    for file in ["sdk/Cargo.toml", "sdk/macros/Cargo.toml"] {
+        let text = std::fs::read_to_string(packed.join(file)).unwrap();
+        assert!(!text.contains("workspace"), "{file} inherits: {text}");
+        assert!(text.contains("version = "), "{file}: {text}");
+    }
+}

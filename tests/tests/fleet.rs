@@ -270,8 +270,17 @@ async fn a_node_starts_while_redis_is_away_and_uses_it_once_it_answers() {
         )
         .await;
     assert_eq!(r.status, 503, "{}", r.text());
-    // Redis is back (AOF on): the acknowledged deploy and KV write are there.
+    let ready = node.admin("GET", "/readyz", None, Vec::new()).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert!(ready.text().contains("\"kv\""), "{}", ready.text());
+    // Redis is back: readiness says so without waiting for a KV call to
+    // find out (none is made until it does).
     redis.restart();
+    eventually("ready again", Duration::from_secs(10), || async {
+        node.admin("GET", "/readyz", None, Vec::new()).await.status == 200
+    })
+    .await;
+    // (AOF on): the acknowledged deploy and KV write are there.
     eventually("KV is back", Duration::from_secs(10), || async {
         node.get("kv.test", "/kv-probe/get?key=k").await.status == 200
     })

@@ -135,6 +135,7 @@ async fn counts_are_capped_at_their_limit_and_one_past_is_refused(backend: Backe
         max_tenants: 3,
         max_apps_per_tenant: 4,
         max_routes_per_app: 5,
+        ..RegistryCaps::default()
     };
     let p = Platform::start_capped_on(dir.path(), Setup::default().engine, caps, &backend).await;
     let t = p.tenant("t1").await;

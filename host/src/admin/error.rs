@@ -61,7 +61,15 @@ pub fn status_of(err: &ApiError) -> (StatusCode, String) {
         ApiError::Auth(AuthError::Forbidden) => {
             (StatusCode::FORBIDDEN, "this token may not do that".into())
         }
-        ApiError::Registry(e) => (registry_status(e), e.to_string()),
+        ApiError::Registry(e) => match registry_status(e) {
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                (StatusCode::INTERNAL_SERVER_ERROR, HOST_FAILURE.into())
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                (StatusCode::SERVICE_UNAVAILABLE, STORE_UNAVAILABLE.into())
+            }
+            status => (status, e.to_string()),
+        },
         ApiError::Kv(e) => (kv_status(e), kv_message(e)),
         ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
         ApiError::Body(err) => (body_status(err), err.to_string()),
@@ -110,9 +118,18 @@ fn kv_status(e: &KvError) -> StatusCode {
     }
 }
 
+/// What a client is told of a failure on the server's side: its details
+/// (file paths, OS errors) are the operator's, in the log.
+const HOST_FAILURE: &str = "the server failed to do this; its operator's log has the details";
+
+/// What a client is told while the control plane's store (the fleet's
+/// Redis) is unreachable: which part, not its address or error.
+const STORE_UNAVAILABLE: &str =
+    "the control plane's store (the cluster's Redis) is unavailable; retry shortly";
+
 fn kv_message(e: &KvError) -> String {
     match e {
-        KvError::Storage(detail) => format!("storage failure: {detail}"),
+        KvError::Storage(_) => format!("storage failure: {HOST_FAILURE}"),
         other => other.to_string(),
     }
 }
@@ -158,5 +175,19 @@ mod tests {
         assert_eq!(status(AuthError::Forbidden.into()), 403);
         let (_, message) = status_of(&KvError::Storage("disk full".into()).into());
         assert!(message.contains("storage failure"), "{message}");
+        // No path or OS error reaches the client.
+        let leaky = "/var/lib/verge/kv.redb: No space left on device";
+        for err in [
+            ApiError::from(KvError::Storage(leaky.into())),
+            RegistryError::Storage(StorageError::Corrupted(leaky.into())).into(),
+            RegistryError::Storage(StorageError::Unavailable(leaky.into())).into(),
+            RegistryError::Host(leaky.into()).into(),
+        ] {
+            let (_, message) = status_of(&err);
+            assert!(
+                !message.contains("/var/lib") && !message.contains("No space"),
+                "{message}"
+            );
+        }
     }
 }

@@ -116,7 +116,9 @@ impl AdminApi {
             Err(err) => {
                 let (status, message) = status_of(&err);
                 if status.is_server_error() {
-                    tracing::error!(%method, path, error = message, "admin request failed");
+                    // The whole error (paths included) for the operator;
+                    // the client gets `message`, which names none.
+                    tracing::error!(%method, path, error = ?err, "admin request failed");
                 }
                 json_response(status, &json!({ "error": message }))
             }
@@ -128,7 +130,7 @@ impl AdminApi {
     async fn serve(&self, req: Request<Incoming>) -> Reply {
         let parsed = Endpoint::parse(req.method(), req.uri().path(), req.uri().query());
         if let Ok(endpoint @ (Endpoint::Health | Endpoint::Ready | Endpoint::Metrics)) = parsed {
-            return self.public(&endpoint);
+            return self.public(&endpoint).await;
         }
         let who = authenticate(req.headers(), &self.operator_hash, &self.registry).await?;
         let endpoint = parsed?;
@@ -164,7 +166,7 @@ impl AdminApi {
     }
 
     /// The endpoints that need no token.
-    fn public(&self, endpoint: &Endpoint) -> Reply {
+    async fn public(&self, endpoint: &Endpoint) -> Reply {
         match endpoint {
             Endpoint::Health => ok(&json!({ "status": "ok" })),
             Endpoint::Metrics => {
@@ -179,15 +181,20 @@ impl AdminApi {
             }
             _ => {
                 let r = &self.registry;
-                // Not ready while a store cannot write (a full disk, say).
-                if let Some(fault) = r.kv().fault() {
-                    let state = json!({ "status": "not ready", "kv": fault });
+                // Not ready while a store cannot write (a full disk, say),
+                // asked again so a store that came back is seen at once.
+                // Anyone may read this page: it says which part failed,
+                // and the details (paths, errors) go to the log.
+                if let Some(fault) = r.kv().recheck().await {
+                    tracing::warn!(fault, "not ready: KV");
+                    let state = json!({ "status": "not ready", "kv": "failing" });
                     return Ok(json_response(StatusCode::SERVICE_UNAVAILABLE, &state));
                 }
                 // A fleet node that cannot reach the control plane serves
                 // its snapshot, but says it may be behind.
                 if let Some(fault) = r.fleet_fault() {
-                    let state = json!({ "status": "not ready", "control_plane": fault });
+                    tracing::warn!(fault, "not ready: control plane");
+                    let state = json!({ "status": "not ready", "control_plane": "unreachable" });
                     return Ok(json_response(StatusCode::SERVICE_UNAVAILABLE, &state));
                 }
                 ok(&json!({ "status": "ready", "apps": r.live_apps(), "compiles": r.compiles() }))
@@ -199,7 +206,7 @@ impl AdminApi {
     async fn dispatch(&self, endpoint: Endpoint, body: Bytes) -> Reply {
         let r = &self.registry;
         match endpoint {
-            Endpoint::Health | Endpoint::Ready | Endpoint::Metrics => self.public(&endpoint),
+            Endpoint::Health | Endpoint::Ready | Endpoint::Metrics => self.public(&endpoint).await,
             Endpoint::Upload(..) => Err(ApiError::BadRequest("no upload".into())),
             Endpoint::ListTenants => {
                 let tenants = r.tenants().await?;

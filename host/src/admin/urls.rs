@@ -28,6 +28,21 @@ impl PublicUrls {
         Self::new(scheme, port, "localhost")
     }
 
+    /// What deploys print for a data plane bound to `plain` (and `tls`):
+    /// the operator's `public_url` when set, else the HTTPS listener when
+    /// there is one (the URLs people paste), else the plain one.
+    pub fn for_plane(
+        public_url: Option<&str>,
+        plain: std::net::SocketAddr,
+        tls: Option<std::net::SocketAddr>,
+    ) -> Result<Self, String> {
+        match (public_url, tls) {
+            (Some(url), _) => Self::parse(url),
+            (None, Some(tls)) => Ok(Self::listening(true, tls.port())),
+            (None, None) => Ok(Self::listening(false, plain.port())),
+        }
+    }
+
     /// From the operator's public base URL (`https://edge.example.net`,
     /// `http://1.2.3.4:8080`): its scheme and port, its host for catch-all
     /// routes.
@@ -82,6 +97,19 @@ impl PublicUrls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_tls_on_deploys_print_https_urls() {
+        let plain = "127.0.0.1:8080".parse().unwrap();
+        let tls = Some("127.0.0.1:8443".parse().unwrap());
+        let routes = ["a.test/x".to_owned()];
+        let with_tls = PublicUrls::for_plane(None, plain, tls).unwrap();
+        assert_eq!(with_tls.for_routes(&routes), ["https://a.test:8443/x"]);
+        let without = PublicUrls::for_plane(None, plain, None).unwrap();
+        assert_eq!(without.for_routes(&routes), ["http://a.test:8080/x"]);
+        let public = PublicUrls::for_plane(Some("https://edge.example"), plain, tls).unwrap();
+        assert_eq!(public.for_routes(&routes), ["https://a.test/x"]);
+    }
 
     fn urls(base: &PublicUrls, routes: &[&str]) -> Vec<String> {
         base.for_routes(&routes.iter().map(|r| (*r).to_owned()).collect::<Vec<_>>())

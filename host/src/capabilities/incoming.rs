@@ -5,6 +5,7 @@
 //! resource, read like a fetched body.
 
 use super::bindings::verge::edge::incoming as wit;
+use super::bindings::verge::edge::incoming_whole as wit_whole;
 use super::fetch::OriginBody;
 use super::view::{TableView, WithTable};
 use super::{PerRequest, RequestScope};
@@ -49,11 +50,20 @@ impl wit::Host for IncomingView<'_> {
     }
 }
 
-/// Links `verge:edge/incoming` into `linker`, over the view `get`
-/// projects.
+impl wit_whole::Host for IncomingView<'_> {
+    /// The same body `request-body` hands out: there is one only when the
+    /// function imports `incoming` (the server streamed it).
+    fn streamed_body(&mut self) -> wasmtime::Result<Option<Resource<OriginBody>>> {
+        wit::Host::request_body(self)
+    }
+}
+
+/// Links `verge:edge/incoming` and `verge:edge/incoming-whole` into
+/// `linker`, over the view `get` projects.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> IncomingView<'_>,
 ) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, WithTable<IncomingCtx>>(linker, get)
+    wit::add_to_linker::<T, WithTable<IncomingCtx>>(linker, get)?;
+    wit_whole::add_to_linker::<T, WithTable<IncomingCtx>>(linker, get)
 }

@@ -191,6 +191,10 @@ impl KvBackend for CachingKv {
         self.inner.fault()
     }
 
+    async fn recheck(&self) -> Option<String> {
+        self.inner.recheck().await
+    }
+
     async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.inner.get(ns, key).await
     }

@@ -132,6 +132,15 @@ async fn rebuild(host: &Arc<LocalHost>, args: &DevArgs, data_dir: &Path, url: &s
 pub(super) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let dir = std::fs::canonicalize(&args.dir)
         .with_context(|| format!("finding the function crate {}", args.dir.display()))?;
+    if dir.is_file() {
+        bail!(
+            "verge dev builds and watches a function crate, and {} is a file: \
+             pass the crate's directory, or serve a built component with \
+             `verge serve --app {}`",
+            args.dir.display(),
+            args.dir.display()
+        );
+    }
     if !dir.join("Cargo.toml").is_file() {
         return Err(guest_build::BuildError::NotACrate(dir).into());
     }

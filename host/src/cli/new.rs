@@ -20,9 +20,21 @@ pub struct NewArgs {
     /// Where to create it [default: ./NAME].
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// The verge-sdk crate to depend on [default: the SDK beside this verge's sources].
+    /// The verge-sdk crate to depend on [default: a copy of this verge's
+    /// SDK written into the project, under `.verge/`].
     #[arg(long, value_name = "DIR")]
     pub sdk: Option<PathBuf>,
+}
+
+/// The guest SDK this binary was built with, packed by `build.rs`.
+mod packed {
+    include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+}
+
+/// Where in a new project the packed SDK goes: versioned, so a later
+/// verge's SDK can sit beside it.
+fn packed_sdk_dir() -> String {
+    format!(".verge/sdk-{}", env!("CARGO_PKG_VERSION"))
 }
 
 const CARGO_TOML: &str = r#"[package]
@@ -78,8 +90,19 @@ fn valid_name(name: &str) -> bool {
         && name.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
-fn default_sdk() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk")
+/// Writes the packed SDK under `dir`; returns the `verge-sdk` crate's path
+/// relative to `dir`.
+fn write_packed_sdk(dir: &Path) -> anyhow::Result<String> {
+    let base = packed_sdk_dir();
+    for (path, text) in packed::SDK_FILES {
+        let path = dir.join(&base).join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(format!("{base}/sdk"))
 }
 
 pub(super) fn run(args: NewArgs) -> anyhow::Result<()> {
@@ -112,14 +135,14 @@ pub(super) fn run(args: NewArgs) -> anyhow::Result<()> {
     if dir.exists() && dir.read_dir().map_or(true, |mut d| d.next().is_some()) {
         bail!("{} already exists and is not empty", dir.display());
     }
-    let sdk = args.sdk.clone().unwrap_or_else(default_sdk);
-    let sdk = std::fs::canonicalize(&sdk).with_context(|| {
-        format!(
-            "the verge-sdk crate is not at {}; pass --sdk DIR",
-            sdk.display()
-        )
-    })?;
-    let sdk_text = sdk.to_string_lossy().replace('\\', "/");
+    let sdk_text = match &args.sdk {
+        Some(sdk) => std::fs::canonicalize(sdk)
+            .with_context(|| format!("the verge-sdk crate is not at {}", sdk.display()))?
+            .to_string_lossy()
+            .replace('\\', "/"),
+        None if template.dependencies.contains("{sdk}") => write_packed_sdk(&dir)?,
+        None => String::new(),
+    };
     let fill = |text: &str| {
         text.replace("{dependencies}", template.dependencies)
             .replace("{template_readme}", template.readme)

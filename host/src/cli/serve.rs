@@ -38,7 +38,8 @@ pub struct ServeArgs {
     /// its admin API and serves the apps deployed in the data dir.
     #[arg(long)]
     pub app: Option<PathBuf>,
-    /// Address for the admin API (multi-tenant mode) [default: 127.0.0.1:9900].
+    /// Address for the admin API (multi-tenant mode; refused with --app,
+    /// which has no admin API) [default: 127.0.0.1:9900].
     #[arg(long, env = "VERGE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
     /// The operator token for the admin API. Without it, one is read from
@@ -349,6 +350,13 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let config = args.tuning.daemon_config(listen, &file)?;
+    if let (Some(_), Some(admin)) = (&args.app, args.admin_listen) {
+        anyhow::bail!(
+            "--admin-listen {admin} cannot be used with --app: a local run has no admin API \
+             (its /healthz, /readyz and /metrics are the multi-tenant daemon's); \
+             drop --app to run the daemon, or drop --admin-listen"
+        );
+    }
     let Some(app_path) = &args.app else {
         let platform = PlatformConfig {
             data_dir,

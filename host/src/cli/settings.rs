@@ -93,6 +93,9 @@ pub struct TenancySection {
     pub max_routes_per_app: Option<usize>,
     /// Longest a deploy's compile may take, in seconds.
     pub compile_budget_secs: Option<u64>,
+    /// Every host a tenant routes needs an operator grant (`route_grants`
+    /// with the exact host or a `*.suffix` covering it).
+    pub hosts_need_grants: Option<bool>,
 }
 
 impl TenancySection {
@@ -107,6 +110,7 @@ impl TenancySection {
             max_routes_per_app: self
                 .max_routes_per_app
                 .unwrap_or(defaults.max_routes_per_app),
+            hosts_need_grants: self.hosts_need_grants.unwrap_or(defaults.hosts_need_grants),
         }
     }
 }
@@ -127,6 +131,9 @@ pub struct ConnectionsSection {
     pub min_body_bytes_per_sec: Option<u64>,
     /// Request-body bytes buffered across all requests, in MiB.
     pub buffered_body_mib: Option<usize>,
+    /// Whole-response bytes held until their peers read them, across all
+    /// requests, in MiB.
+    pub buffered_response_mib: Option<usize>,
     /// Serving threads, one current-thread runtime each (default: one per
     /// core).
     pub serving_threads: Option<usize>,
@@ -158,6 +165,13 @@ impl ConnectionsSection {
         if let Some(mib) = self.buffered_body_mib {
             anyhow::ensure!(mib > 0, "[connections] buffered_body_mib must be above 0");
             limits.buffered_body_bytes = mib.saturating_mul(1 << 20);
+        }
+        if let Some(mib) = self.buffered_response_mib {
+            anyhow::ensure!(
+                mib > 0,
+                "[connections] buffered_response_mib must be above 0"
+            );
+            limits.buffered_response_bytes = mib.saturating_mul(1 << 20);
         }
         Ok(limits)
     }

@@ -332,10 +332,12 @@ pub async fn start_platform(
             .collect(),
     );
     let admin_limits = config.connections.admin();
-    let public_urls = match &platform.public_url {
-        Some(url) => crate::admin::PublicUrls::parse(url).map_err(anyhow::Error::msg)?,
-        None => crate::admin::PublicUrls::listening(false, plane.addr.port()),
-    };
+    let public_urls = crate::admin::PublicUrls::for_plane(
+        platform.public_url.as_deref(),
+        plane.addr,
+        plane.tls_addr,
+    )
+    .map_err(anyhow::Error::msg)?;
     let bus = match &platform.cluster {
         Some(cluster) => Some(Arc::new(ClusterBus::with_client(
             cluster.client()?,

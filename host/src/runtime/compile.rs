@@ -160,6 +160,9 @@ fn worker_refusal(message: &str) -> LoadError {
 /// engine built from `settings` exactly as the daemon's, and writes the
 /// serialized artifact to stdout; a refusal goes to stderr with exit 1.
 pub fn run_worker(settings: &EngineSettings, pooling: bool) -> Result<(), LoadError> {
+    // At the lowest priority, before cranelift starts its threads (they
+    // inherit it): serving traffic comes first on every core.
+    super::lane::lower_priority();
     let mut bytes = Vec::new();
     std::io::stdin()
         .read_to_end(&mut bytes)

@@ -119,7 +119,7 @@ fn lane() -> Option<&'static tokio::runtime::Handle> {
 }
 
 /// Sets the calling thread to [`LANE_NICE`].
-fn lower_priority() {
+pub(super) fn lower_priority() {
     use thread_priority::{
         NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy, thread_native_id,
     };

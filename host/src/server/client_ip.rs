@@ -18,7 +18,9 @@ impl TrustedProxies {
         Self { nets }
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is a proxy the operator trusts.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         self.nets.iter().any(|net| net.contains(&ip))
     }
 

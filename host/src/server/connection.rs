@@ -1,9 +1,14 @@
 //! One listener's connection budget (a total and a per-client-IP count) and
 //! one connection's life: requests in flight counted, the connection closed
-//! once it has been idle for the idle timeout, drained on shutdown.
+//! once it has been idle for the idle timeout, dropped once its peer has
+//! read (almost) none of a pending response for [`RESPONSE_STALL_TIMEOUT`],
+//! drained on shutdown.
 
 use super::BoxError;
-use super::limits::{ConnectionLimits, IDLE_CLOSE_GRACE};
+use super::limits::{
+    ConnectionLimits, IDLE_CLOSE_GRACE, RESPONSE_CHUNK_BYTES, RESPONSE_MIN_BYTES_PER_STALL,
+    RESPONSE_STALL_TIMEOUT,
+};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use std::collections::HashMap;
@@ -11,7 +16,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -101,12 +106,20 @@ impl Drop for ConnectionSlot {
 }
 
 /// What one connection is doing: requests in flight (until their response
-/// body is written) and since when it has had none.
+/// body is written) and since when it has had none; responses whose next
+/// bytes wait on the peer, and when the peer last took some.
 #[derive(Debug)]
 pub(super) struct Activity {
     epoch: Instant,
     in_flight: AtomicUsize,
     idle_since_ms: AtomicU64,
+    /// Response bodies whose next bytes are ready and not yet taken by
+    /// the connection: the peer has them to read.
+    waiting_on_peer: AtomicUsize,
+    /// Since when some response has waited on the peer.
+    waiting_since_ms: AtomicU64,
+    /// Response bytes the connection has taken, in all.
+    taken: AtomicU64,
 }
 
 impl Activity {
@@ -115,7 +128,43 @@ impl Activity {
             epoch: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            waiting_on_peer: AtomicUsize::new(0),
+            waiting_since_ms: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
         })
+    }
+
+    /// One more response waits on the peer.
+    fn wait_on_peer(&self) {
+        if self.waiting_on_peer.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.waiting_since_ms
+                .store(self.now_ms(), Ordering::Release);
+        }
+    }
+
+    /// Resolves once a response has waited on the peer for at least
+    /// `window` while the peer took less than `min_bytes` in the last
+    /// `window` (checked every half window, so within one and a half). The
+    /// kernel may let a few bytes through to a peer that reads nothing
+    /// (its send buffer grows); that is not a peer reading.
+    pub(super) async fn stalled(&self, window: Duration, min_bytes: u64) {
+        // What was taken one window and half a window ago.
+        let now = self.taken.load(Ordering::Acquire);
+        let mut samples = [now, now];
+        loop {
+            tokio::time::sleep(window / 2).await;
+            let taken = self.taken.load(Ordering::Acquire);
+            let moved = taken.saturating_sub(samples[0]);
+            samples = [samples[1], taken];
+            if self.waiting_on_peer.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            let since = self.waiting_since_ms.load(Ordering::Acquire);
+            let waited = Duration::from_millis(self.now_ms().saturating_sub(since));
+            if waited >= window && moved < min_bytes {
+                return;
+            }
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -163,25 +212,111 @@ impl Drop for RequestGuard {
     }
 }
 
+/// Whether a response's next bytes wait on the peer, shared with the waker
+/// a streamed body wakes when its next bytes are ready: from then they
+/// wait on the connection, which takes them at once if its peer reads.
+struct PeerState {
+    activity: Arc<Activity>,
+    on_peer: std::sync::atomic::AtomicBool,
+    /// The connection's waker, while a streamed body is pending.
+    waker: Mutex<Option<Waker>>,
+}
+
+impl PeerState {
+    fn set(&self, on_peer: bool) {
+        if self.on_peer.swap(on_peer, Ordering::AcqRel) == on_peer {
+            return;
+        }
+        if on_peer {
+            self.activity.wait_on_peer();
+        } else {
+            self.activity.waiting_on_peer.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Wake for PeerState {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.set(true);
+        let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
 /// A response body that keeps its request counted as in flight until it
-/// has been written (or dropped).
-pub(super) struct Tracked<B> {
+/// has been written (or dropped), hands its data to the connection in
+/// pieces of at most [`RESPONSE_CHUNK_BYTES`], and tells the connection
+/// whether its next bytes wait on the peer (see [`Activity::stalled`]).
+pub(super) struct Tracked<B: Body> {
     inner: B,
+    /// The body's error, held for one poll: the connection first flushes
+    /// the pieces it took before it (an error ends the connection, and
+    /// what it still buffered with it).
+    failed: Option<B::Error>,
+    /// The rest of a data frame larger than one piece.
+    rest: Bytes,
+    /// Whether any data was handed out: until then an empty body may say
+    /// it is done without being polled.
+    started: bool,
+    peer: Arc<PeerState>,
+    /// For a streamed body (no exact size): the waker it is polled with.
+    streamed: Option<Waker>,
     _guard: RequestGuard,
 }
 
-impl<B> Tracked<B> {
+impl<B: Body> Tracked<B> {
     pub(super) fn new(inner: B, guard: RequestGuard) -> Self {
+        // A response starts waiting on the peer: a connection with room
+        // asks for its first bytes at once.
+        let peer = Arc::new(PeerState {
+            activity: guard.0.clone(),
+            on_peer: std::sync::atomic::AtomicBool::new(false),
+            waker: Mutex::new(None),
+        });
+        peer.set(true);
+        let streamed = inner
+            .size_hint()
+            .exact()
+            .is_none()
+            .then(|| Waker::from(peer.clone()));
         Self {
             inner,
+            failed: None,
+            rest: Bytes::new(),
+            started: false,
+            peer,
+            streamed,
             _guard: guard,
         }
+    }
+
+    fn piece(&mut self) -> Bytes {
+        let n = self.rest.len().min(RESPONSE_CHUNK_BYTES);
+        self.started = true;
+        self.peer
+            .activity
+            .taken
+            .fetch_add(n as u64, Ordering::AcqRel);
+        self.rest.split_to(n)
+    }
+}
+
+impl<B: Body> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        self.peer.set(false);
     }
 }
 
 impl<B> Body for Tracked<B>
 where
     B: Body<Data = Bytes> + Unpin,
+    B::Error: Unpin,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -190,15 +325,75 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        if let Some(err) = this.failed.take() {
+            return Poll::Ready(Some(Err(err)));
+        }
+        if !this.rest.is_empty() {
+            this.peer.set(true);
+            return Poll::Ready(Some(Ok(Frame::data(this.piece()))));
+        }
+        let polled = match &this.streamed {
+            Some(waker) => {
+                // The function holds the next bytes until its waker fires
+                // (which may be during this poll).
+                this.peer.set(false);
+                *this.peer.waker.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(cx.waker().clone());
+                Pin::new(&mut this.inner).poll_frame(&mut Context::from_waker(waker))
+            }
+            None => Pin::new(&mut this.inner).poll_frame(cx),
+        };
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                let frame = match frame.into_data() {
+                    Ok(data) => {
+                        this.rest = data;
+                        Frame::data(this.piece())
+                    }
+                    Err(frame) => frame,
+                };
+                this.peer.set(true);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            // Waiting on the function, until its waker fires.
+            Poll::Pending => {
+                if this.streamed.is_none() {
+                    this.peer.set(false);
+                }
+                Poll::Pending
+            }
+            // Failed after data: let the connection flush it first (it
+            // flushes when a body is pending), then fail.
+            Poll::Ready(Some(Err(err))) if this.started => {
+                this.peer.set(false);
+                this.failed = Some(err);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            // Done: nothing waits on the peer.
+            done => {
+                this.peer.set(false);
+                done
+            }
+        }
     }
 
+    /// Done only for a body that never had data. Otherwise the connection
+    /// asks once more after the last piece, which it does only when it has
+    /// room for it: a peer that stops reading is then seen waiting.
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        !self.started && self.rest.is_empty() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let mut hint = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        hint.set_lower(hint.lower().saturating_add(rest));
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint
     }
 }
 
@@ -206,7 +401,9 @@ where
 /// shutdown) when it has been idle for the idle timeout or when `drain`
 /// fires, and drops it if it has not closed [`IDLE_CLOSE_GRACE`] later
 /// with nothing in flight (an HTTP/2 peer that never answers the closing
-/// ping).
+/// ping). Drops it at once when a response has waited on a peer that
+/// reads (almost) nothing for [`RESPONSE_STALL_TIMEOUT`], whatever else
+/// the peer does.
 pub(super) async fn drive<C, E>(
     conn: C,
     close: impl Fn(Pin<&mut C>),
@@ -221,6 +418,8 @@ where
     tokio::pin!(conn);
     let idle = activity.idle(idle_timeout);
     tokio::pin!(idle);
+    let stalled = activity.stalled(RESPONSE_STALL_TIMEOUT, RESPONSE_MIN_BYTES_PER_STALL);
+    tokio::pin!(stalled);
     let mut closing = false;
     let mut draining = *drain.borrow();
     if draining {
@@ -230,6 +429,13 @@ where
     loop {
         tokio::select! {
             result = conn.as_mut() => return result.map_err(Into::into),
+            () = &mut stalled => {
+                return Err(format!(
+                    "dropped: the peer took less than {RESPONSE_MIN_BYTES_PER_STALL} response bytes in {} s",
+                    RESPONSE_STALL_TIMEOUT.as_secs()
+                )
+                .into());
+            }
             () = &mut idle, if !closing => {
                 close(conn.as_mut());
                 closing = true;

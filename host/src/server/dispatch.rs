@@ -49,6 +49,8 @@ pub struct Dispatcher {
     trusted_proxies: TrustedProxies,
     connections: Arc<ConnectionGate>,
     body_budget: BodyBudget,
+    /// Bytes of whole responses not yet read by their peers.
+    response_budget: BodyBudget,
     failure_logs: Arc<crate::telemetry::log_limit::LogLimit>,
 }
 
@@ -75,6 +77,7 @@ impl Dispatcher {
             trusted_proxies: TrustedProxies::default(),
             connections: ConnectionGate::new(ConnectionLimits::default()),
             body_budget: BodyBudget::new(ConnectionLimits::default().buffered_body_bytes),
+            response_budget: BodyBudget::new(ConnectionLimits::default().buffered_response_bytes),
             failure_logs: Default::default(),
         }
     }
@@ -83,6 +86,7 @@ impl Dispatcher {
     /// dispatcher and to the request bodies they carry.
     pub fn with_connection_limits(mut self, limits: ConnectionLimits) -> Self {
         self.body_budget = BodyBudget::new(limits.buffered_body_bytes);
+        self.response_budget = BodyBudget::new(limits.buffered_response_bytes);
         self.connections = ConnectionGate::new(limits);
         self
     }
@@ -120,14 +124,22 @@ impl Dispatcher {
     /// Serves one request; never fails: every error becomes an error page.
     pub async fn serve(&self, req: Request<Incoming>, local: SocketAddr) -> Response<DataBody> {
         let started = Instant::now();
+        // An incoming id is kept only from a trusted proxy (as `Forwarded`
+        // is): a client's own would let it duplicate ids in the logs.
+        let from_proxy = req
+            .extensions()
+            .get::<PeerAddr>()
+            .is_some_and(|peer| self.trusted_proxies.trusts(peer.0.ip()));
         let incoming_id = req
             .headers()
             .get("x-request-id")
+            .filter(|_| from_proxy)
             .and_then(|v| v.to_str().ok());
         let request_id: Arc<str> = self.ids.take_or_make(incoming_id).into();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let (outcome, deployment, usage) = self.run(req, local, &request_id).await;
+        let outcome = outcome.and_then(|response| self.charge_response(response));
         let mut response = match outcome {
             Ok(response) => response,
             Err(err) => {
@@ -264,6 +276,38 @@ impl Dispatcher {
         (response.map(|r| r.map(full_body)), Some(deployment), usage)
     }
 
+    /// Charges a whole response's bytes to the response budget until its
+    /// body is dropped (written, or its connection closed); past the
+    /// budget the response is refused with 503 `overloaded`. A streamed
+    /// body is not charged: the connection holds one chunk of it at a time.
+    fn charge_response(
+        &self,
+        response: Response<DataBody>,
+    ) -> Result<Response<DataBody>, RequestError> {
+        use http_body_util::BodyExt as _;
+        use hyper::body::Body as _;
+        let Some(bytes) = response.body().size_hint().exact() else {
+            return Ok(response);
+        };
+        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        if bytes < super::limits::RESPONSE_CHUNK_BYTES {
+            // Small answers are not worth a permit each: the connection and
+            // stream caps bound them.
+            return Ok(response);
+        }
+        let held = self
+            .response_budget
+            .hold(bytes)
+            .ok_or(RequestError::Overloaded)?;
+        Ok(response.map(|body| {
+            body.map_frame(move |frame| {
+                let _held = &held;
+                frame
+            })
+            .boxed_unsync()
+        }))
+    }
+
     /// The metrics this dispatcher records into.
     pub(super) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -311,9 +355,13 @@ impl Dispatcher {
         if header_bytes > self.limits.max_header_bytes {
             return Err(RequestError::HeadersTooLarge);
         }
-        if req.method() == Method::CONNECT {
+        // CONNECT tunnels and TRACE echoes (which would hand a guest's
+        // reflected cookies to a script) are the server's to refuse, as
+        // Workers and Fastly do.
+        if req.method() == Method::CONNECT || req.method() == Method::TRACE {
             return Err(RequestError::MethodNotAllowed);
         }
+        check_transfer_encoding(req.headers())?;
         let mut hosts = req.headers().get_all(HOST).iter();
         let host_header = hosts.next();
         if hosts.next().is_some() {
@@ -327,7 +375,13 @@ impl Dispatcher {
             }
             (Some(authority), _) => authority.as_str().to_owned(),
             (None, Some(host)) => valid_host_header(host)?,
-            (None, None) => local.to_string(),
+            // HTTP/1.0 may omit Host: it is served as the address it came
+            // to (which no tenant holds without the operator's grant).
+            (None, None) if req.version() == http::Version::HTTP_10 => local.to_string(),
+            // RFC 9112 §3.2: a request without Host is answered 400.
+            (None, None) => {
+                return Err(RequestError::BadRequest("the request has no Host".into()));
+            }
         };
         let host = strip_port(&authority).to_ascii_lowercase();
         let scheme = match req.extensions().get::<super::OverTls>() {
@@ -487,6 +541,31 @@ pub(super) fn check_declared_length(
     Ok(check_declared(req.headers(), cap)?)
 }
 
+/// `Transfer-Encoding` as RFC 9112 §6.1 allows it: `chunked` alone, once.
+/// hyper reads `chunked, chunked` (or `chunked` on two lines) as one
+/// chunked body and passes other codings through undecoded; a proxy in
+/// front may read either differently (request smuggling), so both are 400.
+fn check_transfer_encoding(headers: &http::HeaderMap) -> Result<(), RequestError> {
+    let mut chunked = 0;
+    for value in headers.get_all(http::header::TRANSFER_ENCODING) {
+        let text = value.to_str().map_err(|_| bad_encoding())?;
+        for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            if !coding.eq_ignore_ascii_case("chunked") {
+                return Err(bad_encoding());
+            }
+            chunked += 1;
+        }
+    }
+    if chunked > 1 {
+        return Err(bad_encoding());
+    }
+    Ok(())
+}
+
+fn bad_encoding() -> RequestError {
+    RequestError::BadRequest("Transfer-Encoding other than one `chunked`".into())
+}
+
 /// A `Host` header that is a valid authority without user info (RFC 9112
 /// §3.2: anything else is 400).
 fn valid_host_header(value: &HeaderValue) -> Result<String, RequestError> {
@@ -496,6 +575,12 @@ fn valid_host_header(value: &HeaderValue) -> Result<String, RequestError> {
         return Err(bad());
     }
     let authority: http::uri::Authority = text.parse().map_err(|_| bad())?;
+    // `http` keeps a port it cannot read as a u16 (`:99999`, `:`) as
+    // text: that is no port.
+    let after_host = text.rfind(']').map_or(text, |end| &text[end..]);
+    if after_host.contains(':') && authority.port_u16().is_none() {
+        return Err(bad());
+    }
     Ok(authority.as_str().to_owned())
 }
 
@@ -585,5 +670,37 @@ mod tests {
         assert_eq!(strip_port("example.com:8080"), "example.com");
         assert_eq!(strip_port("example.com"), "example.com");
         assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn transfer_encoding_is_chunked_once_or_absent() {
+        let check = |values: &[&str]| {
+            let mut headers = http::HeaderMap::new();
+            for v in values {
+                headers.append(
+                    http::header::TRANSFER_ENCODING,
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            check_transfer_encoding(&headers).is_ok()
+        };
+        assert!(check(&[]));
+        assert!(check(&["chunked"]));
+        assert!(check(&["Chunked"]));
+        assert!(!check(&["chunked, chunked"]));
+        assert!(!check(&["chunked", "chunked"]));
+        assert!(!check(&["gzip, chunked"]));
+        assert!(!check(&["identity"]));
+    }
+
+    #[test]
+    fn host_headers_with_no_real_port_are_refused() {
+        let check = |text: &str| valid_host_header(&HeaderValue::from_str(text).unwrap());
+        assert_eq!(check("acme.test:8080").unwrap(), "acme.test:8080");
+        assert_eq!(check("[::1]:80").unwrap(), "[::1]:80");
+        assert_eq!(check("[::1]").unwrap(), "[::1]");
+        for bad in ["ACME.TEST:99999", "acme.test:", "a@b", "", "acme.test:-1"] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -73,6 +73,34 @@ pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 /// clients can make the host hold more.
 pub const DEFAULT_BUFFERED_BODY_BYTES: usize = 256 << 20;
 
+/// Buffered response bytes held across all requests until their peers have
+/// read them: 512 MiB, 17 responses at the 30 MiB cap. A whole response
+/// stays in memory until it is written, and a peer that reads slowly (or
+/// never, with an HTTP/2 window of 0) would otherwise pin it; past this
+/// budget a response is answered 503 `overloaded` instead, and the bytes
+/// come back as each response is written or its connection dropped.
+pub const DEFAULT_BUFFERED_RESPONSE_BYTES: usize = 512 << 20;
+
+/// How long a response may wait on a peer that reads (almost) nothing: a
+/// connection whose pending response has waited this long while its peer
+/// took less than [`RESPONSE_MIN_BYTES_PER_STALL`] in the last window (an
+/// HTTP/1 client that stops reading, an HTTP/2 peer that opens no window,
+/// even one that answers every ping) is dropped within two windows, and
+/// its responses' memory with it.
+pub const RESPONSE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a peer must read of a pending response per
+/// [`RESPONSE_STALL_TIMEOUT`]: 160 KiB, 16 KiB/s, the floor request bodies
+/// must arrive at ([`DEFAULT_MIN_BODY_BYTES_PER_SEC`]). Less is what the
+/// kernel trickles to a socket nobody reads.
+pub const RESPONSE_MIN_BYTES_PER_STALL: u64 =
+    DEFAULT_MIN_BODY_BYTES_PER_SEC * RESPONSE_STALL_TIMEOUT.as_secs();
+
+/// Largest piece of a response handed to the connection at once: the
+/// connection takes the next only when it has room, so pieces taken are
+/// what the peer read (see [`RESPONSE_STALL_TIMEOUT`]).
+pub const RESPONSE_CHUNK_BYTES: usize = 64 << 10;
+
 /// Streams one HTTP/2 connection may have open at once (hyper's default
 /// is 200); each may buffer a flow-control window.
 pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
@@ -119,6 +147,9 @@ pub struct ConnectionLimits {
     pub body: BodyPolicy,
     /// Request-body bytes buffered across all requests.
     pub buffered_body_bytes: usize,
+    /// Whole-response bytes held until their peers read them, across all
+    /// requests.
+    pub buffered_response_bytes: usize,
 }
 
 /// How fast a request body must arrive.
@@ -151,6 +182,7 @@ impl Default for ConnectionLimits {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             body: BodyPolicy::default(),
             buffered_body_bytes: DEFAULT_BUFFERED_BODY_BYTES,
+            buffered_response_bytes: DEFAULT_BUFFERED_RESPONSE_BYTES,
         }
     }
 }

@@ -173,7 +173,7 @@ pub async fn serve_http<F, Fut, B>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + Unpin,
 {
     let builder = Arc::new(connection_builder());
     let (drain, draining) = tokio::sync::watch::channel(false);

@@ -39,6 +39,76 @@ pub const MAX_UPLOADS_IN_FLIGHT: usize = 4;
 /// Uploads one tenant may have in flight at once.
 pub const MAX_UPLOADS_PER_TENANT: usize = 1;
 
+/// The window a tenant's compile time is counted over. Each tenant may
+/// spend one compile budget (`compile_budget_secs`, 60 s by default) of
+/// compile time per window: a tenant's compile bomb runs to its budget
+/// once, and its next compile waits for the next window (429) instead of
+/// taking a core from every other tenant's traffic again at once.
+pub const COMPILE_TIME_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Compile time each tenant spent in its current [`COMPILE_TIME_WINDOW`]:
+/// one fixed window per tenant that compiled lately (at most the node's
+/// tenants).
+#[derive(Debug, Default)]
+pub struct CompileTime {
+    spent: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, std::time::Duration)>,
+    >,
+}
+
+impl CompileTime {
+    /// Refuses a compile (429) while `tenant` has spent `allowance` or
+    /// more in its window.
+    pub fn check(&self, tenant: &str, allowance: std::time::Duration) -> Result<(), RegistryError> {
+        let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        spent.retain(|_, (since, _)| now.duration_since(*since) < COMPILE_TIME_WINDOW);
+        match spent.get(tenant) {
+            Some((_, used)) if *used >= allowance => Err(RegistryError::Busy {
+                what: "compile time",
+                whose: "this tenant's (its window of 10 minutes is spent)",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Starts timing a compile of `tenant`'s, counted when the clock drops
+    /// (also when the compile is cancelled: its client went away).
+    pub fn clock(&self, tenant: &str) -> CompileClock<'_> {
+        CompileClock {
+            time: self,
+            tenant: tenant.to_owned(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Counts `took` of compile time to `tenant`.
+    fn charge(&self, tenant: &str, took: std::time::Duration) {
+        let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let entry = spent
+            .entry(tenant.to_owned())
+            .or_insert((now, std::time::Duration::ZERO));
+        if now.duration_since(entry.0) >= COMPILE_TIME_WINDOW {
+            *entry = (now, std::time::Duration::ZERO);
+        }
+        entry.1 = entry.1.saturating_add(took);
+    }
+}
+
+/// A compile being timed; counted to its tenant on drop.
+pub struct CompileClock<'a> {
+    time: &'a CompileTime,
+    tenant: String,
+    started: std::time::Instant,
+}
+
+impl Drop for CompileClock<'_> {
+    fn drop(&mut self) {
+        self.time.charge(&self.tenant, self.started.elapsed());
+    }
+}
+
 /// Slots of some work (compiles, uploads): the node's and each tenant's.
 /// Past either, the work is refused with 429 at once rather than queued
 /// behind a slow one.
@@ -131,6 +201,11 @@ pub struct RegistryCaps {
     pub max_apps_per_tenant: usize,
     /// Routes per app.
     pub max_routes_per_app: usize,
+    /// Every host a tenant routes needs the operator's grant (the exact
+    /// host or a `*.suffix` covering it), not only wildcards: the operator
+    /// has checked who owns each domain. Off, the first tenant to claim an
+    /// unreserved host name holds it.
+    pub hosts_need_grants: bool,
 }
 
 impl Default for RegistryCaps {
@@ -139,6 +214,7 @@ impl Default for RegistryCaps {
             max_tenants: DEFAULT_MAX_TENANTS,
             max_apps_per_tenant: DEFAULT_MAX_APPS_PER_TENANT,
             max_routes_per_app: DEFAULT_MAX_ROUTES_PER_APP,
+            hosts_need_grants: false,
         }
     }
 }
@@ -189,5 +265,26 @@ mod tests {
     fn the_operator_prefix_is_reserved() {
         assert!(check_tenant_name("op").is_err());
         assert!(check_tenant_name("ops").is_ok());
+    }
+
+    #[test]
+    fn a_tenant_that_spent_its_compile_time_waits_and_others_do_not() {
+        let time = CompileTime::default();
+        let allowance = std::time::Duration::from_millis(30);
+        assert!(time.check("bomber", allowance).is_ok(), "nothing spent yet");
+        time.charge("bomber", std::time::Duration::from_millis(29));
+        assert!(time.check("bomber", allowance).is_ok(), "just under");
+        time.charge("bomber", std::time::Duration::from_millis(1));
+        let err = time.check("bomber", allowance).unwrap_err();
+        assert!(matches!(err, RegistryError::Busy { .. }), "{err}");
+        assert!(time.check("other", allowance).is_ok(), "another tenant");
+        {
+            let _clock = time.clock("timed");
+            std::thread::sleep(std::time::Duration::from_millis(35));
+        }
+        assert!(
+            time.check("timed", allowance).is_err(),
+            "a dropped clock counts"
+        );
     }
 }

@@ -46,10 +46,19 @@ impl Registry {
             Some(component) => (component, false),
             None => {
                 // In a worker process under the compile budget (killed if
-                // this upload's client goes away).
-                let artifact =
-                    crate::runtime::compile::compile_artifact(self.loader.runtime.clone(), &upload)
-                        .await?;
+                // this upload's client goes away), counted to the tenant's
+                // compile time whatever its outcome.
+                let runtime = self.loader.runtime.clone();
+                let allowance = runtime
+                    .compile_worker()
+                    .map_or(crate::runtime::compile::DEFAULT_COMPILE_BUDGET, |w| {
+                        w.budget
+                    });
+                self.compile_time.check(&tenant, allowance)?;
+                let clock = self.compile_time.clock(&tenant);
+                let artifact = crate::runtime::compile::compile_artifact(runtime, &upload).await;
+                drop(clock);
+                let artifact = artifact?;
                 let component = self
                     .read({
                         let sha256 = sha256.clone();

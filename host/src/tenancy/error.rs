@@ -36,7 +36,7 @@ pub enum RegistryError {
     HostClaimed(String),
     /// A wildcard or catch-all route without the operator's grant.
     #[error(
-        "the route {0} needs an operator grant: wildcard and catch-all hosts are granted per tenant (`route_grants`)"
+        "the route {0} needs an operator grant: wildcard and catch-all hosts, IP literals and `localhost` (and on nodes that require it, every host) are granted per tenant (`route_grants`)"
     )]
     NotGranted(String),
     /// A count cap (apps, routes, tenants) was reached.

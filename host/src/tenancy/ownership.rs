@@ -1,7 +1,11 @@
 //! Who may claim which host: a host name belongs to one tenant (any of its
 //! apps may route paths on it), `*.suffix` and `*` routes are operator
 //! grants, and a wildcard never covers a host another tenant claimed (nor
-//! the other way round). Refusals never name the other tenant or its app.
+//! the other way round). IP literals and `localhost` are never a tenant's
+//! by claiming them: they are what Host-less, by-IP and health-check
+//! requests carry, so they need the operator's grant of that exact host.
+//! With `hosts_need_grants` every host does (the operator proves the
+//! domain's owner). Refusals never name the other tenant or its app.
 //! The checks are linear in the number of routes on the node.
 
 use super::RegistryError;
@@ -15,22 +19,44 @@ pub(super) struct Claim<'a> {
     pub route: Route,
 }
 
+/// A host no tenant holds by claiming it: an IP literal or `localhost`.
+pub(super) fn is_reserved_host(host: &str) -> bool {
+    host == "localhost"
+        || host.parse::<std::net::Ipv4Addr>().is_ok()
+        || host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
 /// Whether the operator's `grants` (route host patterns such as
-/// `*.example.com` or `*`) allow `route`'s wildcard or catch-all host. A
-/// grant of `*.example.com` also allows `*.eu.example.com`.
-fn granted(route: &Route, grants: &[String]) -> bool {
+/// `*.example.com`, `*` or an exact host) allow `route`'s host. A wildcard
+/// or catch-all always needs one, a reserved host its exact grant (or
+/// `*`), any other host one only when `hosts_need_grants`. A grant of
+/// `*.example.com` also allows `*.eu.example.com` and `www.example.com`.
+fn granted(route: &Route, grants: &[String], hosts_need_grants: bool) -> bool {
     if route.is_catch_all() {
         return grants.iter().any(|g| g == "*");
     }
-    let Some(suffix) = route.wildcard_suffix() else {
-        return true;
+    let under = |suffix: &str| {
+        grants.iter().any(|grant| {
+            grant == "*"
+                || grant
+                    .strip_prefix('*')
+                    .is_some_and(|granted| suffix.ends_with(granted) && granted.starts_with('.'))
+        })
     };
-    grants.iter().any(|grant| {
-        grant == "*"
-            || grant
-                .strip_prefix('*')
-                .is_some_and(|granted| suffix.ends_with(granted) && granted.starts_with('.'))
-    })
+    let Some(host) = route.exact_host() else {
+        return route.wildcard_suffix().is_some_and(under);
+    };
+    let exact = grants.iter().any(|grant| grant == host || grant == "*");
+    if is_reserved_host(host) {
+        return exact;
+    }
+    if !hosts_need_grants {
+        return true;
+    }
+    exact || host.find('.').is_some_and(|dot| under(&host[dot..]))
 }
 
 /// Checks `routes` for app `app` of `tenant`, which holds `grants`, against
@@ -40,11 +66,12 @@ pub(super) fn check<'a>(
     tenant: &str,
     app: &str,
     grants: &[String],
+    hosts_need_grants: bool,
     routes: &[Route],
     others: impl IntoIterator<Item = Claim<'a>>,
 ) -> Result<(), RegistryError> {
     for route in routes {
-        if !granted(route, grants) {
+        if !granted(route, grants, hosts_need_grants) {
             return Err(RegistryError::NotGranted(route.to_string()));
         }
     }
@@ -117,14 +144,55 @@ mod tests {
         route: &str,
         existing: &[(&str, &str, &str)],
     ) -> Result<(), RegistryError> {
+        claim_on(false, tenant, grants, route, existing)
+    }
+
+    fn claim_on(
+        hosts_need_grants: bool,
+        tenant: &str,
+        grants: &[&str],
+        route: &str,
+        existing: &[(&str, &str, &str)],
+    ) -> Result<(), RegistryError> {
         let grants: Vec<String> = grants.iter().map(|g| (*g).to_owned()).collect();
         check(
             tenant,
             "new",
             &grants,
+            hosts_need_grants,
             &[Route::parse(route).unwrap()],
             claims(existing),
         )
+    }
+
+    #[test]
+    fn ip_literals_and_localhost_need_the_operators_exact_grant() {
+        for host in ["127.0.0.1", "localhost", "10.0.0.5/api", "LOCALHOST"] {
+            let err = try_claim("squatter", &[], host, &[]).unwrap_err();
+            assert!(matches!(err, RegistryError::NotGranted(_)), "{host}: {err}");
+            assert!(
+                try_claim("squatter", &["*.0.0.1"], host, &[]).is_err(),
+                "{host}: a suffix grant does not cover an address"
+            );
+        }
+        assert!(try_claim("ops", &["127.0.0.1"], "127.0.0.1", &[]).is_ok());
+        assert!(try_claim("ops", &["localhost"], "localhost/health", &[]).is_ok());
+        assert!(try_claim("ops", &["*"], "10.0.0.5", &[]).is_ok());
+        // Names under localhost (the demo's `hello.localhost`) are names.
+        assert!(try_claim("demo", &[], "hello.localhost", &[]).is_ok());
+        assert!(is_reserved_host("[::1]") && !is_reserved_host("1.2.3.4.example"));
+    }
+
+    #[test]
+    fn with_hosts_needing_grants_only_a_granted_domain_is_claimed() {
+        assert!(claim_on(true, "squatter", &[], "shop.example", &[]).is_err());
+        assert!(claim_on(true, "owner", &["shop.example"], "shop.example/x", &[]).is_ok());
+        assert!(claim_on(true, "owner", &["*.example"], "www.example", &[]).is_ok());
+        assert!(
+            claim_on(true, "owner", &["*.example"], "example", &[]).is_err(),
+            "a suffix grant covers names under it, not the apex"
+        );
+        assert!(claim_on(false, "anyone", &[], "shop.example", &[]).is_ok());
     }
 
     const VICTIM: &[(&str, &str, &str)] = &[("victim", "site", "evil.test")];

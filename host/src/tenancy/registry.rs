@@ -47,6 +47,8 @@ pub struct Registry {
     writes: tokio::sync::Mutex<()>,
     pub(super) caps: RegistryCaps,
     pub(super) compiles: super::caps::TenantSlots,
+    /// Each tenant's compile time in its window.
+    pub(super) compile_time: super::caps::CompileTime,
     /// Why the last fleet sync failed; `None` once one succeeds.
     pub(super) fleet_fault: Mutex<Option<String>>,
     /// The control-plane revision whose deployments are live (the
@@ -97,6 +99,7 @@ impl Registry {
             writes: tokio::sync::Mutex::new(()),
             caps: RegistryCaps::default(),
             compiles: super::caps::TenantSlots::compiles(),
+            compile_time: super::caps::CompileTime::default(),
             fleet_fault: Mutex::new(None),
             applied: std::sync::atomic::AtomicU64::new(0),
         };
@@ -382,7 +385,14 @@ impl Registry {
                     });
                 }
             }
-            ownership::check(&tenant, &app, &tenant_record.route_grants, &routes, claims)?;
+            ownership::check(
+                &tenant,
+                &app,
+                &tenant_record.route_grants,
+                r.caps.hosts_need_grants,
+                &routes,
+                claims,
+            )?;
             let exists = apps.iter().any(|a| a.tenant == tenant && a.name == app);
             if !exists {
                 let owned = apps.iter().filter(|a| a.tenant == tenant).count();

@@ -148,9 +148,9 @@ impl Registry {
 fn check_grants(grants: Vec<String>) -> Result<Vec<String>, RegistryError> {
     for grant in &grants {
         let route = Route::parse(grant)?;
-        if route.exact_host().is_some() || route.to_string() != *grant {
+        if route.to_string() != *grant || route.to_string().contains('/') {
             return Err(RegistryError::Invalid(format!(
-                "route grant {grant:?}: use a `*.suffix` or `*` host, without a path"
+                "route grant {grant:?}: use a host, `*.suffix` or `*`, without a path"
             )));
         }
     }

@@ -112,6 +112,12 @@ pub trait KvBackend: Send + Sync + 'static {
     fn fault(&self) -> Option<String> {
         None
     }
+    /// Asks the store again whether the fault [`KvBackend::fault`] reports
+    /// is over (Redis: a `PING`), for a readiness probe that recovers as
+    /// soon as the store does rather than at the next guest call.
+    async fn recheck(&self) -> Option<String> {
+        self.fault()
+    }
     /// Applies every write of `ops` or none (the first refusal is the
     /// answer): one commit, durable when this returns.
     async fn write_all(&self, ns: &Namespace, ops: Vec<WriteOp>) -> Result<usize, KvError>;

@@ -10,10 +10,12 @@ use verge_sdk::{Request, Response};
 
 #[verge_sdk::handler]
 fn handle(req: Request) -> Response {
-    let buffered = req.body().len();
     let Some(mut body) = req.body_stream() else {
         return Response::error(500, "no body stream");
     };
+    // What the host buffered: nothing (`body()` after the stream was taken
+    // reads nothing more).
+    let buffered = req.body().len();
     if req.body_stream().is_some() {
         return Response::error(500, "the body was handed out twice");
     }

@@ -370,6 +370,17 @@ impl KvBackend for RedisKv {
         (!answered).then(|| "KV: the cluster's Redis did not answer the last call".into())
     }
 
+    async fn recheck(&self) -> Option<String> {
+        // Healthy: nothing to ask.
+        self.fault()?;
+        if let Ok(mut conn) = self.conn() {
+            let _: Result<String, _> = self
+                .bounded(redis::cmd("PING").query_async(&mut conn))
+                .await;
+        }
+        self.fault()
+    }
+
     async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         check_key(key)?;
         let now = self.clock.now_ms();
