@@ -315,3 +315,34 @@ async fn work_after_the_response_shares_the_requests_subrequest_budget() {
     );
     assert_eq!(origin.hits(), 1);
 }
+
+/// Work after the response keeps the admission its request had: a tenant
+/// capped at 3 concurrent calls that hands 1 s fetches to `wait_until`
+/// never has more than 3 running, and its requests past that wait (then
+/// get 503) instead of the tenant filling the pool behind its own cap.
+#[tokio::test(flavor = "multi_thread")]
+async fn background_work_counts_against_the_tenants_concurrency_cap() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _token) =
+        background_platform_with(dir.path(), &origin, json!({ "max_concurrency": 3 })).await;
+    let slow = origin.url("/slow?ms=1000");
+    let path = probe("background", &slow, "");
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(p.get("bg.test", &path).await.status.as_u16());
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        origin.max_active() <= 3,
+        "{} background fetches at once under a cap of 3 ({statuses:?})",
+        origin.max_active()
+    );
+    assert!(
+        (3..12).contains(&ok) && statuses.contains(&503),
+        "the cap held further requests back: {statuses:?}"
+    );
+    // Once the work ends, the tenant's slots are free again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(p.get("bg.test", &path).await.status, 200);
+}

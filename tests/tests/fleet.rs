@@ -519,3 +519,75 @@ async fn a_fleet_on_rediss_trusts_only_its_ca() {
     let ready = untrusting.admin("GET", "/readyz", None, Vec::new()).await;
     assert_eq!(ready.status, 503, "{}", ready.text());
 }
+
+/// A Redis emptied under the fleet (`FLUSHALL`, or a restore of an older
+/// backup) is not obeyed: every node keeps serving its snapshot and its
+/// tokens, says it diverged, and takes no writes until the operator
+/// accepts Redis's state on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emptied_redis_is_refused_not_obeyed() {
+    let (redis, nodes, _dirs) = fleet("hello", "hello.test", json!({}), &[]).await;
+    converged(&nodes, Duration::from_secs(10)).await;
+    let before = revision(&nodes[0]);
+    assert!(before > 0);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    // Each node finds out at its next reconcile (every 5 s).
+    for node in &nodes {
+        eventually(
+            "the divergence is reported",
+            Duration::from_secs(12),
+            || async { node.admin("GET", "/readyz", None, Vec::new()).await.status == 503 },
+        )
+        .await;
+    }
+    for node in &nodes {
+        let r = node.get("hello.test", "/").await;
+        assert_eq!(r.status, 200, "the node still serves its snapshot");
+        assert_eq!(revision(node), before, "the node did not move back");
+        let ready = node.admin("GET", "/readyz", None, Vec::new()).await;
+        assert_eq!(ready.status, 503, "{}", ready.text());
+        let tenants = node
+            .admin("GET", "/v1/tenants", Some(&node.operator), Vec::new())
+            .await;
+        assert_eq!(
+            tenants.status,
+            200,
+            "reads still answer: {}",
+            tenants.text()
+        );
+        assert!(tenants.text().contains("acme"), "{}", tenants.text());
+    }
+    let create = json!({ "name": "late" }).to_string().into_bytes();
+    let r = nodes[1]
+        .admin("POST", "/v1/tenants", Some(&nodes[1].operator), create)
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("behind this node's"), "{}", r.text());
+    // Accepting another revision than Redis's is refused; Redis's own is
+    // applied on that node (here: nothing, so nothing is served).
+    let accept = |revision: u64| json!({ "revision": revision }).to_string().into_bytes();
+    let r = nodes[0]
+        .admin(
+            "POST",
+            "/v1/fleet/accept",
+            Some(&nodes[0].operator),
+            accept(7),
+        )
+        .await;
+    assert_ne!(r.status, 200, "{}", r.text());
+    assert_eq!(nodes[0].get("hello.test", "/").await.status, 200);
+    let r = nodes[0]
+        .admin(
+            "POST",
+            "/v1/fleet/accept",
+            Some(&nodes[0].operator),
+            accept(0),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(nodes[0].get("hello.test", "/").await.status, 404);
+    // The other nodes still serve until they are told.
+    assert_eq!(nodes[2].get("hello.test", "/").await.status, 200);
+}

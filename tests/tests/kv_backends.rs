@@ -416,3 +416,45 @@ async fn the_sweeper_gives_expired_bytes_back_to_the_quota() {
         assert_eq!(keys, vec!["kept", "next"], "{name}");
     }
 }
+
+/// A `list` over many expired entries on the shared Redis examines at most
+/// `REDIS_LIST_MAX_EXAMINED` of them per call (a script cannot be stopped
+/// by the client's timeout) and hands back a cursor where the next page
+/// continues; following the cursors reaches the live key behind them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_list_over_expired_entries_is_bounded_and_continues() {
+    use verge::storage::kv::redis_backend::REDIS_LIST_MAX_EXAMINED;
+    let server = RedisServer::start();
+    let clock = Arc::new(ManualClock::at(1_000_000));
+    let kv = RedisKv::connect(&server.url(), clock.clone())
+        .await
+        .unwrap();
+    let a = ns("a", u64::MAX);
+    let expired = REDIS_LIST_MAX_EXAMINED * 3;
+    for chunk in (0..expired).collect::<Vec<_>>().chunks(500) {
+        let ops = chunk
+            .iter()
+            .map(|i| set(&format!("e{i:06}"), b"v", Some(60)))
+            .collect();
+        kv.write_all(&a, ops).await.unwrap();
+    }
+    kv.write(&a, set("z-live", b"v", None)).await.unwrap();
+    // Everything but `z-live` expires (the sweeper, 1,000 a second, has
+    // not caught up yet).
+    clock.set(1_000_000 + 120_000);
+    let first = kv.list(&a, "", None, 10).await.unwrap();
+    assert!(first.keys.is_empty(), "{:?}", first.keys);
+    let mut cursor = first.cursor.clone();
+    assert!(cursor.is_some(), "a short page says where to go on");
+    let mut pages = 1;
+    let mut live = Vec::new();
+    while let Some(at) = cursor {
+        let page = kv.list(&a, "", Some(&at), 10).await.unwrap();
+        live.extend(page.keys);
+        cursor = page.cursor;
+        pages += 1;
+        assert!(pages < 20, "the cursors go on");
+    }
+    assert_eq!(live, ["z-live"]);
+    assert!(pages >= 2, "{pages} pages");
+}

@@ -108,6 +108,14 @@ pub(super) struct OutboundGrants {
     pub outbound_grants: Vec<String>,
 }
 
+/// `POST /v1/fleet/accept`: the revision of Redis's control plane this
+/// node accepts though it is older than its own.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FleetAccept {
+    pub revision: u64,
+}
+
 /// The body of `PUT /v1/tenants/{t}/route-grants`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -57,6 +57,9 @@ pub enum Endpoint {
     PurgeNode,
     /// `GET /v1/nodes`
     Nodes,
+    /// `POST /v1/fleet/accept` `{"revision": N}`: this node accepts the
+    /// fleet's older control plane.
+    FleetAccept,
     /// `POST /v1/tenants/{t}/cache/purge`
     PurgeTenant(String),
     /// `GET /v1/tenants/{t}/apps`
@@ -155,6 +158,7 @@ impl Endpoint {
             }
             (["v1", "cache", "purge"], Method::POST) => Self::PurgeNode,
             (["v1", "nodes"], Method::GET) => Self::Nodes,
+            (["v1", "fleet", "accept"], Method::POST) => Self::FleetAccept,
             (["v1", "tenants", t, "cache", "purge"], Method::POST) => Self::PurgeTenant(name(t)),
             (["v1", "tenants", t, "apps"], Method::GET) => Self::ListApps(name(t)),
             (["v1", "tenants", t, "apps", a], Method::GET) => Self::GetApp(app(t, a)),
@@ -219,7 +223,8 @@ impl Endpoint {
             | Self::SetRouteGrants(_)
             | Self::SetOutboundGrants(_)
             | Self::PurgeNode
-            | Self::Nodes => Access::Operator,
+            | Self::Nodes
+            | Self::FleetAccept => Access::Operator,
             Self::GetTenant(t) | Self::PurgeTenant(t) | Self::ListApps(t) | Self::Kv(t, _, _) => {
                 Access::Tenant(t)
             }
@@ -262,6 +267,7 @@ fn known(segments: &[&str]) -> bool {
             ]
             | ["v1", "cache", "purge"]
             | ["v1", "nodes"]
+            | ["v1", "fleet", "accept"]
             | ["v1", "tenants", _, "cache", "purge"]
             | ["v1", "tenants", _, "apps", _]
             | [

@@ -61,6 +61,9 @@ pub fn status_of(err: &ApiError) -> (StatusCode, String) {
         ApiError::Auth(AuthError::Forbidden) => {
             (StatusCode::FORBIDDEN, "this token may not do that".into())
         }
+        ApiError::Registry(e @ RegistryError::Diverged { .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         ApiError::Registry(e) => match registry_status(e) {
             StatusCode::INTERNAL_SERVER_ERROR => {
                 (StatusCode::INTERNAL_SERVER_ERROR, HOST_FAILURE.into())
@@ -98,6 +101,7 @@ fn registry_status(e: &RegistryError) -> StatusCode {
         | RegistryError::AlreadyExists(_) => StatusCode::CONFLICT,
         RegistryError::NotGranted(_) | RegistryError::Reserved { .. } => StatusCode::FORBIDDEN,
         RegistryError::TooMany { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        RegistryError::Diverged { .. } => StatusCode::SERVICE_UNAVAILABLE,
         RegistryError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
         RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
         RegistryError::Storage(StorageError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,

@@ -5,7 +5,8 @@
 use super::auth::{Principal, authenticate};
 use super::bodies::{discard_body, read_body, spool_body};
 use super::dto::{
-    AppView, CachePurge, NewTenant, OutboundGrants, RouteGrants, VersionChoice, tenant_view,
+    AppView, CachePurge, FleetAccept, NewTenant, OutboundGrants, RouteGrants, VersionChoice,
+    tenant_view,
 };
 use super::endpoint::{Access, AppRef, BodyKind, Endpoint};
 use super::error::{ApiError, status_of};
@@ -239,6 +240,11 @@ impl AdminApi {
             }
             Endpoint::PurgeNode => ok(&self.purge_everywhere(None, parse_json(&body)?).await?),
             Endpoint::Nodes => self.nodes().await,
+            Endpoint::FleetAccept => {
+                let accept: FleetAccept = parse_json(&body)?;
+                let synced = r.accept_fleet_revision(accept.revision).await?;
+                ok(&json!({ "revision": synced.revision, "apps_changed": synced.apps_changed }))
+            }
             Endpoint::AppNodes(app) => self.app_nodes(app).await,
             Endpoint::PurgeTenant(t) => {
                 let tenant = r.tenant(t).await?;

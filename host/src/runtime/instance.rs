@@ -149,7 +149,7 @@ impl Function {
     pub async fn handle(
         &self,
         req: Request,
-        ctx: RequestContext,
+        mut ctx: RequestContext,
     ) -> (Result<Response, GuestError>, Usage) {
         let Pre::Verge(pre) = &self.pre else {
             return (
@@ -160,6 +160,7 @@ impl Function {
             );
         };
         let limits = self.limits;
+        let admission = ctx.admission.take();
         let mut store = match self.fresh_store(ctx) {
             Ok(store) => store,
             Err(err) => return (Err(err), Usage::default()),
@@ -187,6 +188,7 @@ impl Function {
             let run = pre.deferred;
             tokio::spawn(async move {
                 super::after_response::run(&mut store, instance, run, after, deadline).await;
+                drop(admission);
             });
         }
         concluded

@@ -32,6 +32,11 @@ pub struct RequestContext {
     /// The request body, unread, for a function that imports
     /// `verge:edge/incoming`.
     pub request_body: Option<Box<crate::capabilities::fetch::OriginBody>>,
+    /// What the server admitted this call with (its global, tenant and app
+    /// slots): let go when the call ends, or, when the guest left work for
+    /// after the response, when that work ends, so background work counts
+    /// against the same caps as requests.
+    pub admission: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl RequestContext {
@@ -44,6 +49,7 @@ impl RequestContext {
             client_ip: None,
             heavy: Default::default(),
             request_body: None,
+            admission: None,
         }
     }
 }

@@ -266,9 +266,10 @@ impl Dispatcher {
         let in_flight = InFlight::start(self.metrics.clone());
         let mut ctx = deployment.request_context(request_id.clone(), client_ip);
         ctx.request_body = read.stream;
+        // Held by the call, and past it by any work after the response.
+        ctx.admission = Some(Box::new(permits));
         let (result, usage) = call_guest(deployment.clone(), read.request, ctx).await;
         drop(in_flight);
-        drop(permits);
         drop(read.reservation);
         let response = result
             .map_err(RequestError::from)

@@ -129,6 +129,7 @@ impl Deployment {
             client_ip,
             heavy: Default::default(),
             request_body: None,
+            admission: None,
         }
     }
 }

@@ -88,4 +88,17 @@ pub enum RegistryError {
     /// Disk or database failure.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The fleet's Redis holds an older control plane than this node has
+    /// applied (emptied, restored from a backup, a lagging replica after a
+    /// failover): the node keeps serving its snapshot and takes no writes
+    /// until an operator decides.
+    #[error(
+        "the fleet's Redis is at control-plane revision {there}, behind this node's {here} (emptied, restored or failed over?): this node keeps serving its snapshot and refuses writes; an operator re-imports a node's data dir (`verge cluster import`) or accepts Redis's state on each node (`POST /v1/fleet/accept` with {{\"revision\": {there}}})"
+    )]
+    Diverged {
+        /// The revision this node applied.
+        here: u64,
+        /// The revision Redis holds.
+        there: u64,
+    },
 }

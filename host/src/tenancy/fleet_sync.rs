@@ -89,12 +89,51 @@ impl Registry {
         if let Ok(synced) = &result {
             self.applied.store(synced.revision, Ordering::Release);
         }
-        *self
+        let fault = result.as_ref().err().map(ToString::to_string);
+        let mut held = self
             .fleet_fault
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            result.as_ref().err().map(ToString::to_string);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(err @ RegistryError::Diverged { .. }) = &result
+            && held.as_deref() != fault.as_deref()
+        {
+            // Once per divergence: the sync retries every second.
+            tracing::error!(error = %err, "the fleet's control plane went back in time");
+        }
+        *held = fault;
         result
+    }
+
+    /// Accepts Redis's control plane at `revision`, older than this node's
+    /// (what an emptied or restored Redis holds), and syncs to it: the
+    /// operator's answer to [`RegistryError::Diverged`]. Refused unless
+    /// Redis is at exactly that revision, so a later change is not taken
+    /// blind.
+    pub async fn accept_fleet_revision(
+        self: &Arc<Self>,
+        revision: u64,
+    ) -> Result<Synced, RegistryError> {
+        *self
+            .accepted_rollback
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(revision);
+        let synced = self.sync().await;
+        *self
+            .accepted_rollback
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        let synced = synced?;
+        if synced.revision != revision {
+            return Err(RegistryError::Invalid(format!(
+                "the fleet's Redis is at revision {}, not {revision}",
+                synced.revision
+            )));
+        }
+        tracing::warn!(
+            revision,
+            "the operator accepted the fleet's older control plane"
+        );
+        Ok(synced)
     }
 
     /// Marks the revision in the snapshot as served (after a write made
@@ -114,6 +153,16 @@ impl Registry {
         };
         let here = self.store.revision()?;
         let there = block_on(remote.revision())?;
+        // Redis never goes back by itself: an older or empty control plane
+        // (FLUSHALL, an old backup, a lagging replica) is not applied over
+        // this node's unless the operator accepted that exact revision.
+        let accepted = *self
+            .accepted_rollback
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if there < here && accepted != Some(there) {
+            return Err(RegistryError::Diverged { here, there });
+        }
         if there == here && self.all_live()? {
             return Ok(Synced {
                 revision: here,

@@ -51,6 +51,9 @@ pub struct Registry {
     pub(super) compile_time: super::caps::CompileTime,
     /// Why the last fleet sync failed; `None` once one succeeds.
     pub(super) fleet_fault: Mutex<Option<String>>,
+    /// A revision of Redis's older than this node's that the operator
+    /// accepted (`POST /v1/fleet/accept`): the next sync applies it.
+    pub(super) accepted_rollback: Mutex<Option<u64>>,
     /// The control-plane revision whose deployments are live (the
     /// snapshot's revision is stored before its apps are brought up).
     pub(super) applied: std::sync::atomic::AtomicU64,
@@ -101,6 +104,7 @@ impl Registry {
             compiles: super::caps::TenantSlots::compiles(),
             compile_time: super::caps::CompileTime::default(),
             fleet_fault: Mutex::new(None),
+            accepted_rollback: Mutex::new(None),
             applied: std::sync::atomic::AtomicU64::new(0),
         };
         let tenants: BTreeMap<String, TenantRecord> = registry

@@ -41,6 +41,13 @@ pub fn write_timeout(bytes: usize) -> Duration {
     REDIS_KV_TIMEOUT + Duration::from_millis(extra_ms)
 }
 
+/// Index entries one `list` call examines at most: a Lua script runs to
+/// its end whatever the client's timeout, and blocks every other tenant's
+/// calls meanwhile (over ~1M expired keys one call took 3.6 s). Past it the
+/// page ends early with a cursor where the next one continues; 1,000
+/// entries take about a millisecond.
+pub const REDIS_LIST_MAX_EXAMINED: usize = 2_000;
+
 /// How often a node sweeps expired entries out of Redis (every node does;
 /// the script keeps each removal exact, so they never double-count).
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -449,9 +456,11 @@ impl KvBackend for RedisKv {
             .arg(self.clock.now_ms())
             .arg(start)
             .arg(stop)
-            .arg(limit);
+            .arg(limit)
+            .arg(REDIS_LIST_MAX_EXAMINED);
         let mut conn = self.conn()?;
-        let found: Vec<Vec<u8>> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let (found, stopped_at): (Vec<Vec<u8>>, Option<Vec<u8>>) =
+            self.bounded(invocation.invoke_async(&mut conn)).await?;
         let mut page = KeyPage {
             keys: found
                 .iter()
@@ -462,6 +471,10 @@ impl KvBackend for RedisKv {
         };
         if found.len() > limit {
             page.cursor = page.keys.last().cloned();
+        } else if let Some(at) = stopped_at {
+            // A short (or empty) page: the next one continues past the
+            // entries this call examined.
+            page.cursor = Some(String::from_utf8_lossy(&at).into_owned());
         }
         Ok(page)
     }
