@@ -17,7 +17,7 @@
 //! `VERGE_BENCH_AGAINST=PATH` adds the `against` scenario: the SDK hello on
 //! that binary and on this one, beside raw hyper, in the same rounds (a
 //! refactor's before and after); `VERGE_BENCH_AGAINST_GUEST` picks another
-//! guest (e.g. `wasi-hello`).
+//! guest (`wasi-hello`, or `js` for the componentize-js hello).
 
 #![allow(
     clippy::unwrap_used,
@@ -76,12 +76,17 @@ fn main() -> anyhow::Result<()> {
     if let Some(before) = std::env::var_os("VERGE_BENCH_AGAINST") {
         let hyper = ChildServer::hyper(env!("CARGO_BIN_EXE_hyper-hello").as_ref())?;
         // VERGE_BENCH_AGAINST_GUEST=wasi-hello compares the proxy world.
+        // `js` compares the componentize-js hello (`benches/js`).
         let guest = std::env::var("VERGE_BENCH_AGAINST_GUEST").unwrap_or_else(|_| "hello".into());
-        let component = guests
-            .get(&guest)
-            .ok_or_else(|| anyhow::anyhow!("no guest {guest}"))?;
-        let old = ChildServer::verge(before.as_ref(), component, true)?;
-        let new = ChildServer::verge(&verge, component, true)?;
+        let component = match guest.as_str() {
+            "js" => setup::js_hello()?,
+            _ => guests
+                .get(&guest)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no guest {guest}"))?,
+        };
+        let old = ChildServer::verge(before.as_ref(), &component, true)?;
+        let new = ChildServer::verge(&verge, &component, true)?;
         println!(
             "against: {guest} on {} and on this build",
             PathBuf::from(&before).display()

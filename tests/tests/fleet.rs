@@ -353,6 +353,32 @@ async fn a_cache_purge_through_one_node_reaches_every_node() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    // A guest's own purges travel too: `purge-tag` and `delete` through
+    // node A remove the entry on every node.
+    for (fill_again, purge) in [
+        (&fill, "/cache-probe/purge?tag=t"),
+        (&fill, "/cache-probe/delete?key=k"),
+    ] {
+        for node in &nodes {
+            assert_eq!(node.get("cache.test", fill_again).await.status, 200);
+        }
+        assert_eq!(nodes[0].get("cache.test", purge).await.status, 200);
+        for node in &nodes {
+            let waited = std::time::Instant::now();
+            while node
+                .get("cache.test", "/cache-probe/get?key=k")
+                .await
+                .status
+                != 404
+            {
+                assert!(
+                    waited.elapsed() < Duration::from_secs(2),
+                    "{purge} through node A never reached this node"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
     // Without Redis the purge still happens here, and the answer says the
     // others were not reached.
     assert_eq!(nodes[1].get("cache.test", &fill).await.status, 200);

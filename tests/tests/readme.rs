@@ -67,7 +67,8 @@ fn the_readme_first_command_runs_the_verge_binary() {
 
 /// The JavaScript bench's lockfile is what `npm ci` installs exactly: an
 /// entry npm marks `extraneous` (installed but required by nothing) makes
-/// `npm ci` refuse the lockfile with some npm versions.
+/// `npm ci` refuse the lockfile with some npm versions, and dropping it
+/// breaks componentize-js, which needs it.
 #[test]
 fn the_js_bench_lockfile_has_no_extraneous_packages() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -84,5 +85,17 @@ fn the_js_bench_lockfile_has_no_extraneous_packages() {
     assert_eq!(
         packages["node_modules/@bytecodealliance/componentize-js"]["version"],
         "0.23.0"
+    );
+    // componentize-js imports preview2-shim when it runs, yet declares it
+    // only as an optional peer: the bench declares it itself, so `npm ci`
+    // installs it as a dependency rather than leaving it extraneous.
+    assert!(
+        packages[""]["dependencies"]["@bytecodealliance/preview2-shim"].is_string(),
+        "{}",
+        packages[""]
+    );
+    assert_eq!(
+        packages["node_modules/@bytecodealliance/preview2-shim"]["version"],
+        "0.25.0"
     );
 }

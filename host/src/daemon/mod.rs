@@ -345,6 +345,11 @@ pub async fn start_platform(
         ))),
         None => None,
     };
+    if let Some(bus) = &bus {
+        registry
+            .cache()
+            .set_announcer(guest_purge_announcer(bus.clone()));
+    }
     let fleet_tasks = match (&bus, &platform.cluster) {
         (Some(bus), Some(cluster)) => fleet::start(
             &registry,
@@ -481,6 +486,31 @@ fn check_data_files(dir: &Path, start_empty: bool, fleet: bool) -> anyhow::Resul
         );
     }
     Ok(())
+}
+
+/// Sends a guest's cache purge to the other nodes, as an admin purge is
+/// sent (in the background: the guest does not wait on Redis).
+fn guest_purge_announcer(bus: Arc<ClusterBus>) -> crate::capabilities::cache::Announcer {
+    use crate::capabilities::cache::GuestPurge;
+    Arc::new(move |purge: GuestPurge| {
+        let (tenant, tag, key) = match purge {
+            GuestPurge::Tag { tenant, tag } => (tenant, Some(tag), None),
+            GuestPurge::Key { tenant, key } => (tenant, None, Some(key)),
+        };
+        let message = PurgeMessage {
+            origin: bus.node().to_owned(),
+            tenant: Some(tenant),
+            tag,
+            key,
+            all: false,
+        };
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            if let Err(err) = bus.publish(&message).await {
+                tracing::warn!(error = %err, "a guest's cache purge did not reach the fleet");
+            }
+        });
+    })
 }
 
 /// Applies a purge another node sent to this node's cache.

@@ -38,19 +38,36 @@ pub struct RedisLink {
 }
 
 /// A connection manager on `client` whose calls each wait at most
-/// `timeout`, if Redis answers by four timeouts.
-async fn open(client: &redis::Client, timeout: Duration) -> Option<ConnectionManager> {
+/// `timeout`, if Redis answers by four timeouts; else why not.
+async fn open(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, String> {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_response_timeout(Some(timeout))
         .set_connection_timeout(Some(timeout));
     let manager = ConnectionManager::new_with_config(client.clone(), config);
     match tokio::time::timeout(timeout * 4, manager).await {
-        Ok(Ok(manager)) => Some(manager),
+        Ok(Ok(manager)) => Ok(manager),
         Ok(Err(err)) => {
             tracing::debug!(error = %err, "connecting to Redis");
-            None
+            Err(why_not(&err))
         }
-        Err(_) => None,
+        Err(_) => Err(format!("no answer within {} ms", (timeout * 4).as_millis())),
+    }
+}
+
+/// Why connecting failed, in the operator's terms: a refused password is
+/// not an unreachable Redis.
+fn why_not(err: &redis::RedisError) -> String {
+    let text = err.to_string();
+    let auth = err.kind() == redis::ErrorKind::AuthenticationFailed
+        || text.contains("AUTH")
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH");
+    if auth {
+        format!(
+            "Redis refused the authentication (check VERGE_CLUSTER_PASSWORD or cluster.password_file against the server's requirepass/ACL): {text}"
+        )
+    } else {
+        format!("Redis is not reachable: {text}")
     }
 }
 
@@ -61,23 +78,24 @@ impl RedisLink {
         let link = Self {
             slot: Arc::new(RwLock::new(None)),
         };
-        if let Some(manager) = open(client, timeout).await {
-            link.fill(manager);
-        } else {
-            tracing::warn!("{what}: Redis is not reachable; calls fail until it is");
-            let (client, link) = (client.clone(), link.clone());
-            tokio::spawn(async move {
-                let mut wait = RECONNECT_FIRST;
-                loop {
-                    tokio::time::sleep(wait).await;
-                    if let Some(manager) = open(&client, timeout).await {
-                        link.fill(manager);
-                        tracing::info!("{what}: connected to Redis");
-                        return;
+        match open(client, timeout).await {
+            Ok(manager) => link.fill(manager),
+            Err(why) => {
+                tracing::warn!("{what}: {why}; calls fail until it answers");
+                let (client, link) = (client.clone(), link.clone());
+                tokio::spawn(async move {
+                    let mut wait = RECONNECT_FIRST;
+                    loop {
+                        tokio::time::sleep(wait).await;
+                        if let Ok(manager) = open(&client, timeout).await {
+                            link.fill(manager);
+                            tracing::info!("{what}: connected to Redis");
+                            return;
+                        }
+                        wait = (wait * 2).min(RECONNECT_MAX);
                     }
-                    wait = (wait * 2).min(RECONNECT_MAX);
-                }
-            });
+                });
+            }
         }
         link
     }
@@ -95,5 +113,24 @@ impl RedisLink {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod why_tests {
+    use super::why_not;
+
+    #[test]
+    fn a_refused_password_is_named_as_such_not_as_unreachable() {
+        let auth = redis::RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "Password authentication failed",
+        ));
+        let said = why_not(&auth);
+        assert!(said.contains("refused the authentication"), "{said}");
+        assert!(!said.contains("not reachable"), "{said}");
+        let io =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(why_not(&io).contains("not reachable"), "{}", why_not(&io));
     }
 }

@@ -5,8 +5,9 @@
 mod store;
 
 pub use store::{
-    CacheEntry, CacheError, CacheStore, DEFAULT_CACHE_CAPACITY_BYTES, FILL_WAIT, FillGuard, Lookup,
-    MAX_CACHE_ENTRY_BYTES, MAX_CACHE_KEY_BYTES, MAX_CACHE_TAG_BYTES, MAX_CACHE_TAGS,
+    Announcer, CacheEntry, CacheError, CacheStore, DEFAULT_CACHE_CAPACITY_BYTES, FILL_WAIT,
+    FillGuard, GuestPurge, Lookup, MAX_CACHE_ENTRY_BYTES, MAX_CACHE_KEY_BYTES, MAX_CACHE_TAG_BYTES,
+    MAX_CACHE_TAGS,
 };
 
 use super::bindings::verge::edge::cache as wit;
@@ -29,7 +30,15 @@ pub struct CacheCtx {
     /// store is dropped. Made on the first lookup that needs one, so a
     /// request that never fills allocates nothing.
     guards: Option<HashMap<String, FillGuard>>,
+    /// Purges this request has sent to the rest of the fleet.
+    announced: u32,
 }
+
+/// Guest purges (`purge-tag`, `delete`) one request sends to the other
+/// nodes of a fleet: each is a Redis `PUBLISH` every node applies, so a
+/// guest looping over purges must not flood the shared Redis. Past it a
+/// purge applies on this node only (the entries' TTLs bound the rest).
+pub const MAX_FLEET_PURGES_PER_REQUEST: u32 = 16;
 
 impl Clone for CacheCtx {
     /// The same access for another request: fills are never shared.
@@ -40,6 +49,7 @@ impl Clone for CacheCtx {
             metrics: self.metrics.clone(),
             deadline: self.deadline,
             guards: None,
+            announced: 0,
         }
     }
 }
@@ -52,6 +62,19 @@ impl CacheCtx {
             tenant: tenant.into(),
             ..Self::default()
         }
+    }
+
+    /// Sends `purge` to the other nodes of a fleet, within
+    /// [`MAX_FLEET_PURGES_PER_REQUEST`].
+    fn announce(&mut self, purge: GuestPurge) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        if self.announced >= MAX_FLEET_PURGES_PER_REQUEST {
+            return;
+        }
+        self.announced += 1;
+        store.announce(purge);
     }
 
     /// Counts lookups in `metrics`.
@@ -83,6 +106,7 @@ impl PerRequest for CacheCtx {
     /// A fresh copy: no fill guards, waits end by the request's wall clock.
     fn for_request(mut self, scope: &RequestScope) -> Self {
         self.guards = None;
+        self.announced = 0;
         self.deadline = Some(tokio::time::Instant::now() + scope.wall_clock);
         self
     }
@@ -149,15 +173,20 @@ impl wit::Host for CacheCtx {
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         if let Some(store) = &self.store {
             store.delete(&self.tenant, &key);
+            let tenant = self.tenant.to_string();
+            self.announce(GuestPurge::Key { tenant, key });
         }
         Ok(())
     }
 
     async fn purge_tag(&mut self, tag: String) -> wasmtime::Result<u32> {
-        Ok(self
-            .store
-            .as_ref()
-            .map_or(0, |store| store.purge_tag(&self.tenant, &tag)))
+        let Some(store) = &self.store else {
+            return Ok(0);
+        };
+        let purged = store.purge_tag(&self.tenant, &tag);
+        let tenant = self.tenant.to_string();
+        self.announce(GuestPurge::Tag { tenant, tag });
+        Ok(purged)
     }
 
     async fn lookup(&mut self, key: String) -> wasmtime::Result<wit::LookupResult> {

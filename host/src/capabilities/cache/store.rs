@@ -120,7 +120,31 @@ pub struct CacheStore {
     tags: Arc<Mutex<HashMap<String, HashSet<String>>>>,
     pending: Mutex<HashMap<String, Arc<Notify>>>,
     me: Weak<CacheStore>,
+    /// In a fleet: tells the other nodes of a guest's purge.
+    announcer: std::sync::OnceLock<Announcer>,
 }
+
+/// A guest's purge, for the other nodes of a fleet to apply too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestPurge {
+    /// `purge-tag` of `tag` by the tenant with this data key.
+    Tag {
+        /// The tenant's data key.
+        tenant: String,
+        /// The tag.
+        tag: String,
+    },
+    /// `delete` of `key`.
+    Key {
+        /// The tenant's data key.
+        tenant: String,
+        /// The key.
+        key: String,
+    },
+}
+
+/// Sends a guest's purge to the other nodes (the daemon's cluster bus).
+pub type Announcer = Arc<dyn Fn(GuestPurge) + Send + Sync>;
 
 impl std::fmt::Debug for CacheStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,7 +213,20 @@ impl CacheStore {
             tags,
             pending: Mutex::default(),
             me: me.clone(),
+            announcer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// In a fleet: `announce` tells the other nodes of each guest purge.
+    pub fn set_announcer(&self, announce: Announcer) {
+        let _ = self.announcer.set(announce);
+    }
+
+    /// Tells the other nodes of `purge`, when this node is in a fleet.
+    pub fn announce(&self, purge: GuestPurge) {
+        if let Some(announce) = self.announcer.get() {
+            announce(purge);
+        }
     }
 
     /// Bytes held now (after pending evictions run).
