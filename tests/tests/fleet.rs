@@ -617,3 +617,47 @@ async fn an_emptied_redis_is_refused_not_obeyed() {
     // The other nodes still serve until they are told.
     assert_eq!(nodes[2].get("hello.test", "/").await.status, 200);
 }
+
+/// A node that stops beating is listed as down with when it was last seen
+/// (it used to vanish from `verge nodes`), and is not counted as serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_stopped_is_listed_as_down() {
+    use verge::storage::bus::HEARTBEAT_TTL;
+    let (_redis, mut nodes, _dirs) = fleet("hello", "hello.test", json!({}), &[]).await;
+    let gone = nodes.pop().unwrap();
+    gone.shutdown().await;
+    tokio::time::sleep(HEARTBEAT_TTL + Duration::from_secs(1)).await;
+    let r = nodes[0]
+        .admin("GET", "/v1/nodes", Some(&nodes[0].operator), Vec::new())
+        .await;
+    let answer: Value = serde_json::from_slice(&r.body).unwrap();
+    let listed = answer["nodes"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{answer}");
+    let state = |name: &str| {
+        listed
+            .iter()
+            .find(|n| n["name"] == name)
+            .map(|n| n["up"].clone())
+    };
+    assert_eq!(state("a"), Some(json!(true)), "{answer}");
+    assert_eq!(state("c"), Some(json!(false)), "{answer}");
+    let r = nodes[0]
+        .admin(
+            "GET",
+            "/v1/tenants/acme/apps/app/nodes",
+            Some(&nodes[0].operator),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer: Value = serde_json::from_slice(&r.body).unwrap();
+    let c = answer["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "c")
+        .cloned()
+        .unwrap();
+    assert_eq!(c["up"], json!(false), "{answer}");
+    assert!(c["heartbeat_age_ms"].as_u64().unwrap() >= HEARTBEAT_TTL.as_millis() as u64);
+}

@@ -35,6 +35,7 @@ impl AdminApi {
                     "admin": node.admin,
                     "heartbeat_ms": node.heartbeat_ms,
                     "heartbeat_age_ms": now.saturating_sub(node.heartbeat_ms),
+                    "up": node.is_up(now),
                     "revision": node.revision,
                     "lag": revision.saturating_sub(node.revision),
                     "apps": node.apps.len(),
@@ -51,6 +52,7 @@ impl AdminApi {
         let r = &self.registry;
         let record = r.app(app.tenant.clone(), app.app.clone()).await?;
         let key = format!("{}/{}", app.tenant, app.app);
+        let now = now_ms();
         let nodes: Vec<_> = match &self.bus {
             Some(bus) => bus
                 .nodes()
@@ -62,12 +64,16 @@ impl AdminApi {
                         "name": node.name,
                         "region": node.region,
                         "version": node.apps.get(&key),
+                        "up": node.is_up(now),
+                        "heartbeat_age_ms": now.saturating_sub(node.heartbeat_ms),
                     })
                 })
                 .collect(),
             None => {
                 let (_, served) = r.served();
-                vec![json!({ "name": "local", "region": "", "version": served.get(&key) })]
+                vec![
+                    json!({ "name": "local", "region": "", "version": served.get(&key), "up": true }),
+                ]
             }
         };
         ok(&json!({

@@ -222,12 +222,18 @@ pub(super) async fn nodes(api: &Api) -> anyhow::Result<()> {
     for node in nodes.as_array_mut().into_iter().flatten() {
         let age = node["heartbeat_age_ms"].as_u64().unwrap_or(0);
         node["last heartbeat"] = json!(format!("{age} ms ago"));
+        node["state"] = json!(if node["up"] == json!(false) {
+            "DOWN"
+        } else {
+            "up"
+        });
     }
     println!("control-plane revision {}", answer["revision"]);
     api.print(
         &nodes,
         &[
             "name",
+            "state",
             "region",
             "data",
             "admin",

@@ -52,7 +52,15 @@ async fn rollout(
         let answer = api
             .call(Method::GET, &format!("{app_path}/nodes"), None)
             .await?;
-        let nodes = answer["nodes"].as_array().cloned().unwrap_or_default();
+        // Down nodes (no heartbeat lately) are named after the rollout,
+        // not waited for.
+        let nodes: Vec<serde_json::Value> = answer["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["up"] != serde_json::json!(false))
+            .cloned()
+            .collect();
         let behind: Vec<String> = nodes
             .iter()
             .filter(|n| n["version"].as_u64() != Some(version))
@@ -192,8 +200,29 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
     }
     println!("  limits: {}", limits_summary(&answer["effective_limits"]));
     if let Some(rolled_out) = rolled_out {
-        let nodes = rolled_out["nodes"].as_array().map_or(0, Vec::len);
-        println!("  served by every node ({nodes})");
+        let all = rolled_out["nodes"].as_array().cloned().unwrap_or_default();
+        let (up, down): (Vec<_>, Vec<_>) = all
+            .iter()
+            .partition(|n| n["up"] != serde_json::json!(false));
+        if down.is_empty() {
+            println!("  served by every node ({})", up.len());
+        } else {
+            let named: Vec<String> = down
+                .iter()
+                .map(|n| {
+                    let secs = n["heartbeat_age_ms"].as_u64().unwrap_or(0) / 1000;
+                    format!(
+                        "{} (last seen {secs} s ago)",
+                        n["name"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            println!(
+                "  served by every live node ({}); down, not serving it: {}",
+                up.len(),
+                named.join(", ")
+            );
+        }
     }
     if let Some(warning) = warning {
         eprintln!("verge: warning: {warning}");

@@ -160,7 +160,7 @@ impl Function {
             );
         };
         let limits = self.limits;
-        let admission = ctx.admission.take();
+        let admission = std::mem::take(&mut ctx.admission);
         let mut store = match self.fresh_store(ctx) {
             Ok(store) => store,
             Err(err) => return (Err(err), Usage::default()),

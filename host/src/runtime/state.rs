@@ -36,7 +36,7 @@ pub struct RequestContext {
     /// slots): let go when the call ends, or, when the guest left work for
     /// after the response, when that work ends, so background work counts
     /// against the same caps as requests.
-    pub admission: Option<Box<dyn std::any::Any + Send>>,
+    pub admission: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl RequestContext {
@@ -49,7 +49,7 @@ impl RequestContext {
             client_ip: None,
             heavy: Default::default(),
             request_body: None,
-            admission: None,
+            admission: Vec::new(),
         }
     }
 }

@@ -267,7 +267,7 @@ impl Dispatcher {
         let mut ctx = deployment.request_context(request_id.clone(), client_ip);
         ctx.request_body = read.stream;
         // Held by the call, and past it by any work after the response.
-        ctx.admission = Some(Box::new(permits));
+        ctx.admission = permits;
         let (result, usage) = call_guest(deployment.clone(), read.request, ctx).await;
         drop(in_flight);
         drop(read.reservation);

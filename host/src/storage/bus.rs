@@ -34,9 +34,14 @@ pub const RESUBSCRIBE_WAIT: Duration = Duration::from_millis(500);
 /// How often a node refreshes its heartbeat.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 
-/// How long a heartbeat lives: a node silent for this long (three missed
-/// beats and some) drops out of `verge nodes`.
+/// How long a heartbeat counts: a node silent for this long (three missed
+/// beats and some) is listed as down.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(7);
+
+/// How long a silent node stays listed (as down, with when it was last
+/// seen) before it is forgotten: long enough for an operator to notice a
+/// node that died, short enough that a node removed for good goes away.
+pub const NODE_REMEMBERED_FOR: Duration = Duration::from_secs(3600);
 
 /// What a node says about itself in its heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +62,14 @@ pub struct NodeInfo {
     /// The version it serves of each app (`tenant/app`).
     #[serde(default)]
     pub apps: std::collections::BTreeMap<String, u32>,
+}
+
+impl NodeInfo {
+    /// Whether it beat within [`HEARTBEAT_TTL`] of `now_ms`.
+    pub fn is_up(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.heartbeat_ms)
+            < u64::try_from(HEARTBEAT_TTL.as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 /// One purge, as every node applies it to its cache.
@@ -209,12 +222,13 @@ impl ClusterBus {
                 .arg(format!("verge:node:{}", beat.name))
                 .arg(payload)
                 .arg("PX")
-                .arg(u64::try_from(HEARTBEAT_TTL.as_millis()).unwrap_or(u64::MAX)),
+                .arg(u64::try_from(NODE_REMEMBERED_FOR.as_millis()).unwrap_or(u64::MAX)),
         )
         .await
     }
 
-    /// The nodes whose heartbeat is alive, by name.
+    /// The nodes that beat within [`NODE_REMEMBERED_FOR`], by name (see
+    /// [`NodeInfo::is_up`]).
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, BusError> {
         let list = async {
             let mut conn = self.conn().await?;

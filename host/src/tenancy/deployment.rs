@@ -129,7 +129,7 @@ impl Deployment {
             client_ip,
             heavy: Default::default(),
             request_body: None,
-            admission: None,
+            admission: Vec::new(),
         }
     }
 }
