@@ -58,25 +58,6 @@ fn status_of(response: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
-/// Sequential hello requests until `done` is set (at least `min`): the
-/// p99 in ms and how many failed.
-fn hello_p99(addr: SocketAddr, min: usize, done: &AtomicBool) -> (f64, usize) {
-    let mut times = Vec::new();
-    let mut failed = 0;
-    while times.len() < min || !done.load(Ordering::Relaxed) {
-        let started = Instant::now();
-        match common::request(addr, "GET", "/", "hello.test", "", b"") {
-            Ok((200, _)) => {}
-            _ => failed += 1,
-        }
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    (times[(n * 99 / 100).min(n - 1)], failed)
-}
-
 const BUDGET_MIB: u64 = 64;
 
 #[test]
@@ -94,13 +75,13 @@ fn forty_stalled_16_mib_bodies_stay_under_the_budget_and_are_cut() {
     );
     common::deploy(&d, "t", "echo", "echo", "echo.test");
     common::deploy(&d, "t", "hello", "hello", "hello.test");
-    hello_p99(d.data, 20, &AtomicBool::new(true));
+    common::hello_p99(d.data, 20, &AtomicBool::new(true));
     let before = peak_rss(&d);
     let done = Arc::new(AtomicBool::new(false));
     // Another client keeps being served while the attack runs.
     let watcher = {
         let (addr, done) = (d.data, done.clone());
-        std::thread::spawn(move || hello_p99(addr, 100, &done))
+        std::thread::spawn(move || common::hello_p99(addr, 100, &done))
     };
     let body = vec![b'x'; (16 << 20) - 1];
     let attackers: Vec<_> = (0..40)

@@ -55,25 +55,6 @@ fn rss(d: &Daemon) -> u64 {
     kib << 10
 }
 
-/// Sequential hello requests until `done` is set (at least `min`): the
-/// p99 in ms and how many failed.
-fn hello_p99(addr: SocketAddr, min: usize, done: &AtomicBool) -> (f64, usize) {
-    let mut times = Vec::new();
-    let mut failed = 0;
-    while times.len() < min || !done.load(Ordering::Relaxed) {
-        let started = Instant::now();
-        match common::request(addr, "GET", "/", "hello.test", "", b"") {
-            Ok((200, _)) => {}
-            _ => failed += 1,
-        }
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    (times[(n * 99 / 100).min(n - 1)], failed)
-}
-
 /// Whether the server closed `stream`: reads (which frees the server's
 /// buffers, so only after the stall time) until EOF, a reset or `limit`,
 /// and returns how many bytes came and whether it was closed.
@@ -134,7 +115,7 @@ fn while_served<T>(d: &Daemon, attack: impl FnOnce() -> T) -> (T, f64, usize) {
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (addr, done) = (d.data, done.clone());
-        std::thread::spawn(move || hello_p99(addr, 100, &done))
+        std::thread::spawn(move || common::hello_p99(addr, 100, &done))
     };
     let out = attack();
     done.store(true, Ordering::Relaxed);
@@ -164,7 +145,7 @@ fn dropped_within() -> Duration {
 fn forty_http1_clients_that_never_read_16_mib_are_bounded_and_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let d = daemon(dir.path());
-    hello_p99(d.data, 20, &AtomicBool::new(true));
+    common::hello_p99(d.data, 20, &AtomicBool::new(true));
     let before = rss(&d);
     let started = Instant::now();
     let request = format!("GET /?mib={RESPONSE_MIB} HTTP/1.1\r\nhost: huge.test\r\n\r\n");
@@ -211,7 +192,7 @@ fn forty_http1_clients_that_never_read_16_mib_are_bounded_and_dropped() {
 fn an_h2_connection_with_a_zero_window_is_bounded_and_dropped_though_it_answers_pings() {
     let dir = tempfile::tempdir().unwrap();
     let d = daemon(dir.path());
-    hello_p99(d.data, 20, &AtomicBool::new(true));
+    common::hello_p99(d.data, 20, &AtomicBool::new(true));
     let before = rss(&d);
     let addr = d.data;
     let rt = tokio::runtime::Builder::new_multi_thread()

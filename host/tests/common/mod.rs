@@ -341,3 +341,26 @@ pub fn refused_start(dir: &Path) -> String {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     stderr
 }
+
+/// Sequential hello requests until `done` is set (at least `min`): the
+/// p99 in ms and how many failed.
+pub fn hello_p99(
+    addr: SocketAddr,
+    min: usize,
+    done: &std::sync::atomic::AtomicBool,
+) -> (f64, usize) {
+    let mut times = Vec::new();
+    let mut failed = 0;
+    while times.len() < min || !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let started = std::time::Instant::now();
+        match request(addr, "GET", "/", "hello.test", "", b"") {
+            Ok((200, _)) => {}
+            _ => failed += 1,
+        }
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    (times[(n * 99 / 100).min(n - 1)], failed)
+}
