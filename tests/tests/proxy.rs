@@ -244,6 +244,24 @@ async fn a_proxy_components_outgoing_requests_run_at_once() {
     assert_eq!(origin.max_active(), 3);
 }
 
+/// A proxy component's outgoing requests take the request's in-flight
+/// slots as `fetch` does: a fan-out of 20 (used to run all at once) never
+/// has more than `MAX_IN_FLIGHT_SUBREQUESTS` heads pending.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_components_fan_out_is_held_to_the_in_flight_cap() {
+    use verge::capabilities::fetch::MAX_IN_FLIGHT_SUBREQUESTS;
+    let origin = Origin::start().await;
+    let s = TestServer::start_with(&["proxy-probe"], Setup::loopback()).await;
+    let url = origin.url("/slow?ms=200");
+    let r = s.get(&format!("/proxy-probe/fanout?url={url}&n=20")).await;
+    assert_eq!(r.text(), vec!["status 200"; 20].join("\n"));
+    let most = usize::try_from(origin.max_active()).unwrap();
+    assert_eq!(
+        most, MAX_IN_FLIGHT_SUBREQUESTS,
+        "at most the cap, and the cap is used"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proxy_components_outgoing_bodies_stream_both_ways() {
     let origin = Origin::start().await;

@@ -102,10 +102,13 @@ pub(super) fn start(
         tokio::spawn(async move {
             let mut failing = false;
             loop {
-                tokio::select! {
-                    () = wake.notified() => {}
-                    () = tokio::time::sleep(RECONCILE_INTERVAL) => {}
-                }
+                // A change message also refreshes the heartbeat at once,
+                // even when this node made the change (and so applied it
+                // before the message came): `deploy --wait` reads it.
+                let woken = tokio::select! {
+                    () = wake.notified() => true,
+                    () = tokio::time::sleep(RECONCILE_INTERVAL) => false,
+                };
                 let before = registry.served().0;
                 match registry.sync().await {
                     Ok(synced) => {
@@ -117,7 +120,7 @@ pub(super) fn start(
                             );
                         }
                         failing = false;
-                        if synced.revision != before || synced.apps_changed > 0 {
+                        if woken || synced.revision != before || synced.apps_changed > 0 {
                             beat_now.notify_one();
                         }
                     }

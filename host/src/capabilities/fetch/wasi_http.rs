@@ -5,9 +5,12 @@
 //! the response body reaches the guest as it arrives (read by the
 //! deadline), so neither is held whole in host memory. wasmtime-wasi-http
 //! runs each outgoing request on a task of its own, so a guest's requests
-//! run at once.
+//! run at once, but each takes one of the request's in-flight slots until
+//! its response head is in, as a `fetch` does (at most
+//! `MAX_IN_FLIGHT_SUBREQUESTS`, 6: they used to skip the slot, 50 at once).
 
 use super::body::OriginBody;
+use super::pending::Held;
 use super::{FetchCtx, FetchError, strip_hop_by_hop};
 use http_body_util::BodyExt;
 use std::future::Future;
@@ -43,14 +46,19 @@ impl WasiHttpHooks for FetchCtx {
         fut: Done,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, Done), Error>> + Send> {
         drop(fut);
+        let budget = self.budget();
         let checked = self.client().and_then(|client| {
             super::check_allowed(&self.allow, request.uri())?;
-            self.budget().take()?;
+            budget.take()?;
             Ok(client)
         });
         let deadline = self.deadline_within(options.and_then(|o| o.first_byte_timeout));
+        let metrics = self.metered().map(|(m, _)| m.clone());
         Box::new(async move {
             let client = checked.map_err(to_error)?;
+            // An in-flight slot until the head is in.
+            let slot = budget.slot(deadline).await.map_err(to_error)?;
+            let held = Held::new(slot, metrics);
             let (mut parts, body) = request.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             parts.headers.remove(http::header::HOST);
@@ -62,6 +70,7 @@ impl WasiHttpHooks for FetchCtx {
                 .open_streaming(request, deadline)
                 .await
                 .map_err(to_error)?;
+            drop(held);
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             let body = OriginBody::streaming(body, deadline)
