@@ -58,7 +58,7 @@ async fn rollout(
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|n| n["up"] != serde_json::json!(false))
+            .filter(|n| is_up(n))
             .cloned()
             .collect();
         let behind: Vec<String> = nodes
@@ -83,6 +83,12 @@ async fn rollout(
         }
         tokio::time::sleep(ROLLOUT_POLL).await;
     }
+}
+
+/// Whether a node `GET .../nodes` lists is up (older daemons say nothing:
+/// up).
+fn is_up(node: &serde_json::Value) -> bool {
+    node["up"] != serde_json::json!(false)
 }
 
 pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
@@ -201,9 +207,7 @@ pub(super) async fn run(api: &Api, args: DeployArgs) -> anyhow::Result<()> {
     println!("  limits: {}", limits_summary(&answer["effective_limits"]));
     if let Some(rolled_out) = rolled_out {
         let all = rolled_out["nodes"].as_array().cloned().unwrap_or_default();
-        let (up, down): (Vec<_>, Vec<_>) = all
-            .iter()
-            .partition(|n| n["up"] != serde_json::json!(false));
+        let (up, down): (Vec<_>, Vec<_>) = all.iter().partition(|n| is_up(n));
         if down.is_empty() {
             println!("  served by every node ({})", up.len());
         } else {

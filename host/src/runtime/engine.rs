@@ -91,7 +91,12 @@ impl Runtime {
     /// Builds the engine. With `settings.pooling`, tries the pooling
     /// allocator first and falls back to on-demand allocation with a warning
     /// when the address space cannot be reserved (e.g. under `ulimit -v`).
-    pub fn new(settings: EngineSettings) -> Result<Self, LoadError> {
+    pub fn new(mut settings: EngineSettings) -> Result<Self, LoadError> {
+        // Decided once, here: the compile worker gets these settings as
+        // they are, and builds its engine without looking again.
+        if settings.pagemap_scan && swap_is_active() {
+            settings.pagemap_scan = false;
+        }
         let (engine, pooling) = if settings.pooling {
             match Engine::new(&engine_config(&settings, true)) {
                 Ok(engine) => (engine, true),
@@ -293,7 +298,7 @@ pub(super) fn engine_config(settings: &EngineSettings, pooling: bool) -> Config 
             .table_elements(super::limits::DEFAULT_TABLE_ELEMENTS)
             .linear_memory_keep_resident(settings.keep_resident_bytes)
             .table_keep_resident(settings.keep_resident_bytes)
-            .pagemap_scan(if settings.pagemap_scan && !swap_is_active() {
+            .pagemap_scan(if settings.pagemap_scan {
                 Enabled::Auto
             } else {
                 Enabled::No

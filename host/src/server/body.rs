@@ -68,11 +68,7 @@ impl BodyBudget {
     }
 
     /// Holds `n` bytes until the permit drops; `None` past the budget.
-    pub fn hold(&self, n: usize) -> Option<OwnedSemaphorePermit> {
-        self.take(n)
-    }
-
-    fn take(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+    pub fn take(&self, n: usize) -> Option<OwnedSemaphorePermit> {
         let n = u32::try_from(n).ok()?;
         self.bytes.clone().try_acquire_many_owned(n).ok()
     }

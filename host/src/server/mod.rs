@@ -8,6 +8,7 @@ pub mod cores;
 mod dispatch;
 mod error;
 mod guest_io;
+mod head;
 pub mod limits;
 mod proxy;
 mod request_id;

@@ -4,8 +4,9 @@
 //! slots stay held until the guest has finished writing.
 
 use super::body::BodyError;
-use super::dispatch::{Dispatcher, InFlight, check_declared_length};
+use super::dispatch::{Dispatcher, InFlight};
 use super::error::RequestError;
+use super::head::check_declared_length;
 use super::{BoxError, DataBody};
 use crate::runtime::RequestContext;
 use crate::tenancy::Deployment;

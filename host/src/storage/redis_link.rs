@@ -58,10 +58,10 @@ async fn open(client: &redis::Client, timeout: Duration) -> Result<ConnectionMan
 /// not an unreachable Redis.
 fn why_not(err: &redis::RedisError) -> String {
     let text = err.to_string();
+    // `AUTH` also matches `NOAUTH` (a password the server wants).
     let auth = err.kind() == redis::ErrorKind::AuthenticationFailed
         || text.contains("AUTH")
-        || text.contains("WRONGPASS")
-        || text.contains("NOAUTH");
+        || text.contains("WRONGPASS");
     if auth {
         format!(
             "Redis refused the authentication (check VERGE_CLUSTER_PASSWORD or cluster.password_file against the server's requirepass/ACL): {text}"
