@@ -118,6 +118,8 @@ fn kv_status(e: &KvError) -> StatusCode {
         | KvError::NotAnInteger(_)
         | KvError::TtlTooLong => StatusCode::BAD_REQUEST,
         KvError::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+        KvError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        KvError::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
         KvError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -134,6 +136,9 @@ const STORE_UNAVAILABLE: &str =
 fn kv_message(e: &KvError) -> String {
     match e {
         KvError::Storage(_) => format!("storage failure: {HOST_FAILURE}"),
+        KvError::OutcomeUnknown(_) => {
+            KvError::OutcomeUnknown("the cluster's Redis did not answer in time".into()).to_string()
+        }
         other => other.to_string(),
     }
 }
@@ -174,6 +179,15 @@ mod tests {
         assert_eq!(status(KvError::Storage("disk full".into()).into()), 500);
         assert_eq!(status(KvError::QuotaExceeded.into()), 507);
         assert_eq!(status(KvError::KeyTooLarge.into()), 400);
+        assert_eq!(status(KvError::RateLimited("wait".into()).into()), 429);
+        let unknown = KvError::OutcomeUnknown("redis at 10.0.0.7: timeout".into());
+        let (code, message) = status_of(&unknown.into());
+        assert_eq!(code, 504);
+        assert!(
+            message.contains("may or may not have been applied"),
+            "{message}"
+        );
+        assert!(!message.contains("10.0.0.7"), "{message}");
         assert_eq!(status(ApiError::NoSuchKey), 404);
         assert_eq!(status(ApiError::MethodNotAllowed), 405);
         assert_eq!(status(AuthError::Forbidden.into()), 403);

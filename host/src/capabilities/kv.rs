@@ -135,7 +135,14 @@ impl From<KvError> for wit::Error {
             KvError::QuotaExceeded => Self::QuotaExceeded,
             KvError::InvalidKey(reason) => Self::InvalidKey(reason),
             KvError::NotAnInteger(reason) => Self::Other(reason),
-            KvError::TtlTooLong => Self::Other(err.to_string()),
+            KvError::TtlTooLong | KvError::RateLimited(_) => Self::Other(err.to_string()),
+            KvError::OutcomeUnknown(detail) => {
+                tracing::warn!(detail, "kv write outcome unknown");
+                // "outcome unknown: ..." without the store's details.
+                Self::Other(
+                    KvError::OutcomeUnknown("the store did not answer in time".into()).to_string(),
+                )
+            }
             KvError::Storage(detail) => {
                 // A host failure the guest can degrade around; details stay in the log.
                 tracing::error!(detail, "kv storage failure");

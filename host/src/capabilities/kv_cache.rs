@@ -224,6 +224,10 @@ impl KvBackend for CachingKv {
         self.inner.sweep_expired().await
     }
 
+    async fn forget_tenant(&self, tenant: &str) -> Result<(), KvError> {
+        self.inner.forget_tenant(tenant).await
+    }
+
     async fn list(
         &self,
         ns: &Namespace,

@@ -208,6 +208,7 @@ impl Registry {
             {
                 self.loader.services.cache.purge_all(Some(&old.data_key()));
                 self.loader.forget_logs(name);
+                self.loader.forget_kv(old.data_key());
             }
         }
         let live = self.lock_live().clone();

@@ -310,6 +310,21 @@ impl Loader {
             .retain(|key, _| !key.starts_with(&prefix));
     }
 
+    /// Files the KV entries under a deleted tenant's data key for removal
+    /// in the background (on a fleet every node files it, so one Redis
+    /// fault at the deleting node does not leave them behind for good).
+    pub(super) fn forget_kv(&self, data_key: String) {
+        let kv = self.kv();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(err) = kv.forget_tenant(&data_key).await {
+                tracing::warn!(tenant = data_key, error = %err, "filing a deleted tenant's KV entries for removal");
+            }
+        });
+    }
+
     /// The log ring of app `tenant/app`, shared by all its versions.
     pub(super) fn log_ring(&self, tenant: &str, app: &str) -> Arc<LogRing> {
         self.logs

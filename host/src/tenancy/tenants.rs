@@ -125,7 +125,8 @@ impl Registry {
     /// Deletes a tenant, its apps and their versions; its routes stop serving.
     /// Its KV data, cache entries and log lines become unreachable for
     /// good: a tenant created again under the name has a new generation,
-    /// and so a new data key; the cache entries and log rings go now.
+    /// and so a new data key; the cache entries and log rings go now, the
+    /// KV entries in the background (on Redis; see `sweeper.rs`).
     pub async fn delete_tenant(self: &Arc<Self>, name: String) -> Result<(), RegistryError> {
         self.write(move |r| {
             let record = r.tenant_record(&name)?;
@@ -134,6 +135,7 @@ impl Registry {
             }
             r.loader.services.cache.purge_all(Some(&record.data_key()));
             r.loader.forget_logs(&name);
+            r.loader.forget_kv(record.data_key());
             r.lock_live()
                 .retain(|k, _| !k.starts_with(&format!("{name}/")));
             tracing::info!(tenant = name, "tenant deleted with its apps and data");

@@ -49,6 +49,18 @@ pub enum KvError {
     /// The storage failed (disk, database); nothing was acknowledged.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The store took the write but did not answer in time: it may or may
+    /// not have been applied. Read the keys back, or send it again (a set,
+    /// a delete and an import leave the same state when repeated; an
+    /// increment does not).
+    #[error(
+        "outcome unknown: {0}; the write may or may not have been applied (read it back or repeat it: sets, deletes and imports are idempotent, increments are not)"
+    )]
+    OutcomeUnknown(String),
+    /// The tenant wrote more bytes than its pace allows (fleet KV only);
+    /// nothing was written. Retry after the given wait.
+    #[error("the tenant's KV write rate is exceeded: {0}")]
+    RateLimited(String),
 }
 
 /// Milliseconds since the Unix epoch; a trait so tests can move time.
@@ -125,6 +137,13 @@ pub trait KvBackend: Send + Sync + 'static {
     /// to their tenants' quotas (each backend also does this on its own,
     /// about every second).
     async fn sweep_expired(&self) -> Result<(), KvError>;
+    /// Removes, in the background, every entry stored under the data key
+    /// `tenant` (a deleted tenant's; a tenant created again under its name
+    /// has another data key, so nothing it writes is touched). Returns once
+    /// the removal is recorded, not done.
+    async fn forget_tenant(&self, _tenant: &str) -> Result<(), KvError> {
+        Ok(())
+    }
     /// Live keys with `prefix` after `cursor`, at most `limit` (clamped).
     async fn list(
         &self,

@@ -1,13 +1,17 @@
 -- Applies N KV writes to one namespace atomically, with the rules of
 -- storage/kv/logic.rs: a value's expiry travels with it, increment keeps
 -- a live key's expiry, compare-and-swap compares the live value, and the
--- tenant's usage (stored key + 8 + payload bytes per entry, as on redb) is
--- refused past the quota. Every write applies or none: a refusal undoes
+-- tenant's usage is refused past the quota. An entry is charged what Redis
+-- holds for it (storage/kv/redis_backend/charge.rs): its key as on redb
+-- (base + key + 8 + payload), the key twice more (index and expiry
+-- members), the overhead of its hash and index entries, and a quarter of
+-- the payload for the allocator's rounding. Every write applies or none: a refusal undoes
 -- the writes before it and answers {'err', index, kind, message}.
 --
 -- ARGV: now_ms, quota, base (bytes of tenant\0store\0), value-key prefix,
 -- index key, expiry key, usage key, expiry-member prefix (store\0), n,
--- then per write: kind (set|del|inc|cas), key, value (or delta),
+-- per-entry overhead, the tenant's store-set key, the store's name, then
+-- per write: kind (set|del|inc|cas), key, value (or delta),
 -- expiry for a new value (ms, 0 = never), expected flag (0 absent,
 -- 1 present), expected value.
 -- Every key shares the tenant's hash tag, so the script touches one slot.
@@ -16,6 +20,9 @@ local quota = tonumber(ARGV[2])
 local base = tonumber(ARGV[3])
 local vprefix, ikey, xkey, ukey, xprefix = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local n = tonumber(ARGV[9])
+local overhead = tonumber(ARGV[10])
+local skey, store = ARGV[11], ARGV[12]
+local listed = false
 local usage = tonumber(redis.call('GET', ukey) or '0')
 local undo = {}
 local results = {}
@@ -40,12 +47,15 @@ local function restore()
 end
 
 local function size(key, payload)
-  if payload then return base + #key + 8 + #payload end
+  if payload then
+    local p = #payload
+    return base + 3 * #key + 8 + p + overhead + math.floor(p / 4)
+  end
   return 0
 end
 
 for i = 0, n - 1 do
-  local o = 10 + i * 6
+  local o = 13 + i * 6
   local kind, key, value = ARGV[o], ARGV[o + 1], ARGV[o + 2]
   local newx, eflag, expected = tonumber(ARGV[o + 3]), ARGV[o + 4], ARGV[o + 5]
   local vkey = vprefix .. key
@@ -104,6 +114,12 @@ for i = 0, n - 1 do
     end
     local member = xprefix .. key
     if new_p then
+      if not listed then
+        -- The store set lets a deleted tenant's entries be found without
+        -- scanning the keyspace (purge.lua).
+        redis.call('SADD', skey, store)
+        listed = true
+      end
       redis.call('HSET', vkey, 'p', new_p, 'x', new_x)
       redis.call('ZADD', ikey, 0, key)
       if new_x ~= 0 then

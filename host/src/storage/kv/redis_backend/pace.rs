@@ -1,0 +1,143 @@
+//! The pace a tenant may write bytes to the shared Redis at, per node: a
+//! token bucket per tenant. Redis runs one command at a time, so a tenant
+//! writing 25 MiB values back to back (each copied into the script, the
+//! hash and, with `appendfsync always`, fsynced before Redis answers)
+//! holds every other tenant's calls and the control plane's behind it:
+//! four such writers made a neighbour's reads fail 35 times in 44.
+
+use super::super::KvError;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Bytes per second one tenant may write to Redis through one node: a
+/// 25 MiB value every ~3 s, far above what a function's counters and
+/// sessions need, far below what stalls the shared Redis (a 25 MiB write
+/// holds it for tens of milliseconds). A fleet of N nodes allows N times
+/// this.
+pub const REDIS_TENANT_WRITE_BYTES_PER_SECOND: u64 = 8 << 20;
+
+/// Bytes a tenant may write at once before the pace applies: two of the
+/// largest values, so an import or a large value is never refused on its
+/// own.
+pub const REDIS_TENANT_WRITE_BURST_BYTES: u64 = 2 * super::super::MAX_VALUE_BYTES as u64;
+
+/// Tenants whose buckets one node remembers; the idlest are forgotten
+/// first (a forgotten bucket starts full again, which only forgives).
+const MAX_PACED_TENANTS: u64 = 100_000;
+
+/// A bucket idle this long is full again anyway, so it can go.
+const BUCKET_IDLE: Duration =
+    Duration::from_secs(REDIS_TENANT_WRITE_BURST_BYTES / REDIS_TENANT_WRITE_BYTES_PER_SECOND + 1);
+
+/// One tenant's allowance.
+#[derive(Debug)]
+struct Bucket {
+    bytes: f64,
+    at: Instant,
+}
+
+/// Every tenant's allowance on this node.
+pub struct WritePace {
+    buckets: moka::sync::Cache<String, Arc<Mutex<Bucket>>>,
+    rate: f64,
+    burst: f64,
+}
+
+impl Default for WritePace {
+    fn default() -> Self {
+        Self::new(
+            REDIS_TENANT_WRITE_BYTES_PER_SECOND,
+            REDIS_TENANT_WRITE_BURST_BYTES,
+        )
+    }
+}
+
+impl WritePace {
+    /// `rate` bytes per second, `burst` at once.
+    pub fn new(rate: u64, burst: u64) -> Self {
+        Self {
+            buckets: moka::sync::Cache::builder()
+                .max_capacity(MAX_PACED_TENANTS)
+                .time_to_idle(BUCKET_IDLE)
+                .build(),
+            rate: rate as f64,
+            burst: burst as f64,
+        }
+    }
+
+    /// Takes `bytes` from `tenant`'s allowance at `now`, or says how long
+    /// to wait (nothing is taken then).
+    pub fn take(&self, tenant: &str, bytes: usize, now: Instant) -> Result<(), KvError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let burst = self.burst;
+        let bucket = self.buckets.get_with_by_ref(tenant, || {
+            Arc::new(Mutex::new(Bucket {
+                bytes: burst,
+                at: now,
+            }))
+        });
+        let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.bytes = (bucket.bytes + elapsed * self.rate).min(self.burst);
+        bucket.at = now;
+        // A write larger than the burst (a big import) passes on a full
+        // bucket and leaves it in debt, so it is paced, never refused for
+        // good.
+        let needed = (bytes as f64).min(self.burst);
+        if needed <= bucket.bytes {
+            bucket.bytes -= bytes as f64;
+            return Ok(());
+        }
+        let wait_ms = ((needed - bucket.bytes) / self.rate * 1000.0).ceil();
+        Err(KvError::RateLimited(format!(
+            "{bytes} bytes now would pass {} MiB per second per node (bursts of {} MiB); retry in {wait_ms} ms",
+            self.rate as u64 >> 20,
+            self.burst as u64 >> 20,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_writes_its_burst_then_at_the_rate_and_others_are_untouched() {
+        let pace = WritePace::new(1000, 4000);
+        let start = Instant::now();
+        // At the burst: taken whole.
+        assert!(pace.take("a", 4000, start).is_ok());
+        // One byte past it: refused, with the wait.
+        let Err(KvError::RateLimited(why)) = pace.take("a", 1, start) else {
+            panic!("past the burst must be refused");
+        };
+        assert!(why.contains("retry in 1 ms"), "{why}");
+        // Another tenant has its own bucket.
+        assert!(pace.take("b", 4000, start).is_ok());
+        // Half a second refills 500 bytes: 500 pass, 501 do not.
+        let later = start + Duration::from_millis(500);
+        assert!(pace.take("a", 501, later).is_err());
+        assert!(pace.take("a", 500, later).is_ok());
+    }
+
+    #[test]
+    fn a_write_larger_than_the_burst_passes_on_a_full_bucket_and_leaves_a_debt() {
+        let pace = WritePace::new(1000, 4000);
+        let start = Instant::now();
+        assert!(pace.take("a", 10_000, start).is_ok());
+        // 6,000 bytes of debt, then a 1,000-byte write: 7 s away.
+        let Err(KvError::RateLimited(why)) = pace.take("a", 1000, start) else {
+            panic!("a bucket in debt must refuse");
+        };
+        assert!(why.contains("retry in 7000 ms"), "{why}");
+        assert!(pace.take("a", 1000, start + Duration::from_secs(7)).is_ok());
+        let defaults = WritePace::default();
+        // The largest value passes at once, twice.
+        let max = super::super::super::MAX_VALUE_BYTES;
+        assert!(defaults.take("t", max, start).is_ok());
+        assert!(defaults.take("t", max, start).is_ok());
+        assert!(defaults.take("t", max, start).is_err());
+    }
+}
