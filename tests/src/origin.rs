@@ -12,7 +12,7 @@
 //! - `/files/NAME`: the bytes given to [`Origin::start_with_files`]
 //! - `/stream?chunks=N&size=S&ms=D`: N chunks of S bytes of `x`, D ms
 //!   apart, streamed ([`Origin::streams_sent`] counts those sent to the
-//!   end)
+//!   end; [`Origin::max_streams_open`] the most being sent at once)
 //! - anything else: 404 `origin: no such page PATH`
 //!
 //! It also tracks how many requests it is answering at once (the most at
@@ -47,6 +47,25 @@ struct Stats {
     max_active: AtomicU64,
     abandoned: AtomicU64,
     streams_sent: AtomicU64,
+    streams_open: AtomicU64,
+    max_streams_open: AtomicU64,
+}
+
+/// A `/stream` being sent, counted in `streams_open` while it lives.
+struct OpenStream(Arc<Stats>);
+
+impl OpenStream {
+    fn start(stats: Arc<Stats>) -> Self {
+        let now = stats.streams_open.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.max_streams_open.fetch_max(now, Ordering::SeqCst);
+        Self(stats)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.streams_open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// An origin response body.
@@ -79,7 +98,9 @@ fn stream(req: &Request<Incoming>, stats: Arc<Stats>) -> Response<OriginBody> {
     };
     let (chunks, size, ms) = (number("chunks", 4), number("size", 1024), number("ms", 0));
     let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let open = OpenStream::start(stats.clone());
     tokio::spawn(async move {
+        let _open = open;
         let chunk = Bytes::from(vec![b'x'; usize::try_from(size).unwrap()]);
         for i in 0..chunks {
             if tx.send(chunk.clone()).await.is_err() {
@@ -329,6 +350,11 @@ impl Origin {
     /// `/stream` bodies sent to their last chunk.
     pub fn streams_sent(&self) -> u64 {
         self.stats.streams_sent.load(Ordering::SeqCst)
+    }
+
+    /// The most `/stream` bodies it was sending at one moment.
+    pub fn max_streams_open(&self) -> u64 {
+        self.stats.max_streams_open.load(Ordering::SeqCst)
     }
 
     /// Requests whose client went away before the answer was ready.

@@ -62,6 +62,7 @@ impl Services {
         fetch::FetchCtx::new(client, allow)
             .with_metrics(self.metrics.clone(), tenant)
             .with_cache(self.cache.clone(), data_key)
+            .with_tenant_sockets(data_key)
     }
 
     /// `tenant`'s view of the edge cache, counted in the metrics.

@@ -228,9 +228,13 @@ pub(crate) async fn serve_data_plane(
         .exempt
         .extend(config.capabilities.trusted_proxies.iter().copied());
     if let Some(open_files) = raise_open_file_limit() {
+        // The origin sockets' share (a quarter) comes off too, so a flood
+        // of fetches and a flood of clients cannot together run the daemon
+        // out of descriptors.
+        let origin = crate::capabilities::fetch::origin_socket_cap(open_files, RESERVED_FDS);
         connections.max_connections = connections
             .max_connections
-            .min(open_files.saturating_sub(RESERVED_FDS).max(1));
+            .min(open_files.saturating_sub(RESERVED_FDS + origin).max(1));
     }
     let dispatcher = Arc::new(
         Dispatcher::new(routes, config.http, pool, metrics)

@@ -54,6 +54,14 @@ impl CapabilityConfig {
         }
         let fetch = FetchClient::new(AddressPolicy::new(self.outbound_allow_cidrs.clone()), roots)
             .context("building the outbound TLS configuration")?;
+        if let Some(open_files) = super::raise_open_file_limit() {
+            fetch
+                .sockets()
+                .limit_to(crate::capabilities::fetch::origin_socket_cap(
+                    open_files,
+                    crate::server::limits::RESERVED_FDS,
+                ));
+        }
         let geo = match &self.geo_database {
             Some(path) => {
                 let db = GeoDb::open(path)?;

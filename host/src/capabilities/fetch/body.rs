@@ -3,7 +3,8 @@
 //! (`respond.pass-through`) as it arrives. It never reads past the fetch's
 //! deadline. It holds no in-flight slot: a slot covers a request until its
 //! head is in (a guest that starts 7 fetches before reading any body must
-//! not wait on itself); unread bodies are bounded by the subrequest budget.
+//! not wait on itself); it holds its exchange's place among the open ones
+//! (`sockets.rs`) until it ends or is dropped.
 
 use super::FetchError;
 use bytes::Bytes;
@@ -26,6 +27,8 @@ pub struct OriginBody {
     timer: Option<Pin<Box<Sleep>>>,
     /// What the last frame held beyond the last `read`'s `max`.
     leftover: Bytes,
+    /// Its place among the open exchanges, until the end.
+    open: Option<super::sockets::OpenExchange>,
 }
 
 enum Source {
@@ -46,6 +49,7 @@ impl OriginBody {
             deadline,
             timer: None,
             leftover: Bytes::new(),
+            open: None,
         }
     }
 
@@ -56,6 +60,7 @@ impl OriginBody {
             deadline,
             timer: None,
             leftover: Bytes::new(),
+            open: None,
         }
     }
 
@@ -66,7 +71,14 @@ impl OriginBody {
             deadline: Instant::now(),
             timer: None,
             leftover: Bytes::new(),
+            open: None,
         }
+    }
+
+    /// The same body, holding `open` until it ends or is dropped.
+    pub(super) fn holding(mut self, open: Option<super::sockets::OpenExchange>) -> Self {
+        self.open = open;
+        self
     }
 
     /// When reading must end.
@@ -111,12 +123,19 @@ impl OriginBody {
                 Source::Whole(_) => return Poll::Ready(Ok(None)),
             };
             match polled {
-                Poll::Ready(None) => return Poll::Ready(Ok(None)),
+                Poll::Ready(None) => {
+                    // The exchange is over: its socket is back in the pool.
+                    self.open = None;
+                    return Poll::Ready(Ok(None));
+                }
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) if !data.is_empty() => return Poll::Ready(Ok(Some(data))),
                     _ => continue,
                 },
-                Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(err)),
+                Poll::Ready(Some(Err(err))) => {
+                    self.open = None;
+                    return Poll::Ready(Err(err));
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }

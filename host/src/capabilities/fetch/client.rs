@@ -76,6 +76,7 @@ pub struct FetchClient {
     client: Client<Connector, OutboundBody>,
     policy: Arc<AddressPolicy>,
     tls: rustls::ClientConfig,
+    sockets: Arc<super::sockets::OriginSockets>,
 }
 
 impl std::fmt::Debug for FetchClient {
@@ -104,13 +105,23 @@ impl FetchClient {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(Self::build(policy, tls))
+        Ok(Self::build(policy, tls, Arc::default()))
+    }
+
+    /// The daemon's count of open origin exchanges, shared by every
+    /// client made from this one.
+    pub fn sockets(&self) -> &Arc<super::sockets::OriginSockets> {
+        &self.sockets
     }
 
     /// The same client for a tenant with `grants`: its own policy and
     /// connection pool, the same TLS roots and the same refused listeners.
     pub fn for_grants(&self, grants: &[OutboundGrant]) -> Self {
-        Self::build(Arc::new(self.policy.with_grants(grants)), self.tls.clone())
+        Self::build(
+            Arc::new(self.policy.with_grants(grants)),
+            self.tls.clone(),
+            self.sockets.clone(),
+        )
     }
 
     /// Refuses every fetch to the daemon's own `listeners`, in this client
@@ -119,7 +130,11 @@ impl FetchClient {
         self.policy.set_own_listeners(listeners);
     }
 
-    fn build(policy: Arc<AddressPolicy>, tls: rustls::ClientConfig) -> Self {
+    fn build(
+        policy: Arc<AddressPolicy>,
+        tls: rustls::ClientConfig,
+        sockets: Arc<super::sockets::OriginSockets>,
+    ) -> Self {
         let mut http = HttpConnector::new_with_resolver(PolicyResolver {
             policy: policy.clone(),
         });
@@ -145,6 +160,7 @@ impl FetchClient {
             client,
             policy,
             tls,
+            sockets,
         }
     }
 

@@ -9,6 +9,7 @@ mod client;
 mod hops;
 mod pending;
 pub mod policy;
+mod sockets;
 mod wasi_http;
 mod wit_host;
 
@@ -17,6 +18,10 @@ pub use cached::{CACHE_STATUS_HEADER, CachePolicy, PASS_TTL, REVALIDATE_TIMEOUT,
 pub use client::{FetchClient, Inbound, MAX_FETCH_RESPONSE_BYTES, Outbound};
 pub use pending::{Budget, Fetched, MAX_IN_FLIGHT_SUBREQUESTS, PendingFetch};
 pub use policy::{AddressPolicy, AllowList, AllowListError, OutboundGrant};
+pub use sockets::{
+    DEFAULT_MAX_ORIGIN_SOCKETS, MAX_OPEN_ORIGIN_BODIES_PER_REQUEST,
+    MAX_OPEN_ORIGIN_EXCHANGES_PER_TENANT, OriginSockets, origin_socket_cap,
+};
 pub use wit_host::FetchView;
 
 pub(crate) use hops::{strip_hop_by_hop, strip_inbound};
@@ -111,6 +116,8 @@ pub struct FetchCtx {
     deadline: Option<Instant>,
     metrics: Option<(Arc<Metrics>, Arc<str>)>,
     cache: Option<(Arc<crate::capabilities::cache::CacheStore>, Arc<str>)>,
+    /// The tenant's count of open origin exchanges.
+    tenant_sockets: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Default for FetchCtx {
@@ -124,6 +131,7 @@ impl Default for FetchCtx {
             deadline: None,
             metrics: None,
             cache: None,
+            tenant_sockets: None,
         }
     }
 }
@@ -142,6 +150,16 @@ impl FetchCtx {
     /// (`verge_fetch_requests_total`).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>, tenant: &str) -> Self {
         self.metrics = Some((metrics, tenant.into()));
+        self
+    }
+
+    /// Counts this app's open origin exchanges against the tenant of
+    /// `data_key`'s ([`MAX_OPEN_ORIGIN_EXCHANGES_PER_TENANT`]).
+    pub fn with_tenant_sockets(mut self, data_key: &str) -> Self {
+        self.tenant_sockets = self
+            .client
+            .as_ref()
+            .map(|client| client.sockets().tenant(data_key));
         self
     }
 
@@ -169,9 +187,11 @@ impl FetchCtx {
 
     /// Starts `req` as a task of its own, following redirects when asked.
     /// The allow-list and the subrequest budget are checked here, so a
-    /// refused start fails at once; a start waits (by the deadline) while
-    /// [`MAX_IN_FLIGHT_SUBREQUESTS`] of the request's fetches run. Waiting
-    /// for its [`PendingFetch::outcome`] is `fetch.send`.
+    /// refused start fails at once; the started fetch then waits (by the
+    /// deadline) for a place among the request's open exchanges
+    /// ([`MAX_OPEN_ORIGIN_BODIES_PER_REQUEST`]) and for one of its
+    /// [`MAX_IN_FLIGHT_SUBREQUESTS`] slots. Waiting for its
+    /// [`PendingFetch::outcome`] is `fetch.send`.
     pub async fn start(
         &mut self,
         req: WitRequest,
@@ -213,7 +233,6 @@ impl FetchCtx {
         if cached.is_none() {
             budget.take()?;
         }
-        let slot = budget.slot(deadline).await?;
         let exchange = Exchange {
             client,
             allow: self.allow.clone(),
@@ -223,6 +242,24 @@ impl FetchCtx {
         };
         let metrics = self.metrics.clone();
         Ok(PendingFetch::spawn(async move {
+            // A place among the open exchanges until its body is read or
+            // dropped, then an in-flight slot until its head is in: taken
+            // by the task, in that order, so a guest that starts more than
+            // the caps before reading anything never waits on itself.
+            let open = exchange.budget.open(deadline).await;
+            let slot = match &open {
+                Ok(_) => exchange.budget.slot(deadline).await,
+                Err(err) => Err(err.clone()),
+            };
+            let (open, slot) = match (open, slot) {
+                (Ok(open), Ok(slot)) => (open, slot),
+                (Err(err), _) | (_, Err(err)) => {
+                    if let Some((metrics, tenant)) = &metrics {
+                        metrics.fetch(tenant, err.kind());
+                    }
+                    return Err(err);
+                }
+            };
             let held = Held::new(slot, metrics.as_ref().map(|(m, _)| m.clone()));
             let budget = exchange.budget.clone();
             let result = match cached {
@@ -230,7 +267,7 @@ impl FetchCtx {
                     .get(outbound, deadline, || budget.take())
                     .await
                     .map(Fetched::Whole),
-                None => exchange.run(outbound).await,
+                None => exchange.run(outbound, open).await,
             };
             // The slot and the gauge cover the request until its head.
             drop(held);
@@ -253,8 +290,12 @@ impl FetchCtx {
 
     /// This request's budget, made on first use.
     fn budget(&mut self) -> Arc<Budget> {
+        let counts = self
+            .client
+            .as_ref()
+            .map(|client| client.sockets().counts(self.tenant_sockets.clone()));
         self.budget
-            .get_or_insert_with(|| Budget::new(self.max_subrequests))
+            .get_or_insert_with(|| Budget::new(self.max_subrequests, counts))
             .clone()
     }
 
@@ -287,7 +328,11 @@ impl Exchange {
     /// Sends `outbound` (its first hop already counted), following
     /// redirects when asked: each hop is checked and counted again. Returns
     /// the final head; its body is left to read.
-    async fn run(self, mut outbound: Outbound) -> Result<Fetched, FetchError> {
+    async fn run(
+        self,
+        mut outbound: Outbound,
+        open: Option<sockets::OpenExchange>,
+    ) -> Result<Fetched, FetchError> {
         let mut hops = 0;
         loop {
             let response = self.client.open(outbound.clone(), self.deadline).await?;
@@ -309,7 +354,7 @@ impl Exchange {
                     return Ok(Fetched::Open {
                         status,
                         headers: parts.headers,
-                        body: OriginBody::streaming(body, self.deadline),
+                        body: OriginBody::streaming(body, self.deadline).holding(open),
                     });
                 }
             }

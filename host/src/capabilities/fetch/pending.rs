@@ -32,16 +32,31 @@ pub struct Budget {
     max: u32,
     used: AtomicU32,
     slots: Arc<Semaphore>,
+    /// Its open exchanges' counts (none without a client).
+    exchanges: Option<super::sockets::ExchangeCounts>,
 }
 
 impl Budget {
     /// A budget of `max` subrequests.
-    pub(super) fn new(max: u32) -> Arc<Self> {
+    pub(super) fn new(max: u32, exchanges: Option<super::sockets::ExchangeCounts>) -> Arc<Self> {
         Arc::new(Self {
             max,
             used: AtomicU32::new(0),
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT_SUBREQUESTS)),
+            exchanges,
         })
+    }
+
+    /// A place among the open exchanges of the request, its tenant and
+    /// the daemon, held until the response body is done.
+    pub(super) async fn open(
+        &self,
+        deadline: Instant,
+    ) -> Result<Option<super::sockets::OpenExchange>, FetchError> {
+        match &self.exchanges {
+            Some(counts) => counts.open(deadline).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Counts one subrequest, or refuses it when the budget is spent.

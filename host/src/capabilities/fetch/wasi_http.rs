@@ -56,7 +56,9 @@ impl WasiHttpHooks for FetchCtx {
         let metrics = self.metered().map(|(m, _)| m.clone());
         Box::new(async move {
             let client = checked.map_err(to_error)?;
-            // An in-flight slot until the head is in.
+            // A place among the open exchanges until the body is done, an
+            // in-flight slot until the head is in.
+            let open = budget.open(deadline).await.map_err(to_error)?;
             let slot = budget.slot(deadline).await.map_err(to_error)?;
             let held = Held::new(slot, metrics);
             let (mut parts, body) = request.into_parts();
@@ -74,6 +76,7 @@ impl WasiHttpHooks for FetchCtx {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             let body = OriginBody::streaming(body, deadline)
+                .holding(open)
                 .map_err(to_error)
                 .boxed_unsync();
             let done: Done = Box::new(async { Ok(()) });

@@ -15,6 +15,11 @@
 //!   `url` and logs `deferred fetch STATUS` (or the error). With `spin=1`
 //!   the closure loops until its CPU budget runs out; with `pre=1` the
 //!   handler fetches `url` itself first (the budget is shared).
+//! - `hold`: starts `n` fetches of `url` (each with a `t` ms timeout,
+//!   default 300), waits for each head and keeps its body unread; answers
+//!   `held K` then one `error KIND` line per failed start or head. With
+//!   `bg=1` the bodies go to `wait_until`, read to their end after the
+//!   response; else they are dropped unread.
 //! - `reuse`: waits twice on one pending handle through the raw bindings
 //!   (the second use must trap, never reach the host as a live handle).
 
@@ -116,6 +121,31 @@ fn handle(req: Request) -> Response {
                 Some(pre) => vec![pre, "deferred".into()],
                 None => vec!["deferred".into()],
             }
+        }
+        "hold" => {
+            let t: u32 = req.query_param("t").and_then(|v| v.parse().ok()).unwrap_or(300);
+            let mut bodies = Vec::new();
+            let mut errors = Vec::new();
+            for _ in 0..n {
+                let head = fetch::get(url.clone())
+                    .timeout_ms(t)
+                    .start()
+                    .and_then(fetch::Pending::wait_head);
+                match head {
+                    Ok((_, body)) => bodies.push(body),
+                    Err(err) => errors.push(format!("error {}", err.kind())),
+                }
+            }
+            let mut lines = vec![format!("held {}", bodies.len())];
+            lines.extend(errors);
+            if req.query_param("bg") == Some("1") {
+                verge_sdk::wait_until(move || {
+                    for mut body in bodies {
+                        while let Ok(Some(_)) = body.read_chunk(64 << 10) {}
+                    }
+                });
+            }
+            lines
         }
         "reuse" => {
             use verge_sdk::wit::verge::edge::fetch as raw;
