@@ -28,6 +28,7 @@ use verge::storage::kv::redb::RedbKv;
 use verge::storage::kv::{KvBackend, SystemClock};
 use verge::tenancy::{Deployment, DeploymentSpec, RouteTable, local_capabilities};
 
+pub mod fleet;
 pub mod geo_fixtures;
 pub mod origin;
 pub mod pki;

@@ -11,61 +11,8 @@
 use serde_json::{Value, json};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use verge_tests::Platform;
+use verge_tests::fleet::{eventually, fleet};
 use verge_tests::redis_server::RedisServer;
-
-/// The revision `node` applied.
-fn revision(node: &Platform) -> u64 {
-    node.daemon.registry.as_ref().unwrap().served().0
-}
-
-/// Waits (at most `within`) until every node applied `nodes[0]`'s
-/// revision; returns how long that took.
-async fn converged(nodes: &[Platform], within: Duration) -> Duration {
-    let started = Instant::now();
-    let target = revision(&nodes[0]);
-    while nodes.iter().any(|node| revision(node) < target) {
-        let behind: Vec<u64> = nodes.iter().map(revision).collect();
-        assert!(
-            started.elapsed() < within,
-            "not at revision {target} within {within:?}: {behind:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    started.elapsed()
-}
-
-/// Three nodes on one Redis, started on empty data dirs, serving `guest`
-/// as acme/app on `host` with `manifest` (routes added) and `secrets`,
-/// all set up through node A.
-async fn fleet(
-    guest: &str,
-    host: &str,
-    mut manifest: Value,
-    secrets: &[(&str, &str)],
-) -> (RedisServer, Vec<Platform>, Vec<tempfile::TempDir>) {
-    let redis = RedisServer::start();
-    manifest["routes"] = json!([host]);
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for (dir, name) in dirs.iter().zip(["a", "b", "c"]) {
-        nodes.push(Platform::start_node(dir.path(), &redis.url(), name).await);
-    }
-    let first = &nodes[0];
-    let token = first.tenant("acme").await;
-    let r = first
-        .deploy_manifest(&token, "acme", "app", manifest, guest)
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    for (name, value) in secrets {
-        let path = format!("/v1/tenants/acme/apps/app/secrets/{name}");
-        let r = first
-            .admin("PUT", &path, Some(&token), value.as_bytes().to_vec())
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
-    converged(&nodes, Duration::from_secs(5)).await;
-    (redis, nodes, dirs)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_through_one_node_is_read_through_the_others() {
@@ -209,19 +156,6 @@ async fn the_auth_examples_rate_limit_counts_across_nodes() {
         }
     }
     assert_eq!(admitted, 10);
-}
-
-/// Polls `f` every 100 ms until it is true, at most `within`.
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    within: Duration,
-    mut f: impl FnMut() -> F,
-) {
-    let started = Instant::now();
-    while !f().await {
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -527,120 +461,4 @@ async fn a_fleet_on_rediss_trusts_only_its_ca() {
     assert_eq!(r.status, 503, "{}", r.text());
     let ready = untrusting.admin("GET", "/readyz", None, Vec::new()).await;
     assert_eq!(ready.status, 503, "{}", ready.text());
-}
-
-/// A Redis emptied under the fleet (`FLUSHALL`, or a restore of an older
-/// backup) is not obeyed: every node keeps serving its snapshot and its
-/// tokens, says it diverged, and takes no writes until the operator
-/// accepts Redis's state on it.
-#[tokio::test(flavor = "multi_thread")]
-async fn an_emptied_redis_is_refused_not_obeyed() {
-    let (redis, nodes, _dirs) = fleet("hello", "hello.test", json!({}), &[]).await;
-    converged(&nodes, Duration::from_secs(10)).await;
-    let before = revision(&nodes[0]);
-    assert!(before > 0);
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
-    // Each node finds out at its next reconcile (every 5 s).
-    for node in &nodes {
-        eventually(
-            "the divergence is reported",
-            Duration::from_secs(12),
-            || async { node.admin("GET", "/readyz", None, Vec::new()).await.status == 503 },
-        )
-        .await;
-    }
-    for node in &nodes {
-        let r = node.get("hello.test", "/").await;
-        assert_eq!(r.status, 200, "the node still serves its snapshot");
-        assert_eq!(revision(node), before, "the node did not move back");
-        let ready = node.admin("GET", "/readyz", None, Vec::new()).await;
-        assert_eq!(ready.status, 503, "{}", ready.text());
-        let tenants = node
-            .admin("GET", "/v1/tenants", Some(&node.operator), Vec::new())
-            .await;
-        assert_eq!(
-            tenants.status,
-            200,
-            "reads still answer: {}",
-            tenants.text()
-        );
-        assert!(tenants.text().contains("acme"), "{}", tenants.text());
-    }
-    let create = json!({ "name": "late" }).to_string().into_bytes();
-    let r = nodes[1]
-        .admin("POST", "/v1/tenants", Some(&nodes[1].operator), create)
-        .await;
-    assert_eq!(r.status, 503, "{}", r.text());
-    assert!(r.text().contains("behind this node's"), "{}", r.text());
-    // Accepting another revision than Redis's is refused; Redis's own is
-    // applied on that node (here: nothing, so nothing is served).
-    let accept = |revision: u64| json!({ "revision": revision }).to_string().into_bytes();
-    let r = nodes[0]
-        .admin(
-            "POST",
-            "/v1/fleet/accept",
-            Some(&nodes[0].operator),
-            accept(7),
-        )
-        .await;
-    assert_ne!(r.status, 200, "{}", r.text());
-    assert_eq!(nodes[0].get("hello.test", "/").await.status, 200);
-    let r = nodes[0]
-        .admin(
-            "POST",
-            "/v1/fleet/accept",
-            Some(&nodes[0].operator),
-            accept(0),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(nodes[0].get("hello.test", "/").await.status, 404);
-    // The other nodes still serve until they are told.
-    assert_eq!(nodes[2].get("hello.test", "/").await.status, 200);
-}
-
-/// A node that stops beating is listed as down with when it was last seen
-/// (it used to vanish from `verge nodes`), and is not counted as serving.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_node_that_stopped_is_listed_as_down() {
-    use verge::storage::bus::HEARTBEAT_TTL;
-    let (_redis, mut nodes, _dirs) = fleet("hello", "hello.test", json!({}), &[]).await;
-    let gone = nodes.pop().unwrap();
-    gone.shutdown().await;
-    tokio::time::sleep(HEARTBEAT_TTL + Duration::from_secs(1)).await;
-    let r = nodes[0]
-        .admin("GET", "/v1/nodes", Some(&nodes[0].operator), Vec::new())
-        .await;
-    let answer: Value = serde_json::from_slice(&r.body).unwrap();
-    let listed = answer["nodes"].as_array().unwrap();
-    assert_eq!(listed.len(), 3, "{answer}");
-    let state = |name: &str| {
-        listed
-            .iter()
-            .find(|n| n["name"] == name)
-            .map(|n| n["up"].clone())
-    };
-    assert_eq!(state("a"), Some(json!(true)), "{answer}");
-    assert_eq!(state("c"), Some(json!(false)), "{answer}");
-    let r = nodes[0]
-        .admin(
-            "GET",
-            "/v1/tenants/acme/apps/app/nodes",
-            Some(&nodes[0].operator),
-            Vec::new(),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let answer: Value = serde_json::from_slice(&r.body).unwrap();
-    let c = answer["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == "c")
-        .cloned()
-        .unwrap();
-    assert_eq!(c["up"], json!(false), "{answer}");
-    assert!(c["heartbeat_age_ms"].as_u64().unwrap() >= HEARTBEAT_TTL.as_millis() as u64);
 }

@@ -60,6 +60,9 @@ pub enum Endpoint {
     /// `POST /v1/fleet/accept` `{"revision": N}`: this node accepts the
     /// fleet's older control plane.
     FleetAccept,
+    /// `POST /v1/fleet/reseed`: this node writes its control plane over
+    /// the fleet's Redis, which went back in time.
+    FleetReseed,
     /// `POST /v1/tenants/{t}/cache/purge`
     PurgeTenant(String),
     /// `GET /v1/tenants/{t}/apps`
@@ -159,6 +162,7 @@ impl Endpoint {
             (["v1", "cache", "purge"], Method::POST) => Self::PurgeNode,
             (["v1", "nodes"], Method::GET) => Self::Nodes,
             (["v1", "fleet", "accept"], Method::POST) => Self::FleetAccept,
+            (["v1", "fleet", "reseed"], Method::POST) => Self::FleetReseed,
             (["v1", "tenants", t, "cache", "purge"], Method::POST) => Self::PurgeTenant(name(t)),
             (["v1", "tenants", t, "apps"], Method::GET) => Self::ListApps(name(t)),
             (["v1", "tenants", t, "apps", a], Method::GET) => Self::GetApp(app(t, a)),
@@ -224,7 +228,8 @@ impl Endpoint {
             | Self::SetOutboundGrants(_)
             | Self::PurgeNode
             | Self::Nodes
-            | Self::FleetAccept => Access::Operator,
+            | Self::FleetAccept
+            | Self::FleetReseed => Access::Operator,
             Self::GetTenant(t) | Self::PurgeTenant(t) | Self::ListApps(t) | Self::Kv(t, _, _) => {
                 Access::Tenant(t)
             }

@@ -89,6 +89,17 @@ pub fn status_of(err: &ApiError) -> (StatusCode, String) {
     }
 }
 
+/// Whether `err` left nothing written and the same request may simply be
+/// sent again: a control-plane change refused because another node changed
+/// the records it read first (the registry already ran it again a few
+/// times).
+pub fn is_retryable(err: &ApiError) -> bool {
+    matches!(
+        err,
+        ApiError::Registry(RegistryError::Storage(StorageError::Conflict(_)))
+    )
+}
+
 fn registry_status(e: &RegistryError) -> StatusCode {
     match e {
         RegistryError::InvalidName { .. }

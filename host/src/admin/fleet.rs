@@ -38,6 +38,7 @@ impl AdminApi {
                     "up": node.is_up(now),
                     "revision": node.revision,
                     "lag": revision.saturating_sub(node.revision),
+                    "diverged": node.diverged,
                     "apps": node.apps.len(),
                 })
             })

@@ -121,7 +121,14 @@ impl AdminApi {
                     // the client gets `message`, which names none.
                     tracing::error!(%method, path, error = ?err, "admin request failed");
                 }
-                json_response(status, &json!({ "error": message }))
+                // `retry: true` where nothing was written and running the
+                // same request again is safe (another node changed the same
+                // records first): the CLI does so.
+                let body = match super::error::is_retryable(&err) {
+                    true => json!({ "error": message, "retry": true }),
+                    false => json!({ "error": message }),
+                };
+                json_response(status, &body)
             }
         }
     }
@@ -243,6 +250,24 @@ impl AdminApi {
             Endpoint::FleetAccept => {
                 let accept: FleetAccept = parse_json(&body)?;
                 let synced = r.accept_fleet_revision(accept.revision).await?;
+                ok(&json!({ "revision": synced.revision, "apps_changed": synced.apps_changed }))
+            }
+            Endpoint::FleetReseed => {
+                // The highest revision any other node applied, from the
+                // heartbeats (a node down for under an hour included).
+                let highest = match &self.bus {
+                    Some(bus) => bus
+                        .nodes()
+                        .await
+                        .map_err(ApiError::Bus)?
+                        .iter()
+                        .filter(|node| node.name != bus.node())
+                        .map(|node| node.revision)
+                        .max()
+                        .unwrap_or(0),
+                    None => 0,
+                };
+                let synced = r.reseed_fleet(highest).await?;
                 ok(&json!({ "revision": synced.revision, "apps_changed": synced.apps_changed }))
             }
             Endpoint::AppNodes(app) => self.app_nodes(app).await,

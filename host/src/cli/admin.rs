@@ -224,11 +224,24 @@ pub(super) async fn nodes(api: &Api) -> anyhow::Result<()> {
         node["last heartbeat"] = json!(format!("{age} ms ago"));
         node["state"] = json!(if node["up"] == json!(false) {
             "DOWN"
+        } else if node["diverged"] == json!(true) {
+            "DIVERGED"
         } else {
             "up"
         });
     }
     println!("control-plane revision {}", answer["revision"]);
+    let diverged = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|node| node["diverged"] == json!(true))
+        .count();
+    if diverged > 0 {
+        println!(
+            "{diverged} node(s) refuse Redis's control plane, which is older than theirs (Redis emptied, restored or failed over): they serve their snapshots and refuse writes. Re-seed Redis from the node with the highest revision (`verge cluster reseed --url ITS_ADMIN_URL`), or accept Redis's state on each (`verge cluster accept --revision N`); docs/operating.md"
+        );
+    }
     api.print(
         &nodes,
         &[

@@ -88,6 +88,19 @@ pub fn normalise_url(url: &str) -> String {
     }
 }
 
+/// How often the CLI sends a request again when the API says it may (on
+/// top of the server's own attempts): a write storm by other tenants
+/// through other nodes must not fail a deploy.
+pub const CLI_RETRIES: u32 = 3;
+
+/// A failed call, and whether it may be sent again.
+enum Refused {
+    /// Nothing was written; the same request may go again.
+    Retry(anyhow::Error),
+    /// The answer stands.
+    Final(anyhow::Error),
+}
+
 impl Api {
     /// A client for `args` (and the saved profile, when one applies).
     pub fn new(args: &ApiArgs) -> anyhow::Result<Self> {
@@ -146,13 +159,36 @@ impl Api {
         Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
-    /// Sends a request; returns the raw answer or fails with the API's reason.
+    /// Sends a request; returns the raw answer or fails with the API's
+    /// reason. A refusal the API marks `retry` (another node changed the
+    /// same records first; nothing was written) is sent again, up to
+    /// [`CLI_RETRIES`] times.
     pub async fn call_raw(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Bytes> {
+        let mut attempt = 0;
+        loop {
+            match self.call_once(method.clone(), path, body.clone()).await {
+                Err(Refused::Retry(_)) if attempt < CLI_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
+                        .await;
+                }
+                Err(Refused::Retry(err) | Refused::Final(err)) => return Err(err),
+                Ok(bytes) => return Ok(bytes),
+            }
+        }
+    }
+
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, Refused> {
         let url = format!("{}{path}", self.base);
         let mut req = Request::builder().method(method.clone()).uri(&url);
         if let Some(token) = &self.token {
@@ -160,16 +196,27 @@ impl Api {
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .with_context(|| format!("{url} is not a usable URL"))?;
-        let res = self.client.request(req).await.map_err(|err| ApiCallError {
-            status: None,
-            message: format!(
-                "cannot reach the admin API at {} ({err}); is `verge serve` running there? Set it with --url, VERGE_URL or `verge login`",
-                self.base
-            ),
+            .with_context(|| format!("{url} is not a usable URL"))
+            .map_err(Refused::Final)?;
+        let res = self.client.request(req).await.map_err(|err| {
+            Refused::Final(
+                ApiCallError {
+                    status: None,
+                    message: format!(
+                        "cannot reach the admin API at {} ({err}); is `verge serve` running there? Set it with --url, VERGE_URL or `verge login`",
+                        self.base
+                    ),
+                }
+                .into(),
+            )
         })?;
         let status = res.status();
-        let bytes = res.into_body().collect().await?.to_bytes();
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|err| Refused::Final(err.into()))?
+            .to_bytes();
         if !status.is_success() {
             let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let reason = value["error"].as_str().map_or_else(
@@ -181,11 +228,15 @@ impl Api {
                 403 => format!("403 forbidden: {}", self.forbidden(&reason)),
                 code => format!("{method} {path}: {code} {reason}"),
             };
-            return Err(ApiCallError {
+            let err = ApiCallError {
                 status: Some(status.as_u16()),
                 message,
             }
-            .into());
+            .into();
+            return Err(match value["retry"].as_bool() {
+                Some(true) => Refused::Retry(err),
+                _ => Refused::Final(err),
+            });
         }
         Ok(bytes)
     }
@@ -295,5 +346,70 @@ fn source_name(source: &TokenSource) -> String {
         TokenSource::Given => "from VERGE_TOKEN or --token".into(),
         TokenSource::Profile(name) => format!("of profile {name}"),
         TokenSource::Missing => "(none given)".into(),
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering each connection with the next of `answers`
+    /// (status, JSON body), counting the requests.
+    async fn canned(answers: Vec<(u16, &'static str)>) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counted = seen.clone();
+        tokio::spawn(async move {
+            for (status, body) in answers {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut request = vec![0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                counted.fetch_add(1, Ordering::SeqCst);
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        (format!("http://{addr}"), seen)
+    }
+
+    fn api(url: String) -> Api {
+        Api::new(&ApiArgs {
+            url: Some(url),
+            token: Some("verge_op_test".into()),
+            profile: None,
+            tenant: Some("t".into()),
+            json: false,
+        })
+        .unwrap()
+    }
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_refusal_marked_retry_is_sent_again_and_others_are_not() {
+        let retry = r#"{"error":"another node changed the same records; retry","retry":true}"#;
+        let (url, seen) = canned(vec![(409, retry), (409, retry), (200, r#"{"ok":1}"#)]).await;
+        let answer = api(url).call(Method::PUT, "/v1/x", None).await.unwrap();
+        assert_eq!(answer["ok"], 1);
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+        // A plain 409 (a route another tenant owns) is the answer.
+        let (url, seen) = canned(vec![(409, r#"{"error":"taken"}"#), (200, "{}")]).await;
+        let err = api(url).call(Method::PUT, "/v1/x", None).await.unwrap_err();
+        assert!(err.to_string().contains("taken"), "{err}");
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        // At most CLI_RETRIES more, then the refusal.
+        let answers = vec![(409, retry); CLI_RETRIES as usize + 2];
+        let (url, seen) = canned(answers).await;
+        assert!(api(url).call(Method::PUT, "/v1/x", None).await.is_err());
+        assert_eq!(seen.load(Ordering::SeqCst), CLI_RETRIES as usize + 1);
     }
 }

@@ -46,6 +46,27 @@ pub enum ClusterCmd {
         #[arg(long, env = "VERGE_CLUSTER_CA_FILE", value_name = "FILE")]
         cluster_ca_file: Option<std::path::PathBuf>,
     },
+    /// After the fleet's Redis went back in time (emptied, restored from
+    /// an old backup, failed over to a lagging replica), write the control
+    /// plane of the node at --url over it: every node then applies it.
+    /// Run it against the node with the highest revision (`verge nodes`);
+    /// refused unless Redis is behind that node. KV entries lost with
+    /// Redis are not in any node's snapshot: restore them from a backup.
+    Reseed {
+        #[command(flatten)]
+        api: super::client::ApiArgs,
+    },
+    /// After the fleet's Redis went back in time, make the node at --url
+    /// take Redis's older control plane at exactly --revision (its later
+    /// changes are dropped there): the other answer to a divergence.
+    Accept {
+        /// The revision Redis holds, as `verge nodes` or the node's error
+        /// says.
+        #[arg(long)]
+        revision: u64,
+        #[command(flatten)]
+        api: super::client::ApiArgs,
+    },
 }
 
 /// Runs a `verge cluster` command.
@@ -86,6 +107,39 @@ pub async fn run(cmd: ClusterCmd) -> anyhow::Result<()> {
                     key.display()
                 );
             }
+            Ok(())
+        }
+        ClusterCmd::Reseed { api } => {
+            let api = super::client::Api::new(&api)?;
+            let answer = api
+                .call(http::Method::POST, "/v1/fleet/reseed", None)
+                .await?;
+            api.say(
+                &answer,
+                &format!(
+                    "the fleet's Redis holds this node's control plane at revision {}; every node applies it within seconds (`verge nodes`)",
+                    answer["revision"]
+                ),
+            );
+            Ok(())
+        }
+        ClusterCmd::Accept { revision, api } => {
+            let api = super::client::Api::new(&api)?;
+            let body = serde_json::json!({ "revision": revision }).to_string();
+            let answer = api
+                .call(
+                    http::Method::POST,
+                    "/v1/fleet/accept",
+                    Some(body.into_bytes()),
+                )
+                .await?;
+            api.say(
+                &answer,
+                &format!(
+                    "this node took the fleet's control plane at revision {} ({} apps changed)",
+                    answer["revision"], answer["apps_changed"]
+                ),
+            );
             Ok(())
         }
     }

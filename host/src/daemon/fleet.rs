@@ -110,7 +110,9 @@ pub(super) fn start(
                     () = tokio::time::sleep(RECONCILE_INTERVAL) => false,
                 };
                 let before = registry.served().0;
-                match registry.sync().await {
+                let synced = registry.sync().await;
+                metrics.fleet_diverged(registry.diverged());
+                match synced {
                     Ok(synced) => {
                         metrics.cluster(true, Some(0));
                         if failing {
@@ -150,6 +152,7 @@ pub(super) fn start(
                     heartbeat_ms: 0,
                     revision,
                     apps,
+                    diverged: registry.diverged(),
                 }
             },
             beat_now,

@@ -62,6 +62,10 @@ pub struct NodeInfo {
     /// The version it serves of each app (`tenant/app`).
     #[serde(default)]
     pub apps: std::collections::BTreeMap<String, u32>,
+    /// Whether it refuses the fleet's control plane because Redis went
+    /// back in time (it serves its snapshot meanwhile).
+    #[serde(default)]
+    pub diverged: bool,
 }
 
 impl NodeInfo {

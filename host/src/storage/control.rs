@@ -123,15 +123,16 @@ impl ControlStore {
     }
 
     /// Makes `ops`: in the fleet's Redis first (refused there if another
-    /// node changed the control plane since this snapshot), then here in
-    /// one durable transaction with the revision Redis gave.
+    /// node changed a record they read since this snapshot), then here in
+    /// one durable transaction. The snapshot takes the revision Redis gave
+    /// only when no other change came between; else it keeps its own, so
+    /// the next catch-up reads the whole control plane.
     fn commit(&self, ops: Vec<ControlOp>) -> Result<(), StorageError> {
         let revision = match &self.remote {
             Some(remote) => {
                 let expected = self.revision()?;
-                Some(super::control_redis::block_on(
-                    remote.apply(expected, &ops),
-                )?)
+                let revision = super::control_redis::block_on(remote.apply_scoped(expected, &ops))?;
+                (revision == expected + 1).then_some(revision)
             }
             None => None,
         };

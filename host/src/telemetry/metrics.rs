@@ -92,6 +92,7 @@ pub struct Metrics {
     cache_lookups: Family<CallLabels, Counter>,
     cluster_connected: Gauge,
     cluster_revision_lag: Gauge,
+    fleet_diverged: Gauge,
 }
 
 impl Default for Metrics {
@@ -177,10 +178,17 @@ impl Default for Metrics {
             "Control-plane revisions this fleet node is behind Redis, as last seen",
             cluster_revision_lag.clone(),
         );
+        let fleet_diverged = Gauge::default();
+        registry.register(
+            "fleet_diverged",
+            "1 while this fleet node refuses Redis's control plane for being older than its own (Redis emptied, restored or failed over): it serves its snapshot and refuses writes until an operator re-seeds or accepts",
+            fleet_diverged.clone(),
+        );
         Self {
             registry,
             cluster_connected,
             cluster_revision_lag,
+            fleet_diverged,
             requests,
             latency,
             fuel,
@@ -336,6 +344,11 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// Whether this fleet node refuses Redis's older control plane.
+    pub fn fleet_diverged(&self, diverged: bool) {
+        self.fleet_diverged.set(i64::from(diverged));
     }
 
     /// Records whether this fleet node reaches Redis and how many

@@ -69,7 +69,7 @@ impl Registry {
             }
         };
         drop(permits);
-        self.write(move |r| {
+        self.write_once(move |r| {
             let tenant_record = r.tenant_record(&tenant)?;
             let record = r.app_record(&tenant, &app)?;
             let number = record.next_version;

@@ -93,7 +93,7 @@ pub enum RegistryError {
     /// failover): the node keeps serving its snapshot and takes no writes
     /// until an operator decides.
     #[error(
-        "the fleet's Redis is at control-plane revision {there}, behind this node's {here} (emptied, restored or failed over?): this node keeps serving its snapshot and refuses writes; an operator re-imports a node's data dir (`verge cluster import`) or accepts Redis's state on each node (`POST /v1/fleet/accept` with {{\"revision\": {there}}})"
+        "the fleet's Redis is at control-plane revision {there}, behind this node's {here} (emptied, restored or failed over?): this node keeps serving its snapshot and refuses writes; an operator re-seeds Redis from the node with the highest revision (`verge cluster reseed --url ITS_ADMIN_URL`) or accepts Redis's state on each node (`verge cluster accept --revision {there}`)"
     )]
     Diverged {
         /// The revision this node applied.

@@ -90,6 +90,10 @@ impl Registry {
             self.applied.store(synced.revision, Ordering::Release);
         }
         let fault = result.as_ref().err().map(ToString::to_string);
+        self.diverged.store(
+            matches!(result, Err(RegistryError::Diverged { .. })),
+            Ordering::Release,
+        );
         let mut held = self
             .fleet_fault
             .lock()
@@ -134,6 +138,63 @@ impl Registry {
             "the operator accepted the fleet's older control plane"
         );
         Ok(synced)
+    }
+
+    /// Writes this node's control plane (and the components its versions
+    /// name) over the fleet's Redis after Redis went back in time: the
+    /// operator's other answer to [`RegistryError::Diverged`]. Refused
+    /// unless Redis is behind this node, and unless no other node
+    /// (`highest_elsewhere`, from the heartbeats) applied a later revision
+    /// than this one, whose changes the re-seed would roll back there.
+    /// Redis then holds a revision above every node's, so each applies it.
+    pub async fn reseed_fleet(
+        self: &Arc<Self>,
+        highest_elsewhere: u64,
+    ) -> Result<Synced, RegistryError> {
+        self.locked(move |r| {
+            let Some(remote) = r.store.remote() else {
+                return Err(RegistryError::Invalid("this daemon is not a fleet node".into()));
+            };
+            let here = r.store.revision()?;
+            let there = block_on(remote.revision())?;
+            if there >= here {
+                return Err(RegistryError::Invalid(format!(
+                    "the fleet's Redis is not behind this node (Redis at revision {there}, this node at {here}): nothing to re-seed"
+                )));
+            }
+            if highest_elsewhere > here {
+                return Err(RegistryError::Invalid(format!(
+                    "another node applied revision {highest_elsewhere}, later than this node's {here}: re-seed from the node with the highest revision (`verge nodes`)"
+                )));
+            }
+            let snapshot = r.store.snapshot()?;
+            for (_, value) in &snapshot.tables[2] {
+                if let Ok(version) =
+                    serde_json::from_slice::<crate::storage::records::VersionRecord>(value)
+                {
+                    r.loader.share_component(&version.sha256)?;
+                }
+            }
+            let revision = here.max(highest_elsewhere) + 1;
+            let revision = block_on(remote.reseed(there, &snapshot, revision))?;
+            r.store.replace_all(&ControlSnapshot {
+                revision,
+                ..snapshot
+            })?;
+            tracing::warn!(
+                revision,
+                was = there,
+                "the operator re-seeded the fleet's Redis from this node"
+            );
+            r.synced()
+        })
+        .await
+    }
+
+    /// Whether this node refuses the fleet's control plane because Redis
+    /// went back in time.
+    pub fn diverged(&self) -> bool {
+        self.diverged.load(Ordering::Acquire)
     }
 
     /// Marks the revision in the snapshot as served (after a write made

@@ -38,6 +38,21 @@ pub enum VarKind {
     Secret,
 }
 
+/// How often a control-plane change refused because another node changed
+/// the same records first is run again (after catching up) before the
+/// client gets the 409: the refused attempt wrote nothing, and a change is
+/// checked afresh each time.
+pub const CONTROL_WRITE_ATTEMPTS: u32 = 5;
+
+/// A short wait before attempt `attempt`, 5–20 ms growing, with jitter
+/// from the clock so two nodes racing do not collide again in step.
+fn conflict_backoff(attempt: u32) -> std::time::Duration {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_micros() % 5_000));
+    std::time::Duration::from_micros(u64::from(attempt) * 5_000 + jitter)
+}
+
 /// The control plane's state and its single writer.
 pub struct Registry {
     pub(super) store: ControlStore,
@@ -54,6 +69,8 @@ pub struct Registry {
     /// A revision of Redis's older than this node's that the operator
     /// accepted (`POST /v1/fleet/accept`): the next sync applies it.
     pub(super) accepted_rollback: Mutex<Option<u64>>,
+    /// Whether the last sync refused Redis for going back in time.
+    pub(super) diverged: std::sync::atomic::AtomicBool,
     /// The control-plane revision whose deployments are live (the
     /// snapshot's revision is stored before its apps are brought up).
     pub(super) applied: std::sync::atomic::AtomicU64,
@@ -105,6 +122,7 @@ impl Registry {
             compile_time: super::caps::CompileTime::default(),
             fleet_fault: Mutex::new(None),
             accepted_rollback: Mutex::new(None),
+            diverged: std::sync::atomic::AtomicBool::new(false),
             applied: std::sync::atomic::AtomicU64::new(0),
         };
         let tenants: BTreeMap<String, TenantRecord> = registry
@@ -178,14 +196,13 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs a mutation: one at a time, off the async runtime.
-    pub(super) async fn write<T: Send + 'static>(
+    /// [`Registry::write`] for a change that can run only once (it
+    /// consumes an upload): a conflict is the caller's to retry.
+    pub(super) async fn write_once<T: Send + 'static>(
         self: &Arc<Self>,
         op: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, RegistryError> {
         let _guard = self.writes.lock().await;
-        // A fleet node first catches up, so it checks against the latest
-        // state (and fails with 503 when Redis cannot be reached).
         self.read(move |r| {
             r.synced()?;
             let result = op(r);
@@ -193,6 +210,45 @@ impl Registry {
             result
         })
         .await
+    }
+
+    /// Runs a mutation: one at a time, off the async runtime; on a fleet,
+    /// again (up to [`CONTROL_WRITE_ATTEMPTS`]) when another node changed
+    /// the records it read first.
+    pub(super) async fn write<T: Send + 'static>(
+        self: &Arc<Self>,
+        op: impl Fn(&Registry) -> Result<T, RegistryError> + Send + Sync + 'static,
+    ) -> Result<T, RegistryError> {
+        let _guard = self.writes.lock().await;
+        let op = Arc::new(op);
+        let mut attempt = 1;
+        loop {
+            // A fleet node first catches up, so it checks against the
+            // latest state (and fails with 503 when Redis cannot be
+            // reached).
+            let once = op.clone();
+            let result = self
+                .read(move |r| {
+                    r.synced()?;
+                    let result = once(r);
+                    r.mark_applied();
+                    result
+                })
+                .await;
+            // Another node changed a record this change read: nothing was
+            // written, so it is safe to catch up and run it again.
+            let conflict = matches!(
+                result,
+                Err(RegistryError::Storage(
+                    crate::storage::StorageError::Conflict(_)
+                ))
+            );
+            if !conflict || attempt >= CONTROL_WRITE_ATTEMPTS {
+                return result;
+            }
+            attempt += 1;
+            tokio::time::sleep(conflict_backoff(attempt)).await;
+        }
     }
 
     /// Runs `op` under the write lock without the fleet catch-up (the sync
@@ -372,7 +428,7 @@ impl Registry {
                     max: r.caps.max_routes_per_app,
                 });
             }
-            let manifest = normalise(manifest)?;
+            let manifest = normalise(manifest.clone())?;
             let routes = manifest
                 .routes
                 .iter()
@@ -419,8 +475,8 @@ impl Registry {
                     ..existing
                 },
                 None => AppRecord {
-                    tenant,
-                    name: app,
+                    tenant: tenant.clone(),
+                    name: app.clone(),
                     manifest,
                     secrets: BTreeMap::new(),
                     secrets_set_at: BTreeMap::new(),
@@ -524,7 +580,7 @@ impl Registry {
                 VarKind::Config => &mut record.manifest.config,
                 VarKind::Secret => &mut record.secrets,
             };
-            match value {
+            match value.clone() {
                 Some(v) => {
                     let v = match kind {
                         VarKind::Config => v,
@@ -533,7 +589,7 @@ impl Registry {
                             .secrets
                             .seal(&super::loader::secret_place(&tenant, &app, &name), &v)?,
                     };
-                    vars.insert(name, v);
+                    vars.insert(name.clone(), v);
                 }
                 None => {
                     if vars.remove(&name).is_none() {

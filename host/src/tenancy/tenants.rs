@@ -21,7 +21,7 @@ impl Registry {
         self.write(move |r| {
             check_name("tenant", &name)?;
             caps::check_tenant_name(&name)?;
-            let route_grants = check_grants(route_grants)?;
+            let route_grants = check_grants(route_grants.clone())?;
             caps::outbound_grants(&outbound)?;
             if r.store.tenant(&name)?.is_some() {
                 return Err(RegistryError::AlreadyExists(format!("tenant {name}")));
@@ -30,11 +30,11 @@ impl Registry {
             let token = tokens::new_tenant_token(&name)
                 .map_err(|e| RegistryError::Host(format!("no randomness for a token: {e}")))?;
             let record = TenantRecord {
-                name,
+                name: name.clone(),
                 token_sha256: tokens::token_hash(&token),
                 limits,
                 route_grants,
-                outbound_grants: outbound,
+                outbound_grants: outbound.clone(),
                 generation: tokens::new_generation()
                     .map_err(|e| RegistryError::Host(format!("no randomness: {e}")))?,
                 created_at: now_secs(),
@@ -54,7 +54,7 @@ impl Registry {
         grants: Vec<String>,
     ) -> Result<TenantRecord, RegistryError> {
         self.update_tenant(name, move |record| {
-            record.route_grants = check_grants(grants)?;
+            record.route_grants = check_grants(grants.clone())?;
             Ok(())
         })
         .await
@@ -69,7 +69,7 @@ impl Registry {
     ) -> Result<TenantRecord, RegistryError> {
         self.update_tenant(name, move |record| {
             caps::outbound_grants(&grants)?;
-            record.outbound_grants = grants;
+            record.outbound_grants = grants.clone();
             Ok(())
         })
         .await
@@ -80,7 +80,7 @@ impl Registry {
     async fn update_tenant(
         self: &Arc<Self>,
         name: String,
-        change: impl FnOnce(&mut TenantRecord) -> Result<(), RegistryError> + Send + 'static,
+        change: impl Fn(&mut TenantRecord) -> Result<(), RegistryError> + Send + Sync + 'static,
     ) -> Result<TenantRecord, RegistryError> {
         self.write(move |r| {
             let mut record = r.tenant_record(&name)?;

@@ -1,15 +1,34 @@
--- One control-plane change, atomic across nodes: checks that the writer
--- saw the latest revision, applies its operations, bumps the revision and
--- announces it.
--- KEYS: 1 revision, 2 tenants hash, 3 apps hash, 4 versions hash
--- ARGV: 1 the revision the writer applied, 2 the channel, then triples
+-- One control-plane change, atomic across nodes: checks that nothing the
+-- change read was written after the revision the writer checked against
+-- (or, for a change without a scope, that no change at all came since),
+-- applies its operations, bumps the revision, stamps the keys it wrote,
+-- and announces it.
+-- KEYS: 1 revision, 2 tenants hash, 3 apps hash, 4 versions hash,
+--   5 touched (scope key -> revision that last wrote it)
+-- ARGV: 1 the revision the writer applied, 2 the channel, 3 the number of
+--   scope keys read (-1: no scope, the whole revision is checked), those
+--   keys, the number of scope keys written, those keys, then triples
 --   (op, table 1..3, field) with a value after each `put`:
 --   `put` T F V | `del` T F | `delprefix` T PREFIX
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if current ~= tonumber(ARGV[1]) then
+local expected = tonumber(ARGV[1])
+local nreads = tonumber(ARGV[3])
+local i = 4
+if current < expected or (nreads < 0 and current ~= expected) then
   return {'stale', tostring(current)}
 end
-local i = 3
+if nreads > 0 and current ~= expected then
+  local stamps = redis.call('HMGET', KEYS[5], unpack(ARGV, 4, 3 + nreads))
+  for _, stamp in ipairs(stamps) do
+    if stamp and tonumber(stamp) > expected then
+      return {'stale', tostring(current)}
+    end
+  end
+end
+if nreads > 0 then i = i + nreads end
+local nwrites = tonumber(ARGV[i])
+local writes_from = i + 1
+i = i + 1 + nwrites
 while i <= #ARGV do
   local op, hash, field = ARGV[i], KEYS[1 + tonumber(ARGV[i + 1])], ARGV[i + 2]
   if op == 'put' then
@@ -34,5 +53,8 @@ while i <= #ARGV do
   end
 end
 local revision = redis.call('INCR', KEYS[1])
+for j = writes_from, writes_from + nwrites - 1 do
+  redis.call('HSET', KEYS[5], ARGV[j], revision)
+end
 redis.call('PUBLISH', ARGV[2], tostring(revision))
 return {'ok', tostring(revision)}

@@ -15,6 +15,10 @@
 //! message, a gap or a reconnect all end the same way, at the latest
 //! revision.
 
+mod scope;
+
+pub use scope::{Scope, scope_of};
+
 use super::StorageError;
 use super::redis_link::RedisLink;
 use std::time::Duration;
@@ -31,6 +35,9 @@ const TABLE_KEYS: [&str; 3] = [
     "{verge:cp}:versions",
 ];
 
+/// Scope key → the revision that last wrote it (`scope.rs`).
+const TOUCHED_KEY: &str = "{verge:cp}:touched";
+
 /// Longest a control-plane call waits for Redis: an admin write fails
 /// with 503 and the reason rather than hang, and a healthy Redis answers
 /// in well under a millisecond on a LAN.
@@ -41,6 +48,7 @@ pub const CONTROL_TIMEOUT: Duration = Duration::from_millis(500);
 pub const COMPONENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 static APPLY: &str = include_str!("apply.lua");
+static RESEED: &str = include_str!("reseed.lua");
 
 /// One of the three control tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +85,7 @@ pub struct ControlSnapshot {
 pub struct RedisControl {
     link: RedisLink,
     apply: redis::Script,
+    reseed: redis::Script,
 }
 
 fn unavailable(err: impl std::fmt::Display) -> StorageError {
@@ -105,6 +114,7 @@ impl RedisControl {
         Self {
             link: RedisLink::connect(client, CONTROL_TIMEOUT, "control plane").await,
             apply: redis::Script::new(APPLY),
+            reseed: redis::Script::new(RESEED),
         }
     }
 
@@ -118,13 +128,50 @@ impl RedisControl {
     /// the new revision, or [`StorageError::Conflict`] when another node
     /// changed it first.
     pub async fn apply(&self, expected: u64, ops: &[ControlOp]) -> Result<u64, StorageError> {
+        self.apply_within(expected, ops, None).await
+    }
+
+    /// Applies `ops` unless something they read ([`scope_of`]) was written
+    /// after `expected` (any change at all, for ops without a scope);
+    /// returns the new revision, which is `expected + 1` only when nothing
+    /// else changed meanwhile, or [`StorageError::Conflict`].
+    pub async fn apply_scoped(
+        &self,
+        expected: u64,
+        ops: &[ControlOp],
+    ) -> Result<u64, StorageError> {
+        self.apply_within(expected, ops, scope_of(ops)).await
+    }
+
+    async fn apply_within(
+        &self,
+        expected: u64,
+        ops: &[ControlOp],
+        scope: Option<Scope>,
+    ) -> Result<u64, StorageError> {
         let mut conn = self.conn()?;
         let mut invocation = self.apply.prepare_invoke();
         invocation.key(REVISION_KEY);
         for key in TABLE_KEYS {
             invocation.key(key);
         }
+        invocation.key(TOUCHED_KEY);
         invocation.arg(expected).arg(CONTROL_CHANNEL);
+        match &scope {
+            Some(scope) => {
+                invocation.arg(scope.reads.len());
+                for key in &scope.reads {
+                    invocation.arg(key);
+                }
+                invocation.arg(scope.writes.len());
+                for key in &scope.writes {
+                    invocation.arg(key);
+                }
+            }
+            None => {
+                invocation.arg(-1).arg(0);
+            }
+        }
         for op in ops {
             match op {
                 ControlOp::Put(table, key, value) => invocation
@@ -146,7 +193,39 @@ impl RedisControl {
         match status.as_str() {
             "ok" => Ok(revision),
             _ => Err(StorageError::Conflict(format!(
-                "the control plane moved to revision {revision} on another node while this one was at {expected}; retry"
+                "another node changed the same records (the control plane moved to revision {revision} while this one was at {expected}); retry"
+            ))),
+        }
+    }
+
+    /// Writes `snapshot`'s tables over Redis's at revision `revision`, if
+    /// Redis is still at `expected` (else [`StorageError::Conflict`]).
+    pub async fn reseed(
+        &self,
+        expected: u64,
+        snapshot: &ControlSnapshot,
+        revision: u64,
+    ) -> Result<u64, StorageError> {
+        let mut conn = self.conn()?;
+        let mut invocation = self.reseed.prepare_invoke();
+        invocation.key(REVISION_KEY);
+        for key in TABLE_KEYS {
+            invocation.key(key);
+        }
+        invocation.key(TOUCHED_KEY);
+        invocation.arg(expected).arg(CONTROL_CHANNEL).arg(revision);
+        for rows in &snapshot.tables {
+            invocation.arg(rows.len());
+            for (key, value) in rows {
+                invocation.arg(key).arg(value.as_slice());
+            }
+        }
+        let (status, now): (String, u64) =
+            bounded(COMPONENT_TIMEOUT, invocation.invoke_async(&mut conn)).await?;
+        match status.as_str() {
+            "ok" => Ok(now),
+            _ => Err(StorageError::Conflict(format!(
+                "the fleet's Redis moved to revision {now} while this node read {expected}; retry"
             ))),
         }
     }
