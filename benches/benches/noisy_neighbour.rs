@@ -4,7 +4,9 @@
 //! run against one `verge serve` child process. Every B request must
 //! succeed; B's p99 under attack is reported against B alone. Server on
 //! core 0 (`taskset`), load generator on core 1; bounded by
-//! VERGE_BENCH_SECS (default 5) per phase.
+//! VERGE_BENCH_SECS (default 5) per phase. Both tenants have the default
+//! limits, as a hostile tenant would keep them; VERGE_BENCH_ATTACKER_CAP=N
+//! caps A at N concurrent requests instead (what an operator may set).
 
 #![allow(
     clippy::unwrap_used,
@@ -17,8 +19,6 @@ use std::time::Duration;
 use verge_benches::binary::{VergeProcess, build_verge};
 use verge_benches::load::{self, LoadResult};
 
-/// Requests tenant A may run at once: its operator-set cap.
-const ATTACKER_MAX_CONCURRENCY: u32 = 2;
 
 /// Connections each attacker opens.
 const ATTACKER_CONNECTIONS: usize = 8;
@@ -38,10 +38,13 @@ fn main() -> anyhow::Result<()> {
     let guests = verge_benches::build_guests()?;
     let binary = build_verge()?;
     let verge = VergeProcess::start(&binary, &["--pool-instances", "128"])?;
-    verge.tenant(
-        "a",
-        &format!(r#"{{"max_concurrency":{ATTACKER_MAX_CONCURRENCY}}}"#),
-    )?;
+    let cap: Option<u32> = std::env::var("VERGE_BENCH_ATTACKER_CAP")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    match cap {
+        Some(cap) => verge.tenant("a", &format!(r#"{{"max_concurrency":{cap}}}"#))?,
+        None => verge.tenant("a", "{}")?,
+    }
     verge.tenant("b", "{}")?;
     for (app, guest, _) in ATTACKERS {
         verge.deploy("a", app, &format!("{app}.test"), &guests[guest])?;
@@ -62,7 +65,8 @@ fn main() -> anyhow::Result<()> {
     ))?;
     let alone = rt.block_on(load::run(addr, "hello.test", "/", 8, phase))?;
     println!(
-        "noisy neighbour through the verge binary: B = hello (8 conns); A = {ATTACKER_CONNECTIONS} conns per attacker, A capped at {ATTACKER_MAX_CONCURRENCY} concurrent"
+        "noisy neighbour through the verge binary: B = hello (8 conns); A = {ATTACKER_CONNECTIONS} conns per attacker, A {}",
+        cap.map_or("with the default limits".to_owned(), |cap| format!("capped at {cap} concurrent"))
     );
     show("B alone", &alone);
     let mut worst = 1.0f64;
