@@ -19,7 +19,6 @@ use std::time::Duration;
 use verge_benches::binary::{VergeProcess, build_verge};
 use verge_benches::load::{self, LoadResult};
 
-
 /// Connections each attacker opens.
 const ATTACKER_CONNECTIONS: usize = 8;
 
@@ -66,7 +65,9 @@ fn main() -> anyhow::Result<()> {
     let alone = rt.block_on(load::run(addr, "hello.test", "/", 8, phase))?;
     println!(
         "noisy neighbour through the verge binary: B = hello (8 conns); A = {ATTACKER_CONNECTIONS} conns per attacker, A {}",
-        cap.map_or("with the default limits".to_owned(), |cap| format!("capped at {cap} concurrent"))
+        cap.map_or("with the default limits".to_owned(), |cap| format!(
+            "capped at {cap} concurrent"
+        ))
     );
     show("B alone", &alone);
     let mut worst = 1.0f64;

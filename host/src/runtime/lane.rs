@@ -7,8 +7,13 @@
 //! when the instance goes. One 40 MiB response costs ~30 ms of that, and
 //! used to stall every other tenant's requests on the worker for as long.
 //!
-//! So a call whose linear memory grows past [`HEAVY_MEMORY_BYTES`] is moved,
-//! at that growth (a yield point), to a thread of its own at the lowest
+//! Yielding is not enough on its own either: eight calls spinning through
+//! their CPU budget on a one-core daemon still took three quarters of it,
+//! and a light tenant's hello p99 rose 3.7× beside them.
+//!
+//! So a call whose linear memory grows past [`HEAVY_MEMORY_BYTES`], or that
+//! has run for [`HEAVY_CPU`] on the serving runtime, is moved, at that
+//! point (a yield point), to a thread of its own at the lowest
 //! CPU priority (nice 19), where the kernel preempts it whenever a serving
 //! thread has work; its tenant is marked heavy for [`HEAVY_MARK`] so its
 //! next calls start there. Light tenants never leave the serving runtime,
@@ -27,6 +32,12 @@ use std::time::{Duration, Instant};
 /// modest heap; at about this size the unmetered page faults and copies
 /// reach a millisecond.
 pub const HEAVY_MEMORY_BYTES: usize = 8 << 20;
+
+/// Time a call may spend running (inside its polls, not waiting on I/O) on
+/// the serving runtime before it counts as heavy: 2 ms, a hundred times
+/// what a hello takes and a twenty-fifth of the default CPU budget, so
+/// only calls that compute for real (an image resize, a spin) move.
+pub const HEAVY_CPU: Duration = Duration::from_millis(2);
 
 /// How long a tenant stays on the background lane after a heavy call.
 pub const HEAVY_MARK: Duration = Duration::from_secs(30);
@@ -149,7 +160,8 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Runs `call` where it belongs: on the background lane from the start
 /// when `mark` says the tenant is heavy; otherwise here, moved to the lane
-/// at the first poll after `signal` fires (the tenant is then marked).
+/// at the first poll after `signal` fires or after its polls took
+/// [`HEAVY_CPU`] in all (the tenant is then marked).
 /// `lost` makes the answer when the lane task fails (only then).
 pub async fn run<F>(
     call: F,
@@ -166,10 +178,16 @@ where
     };
     let mut call: Pin<Box<F>> = Box::pin(call);
     if !mark.is_heavy() {
-        let here = std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
-            Poll::Ready(output) => Poll::Ready(Some(output)),
-            Poll::Pending if signal.fired() => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+        let mut ran = Duration::ZERO;
+        let here = std::future::poll_fn(|cx| {
+            let started = Instant::now();
+            let polled = call.as_mut().poll(cx);
+            ran += started.elapsed();
+            match polled {
+                Poll::Ready(output) => Poll::Ready(Some(output)),
+                Poll::Pending if signal.fired() || ran >= HEAVY_CPU => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
         })
         .await;
         if let Some(output) = here {
@@ -236,5 +254,43 @@ mod tests {
         )
         .await;
         assert_eq!(nice.as_deref(), Some("19"), "the lane runs at nice 19");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_computes_past_the_cpu_threshold_moves_and_one_that_waits_stays() {
+        let here = std::thread::current().id();
+        // Waiting (on a timer: I/O) does not count, however long.
+        let mark = HeavyMark::default();
+        let stayed = run(
+            async move {
+                tokio::time::sleep(HEAVY_CPU * 3).await;
+                std::thread::current().id()
+            },
+            &mark,
+            &HeavySignal::default(),
+            || here,
+        )
+        .await;
+        assert_eq!(stayed, here);
+        assert!(!mark.is_heavy());
+        // Computing does, at the first yield past it.
+        let moved = run(
+            async move {
+                for _ in 0..100 {
+                    let started = Instant::now();
+                    while started.elapsed() < HEAVY_CPU / 4 {
+                        std::hint::spin_loop();
+                    }
+                    tokio::task::yield_now().await;
+                }
+                std::thread::current().id()
+            },
+            &mark,
+            &HeavySignal::default(),
+            || here,
+        )
+        .await;
+        assert_ne!(moved, here, "finished on the lane");
+        assert!(mark.is_heavy());
     }
 }
