@@ -1,6 +1,7 @@
 //! Noisy neighbour through the shipped binary: tenant B's hello under load,
-//! alone and then while tenant A floods a CPU-spinning, a memory-bombing
-//! and a huge-response function (each alone, then all three), in the same
+//! alone and then while tenant A floods a CPU-spinning, a memory-bombing,
+//! a huge-response function and two that leave work after the response (a
+//! sleep, a spin) (each alone, then all five), in the same
 //! run against one `verge serve` child process. Every B request must
 //! succeed; B's p99 under attack is reported against B alone. Server on
 //! core 0 (`taskset`), load generator on core 1; bounded by
@@ -22,11 +23,15 @@ use verge_benches::load::{self, LoadResult};
 /// Connections each attacker opens.
 const ATTACKER_CONNECTIONS: usize = 8;
 
-/// The attackers: app, guest, path.
-const ATTACKERS: [(&str, &str, &str); 3] = [
+/// The attackers: app, guest, path. The last two answer at once and leave
+/// work after the response: a 2 s sleep holding the instance, and a spin
+/// through the CPU budget.
+const ATTACKERS: [(&str, &str, &str); 5] = [
     ("spin", "cpu-spin", "/"),
     ("bomb", "memory-bomb", "/"),
     ("huge", "huge-response", "/?mib=40"),
+    ("sleeper", "fetch-async-probe", "/?mode=defer&sleep=2000"),
+    ("deferred", "fetch-async-probe", "/?mode=defer&spin=1"),
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -75,7 +80,7 @@ fn main() -> anyhow::Result<()> {
     let mut phases: Vec<(&str, Vec<usize>)> = (0..ATTACKERS.len())
         .map(|i| (ATTACKERS[i].0, vec![i]))
         .collect();
-    phases.push(("all three", (0..ATTACKERS.len()).collect()));
+    phases.push(("all five", (0..ATTACKERS.len()).collect()));
     for (name, which) in phases {
         let (attacked, attackers) = rt.block_on(async {
             // Each attacker on its own task, all beside B's load.

@@ -42,7 +42,7 @@ pub enum VarKind {
 /// the same records first is run again (after catching up) before the
 /// client gets the 409: the refused attempt wrote nothing, and a change is
 /// checked afresh each time.
-pub const CONTROL_WRITE_ATTEMPTS: u32 = 5;
+pub const CONTROL_WRITE_ATTEMPTS: u32 = 8;
 
 /// A short wait before attempt `attempt`, 5–20 ms growing, with jitter
 /// from the clock so two nodes racing do not collide again in step.

@@ -13,8 +13,10 @@
 //! - `background`: starts `url`, hands it to `wait_until`, answers `sent`.
 //! - `defer`: answers `deferred`; after the response a closure fetches
 //!   `url` and logs `deferred fetch STATUS` (or the error). With `spin=1`
-//!   the closure loops until its CPU budget runs out; with `pre=1` the
-//!   handler fetches `url` itself first (the budget is shared).
+//!   the closure loops until its CPU budget runs out; with `sleep=MS` it
+//!   first sleeps that long (a host wait, holding its instance); with
+//!   `pre=1` the handler fetches `url` itself first (the budget is
+//!   shared).
 //! - `hold`: starts `n` fetches of `url` (each with a `t` ms timeout,
 //!   default 300), waits for each head and keeps its body unread; answers
 //!   `held K` then one `error KIND` line per failed start or head. With
@@ -101,11 +103,18 @@ fn handle(req: Request) -> Response {
         },
         "defer" => {
             let spin = req.query_param("spin") == Some("1");
+            let sleep: u64 = req
+                .query_param("sleep")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             let pre = match req.query_param("pre") {
                 Some("1") => Some(line(&fetch::get(url.clone()).send())),
                 _ => None,
             };
             verge_sdk::wait_until(move || {
+                if sleep > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(sleep));
+                }
                 if spin {
                     let mut x: u64 = 1;
                     loop {
