@@ -6,6 +6,10 @@
 //! through node A, then polls B and C's data planes until both serve it.
 //! Reported: the upload's own time on A (compile included) and the
 //! propagation from A's answer until B and C both serve, p50 and p99.
+//! Then hello on fleet node A against a single node (`verge serve`
+//! without `--cluster`), both on core 0, the load on core 1, in
+//! alternating rounds of VERGE_BENCH_SECS (default 2) seconds: medians of
+//! five.
 
 #![allow(
     clippy::unwrap_used,
@@ -103,6 +107,48 @@ fn main() -> anyhow::Result<()> {
         quantile(&known, 0.5),
         quantile(&known, 0.99)
     );
+    hello_against_a_single_node(&binary, a, &guests["hello"])
+}
+
+/// Hello through fleet node `fleet` and through a single node, alternating
+/// rounds; prints the medians and their ratio.
+fn hello_against_a_single_node(
+    binary: &std::path::Path,
+    fleet: &VergeProcess,
+    hello: &std::path::Path,
+) -> anyhow::Result<()> {
+    let secs: u64 = std::env::var("VERGE_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let single = VergeProcess::start(binary, &[])?;
+    single.tenant("acme", "{}")?;
+    for node in [&single, fleet] {
+        node.deploy("acme", "h", "h.test", hello)?;
+    }
+    verge_benches::pin(1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let round = Duration::from_secs(secs);
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut failed = 0;
+    for _ in 0..5 {
+        for (i, node) in [&single, fleet].iter().enumerate() {
+            let result =
+                rt.block_on(verge_benches::load::run(node.data, "h.test", "/", 16, round))?;
+            failed += result.failed;
+            rates[i].push(result.rps);
+        }
+    }
+    let median = |v: &[f64]| quantile(v, 0.5);
+    println!(
+        "hello, 16 connections, medians of 5 rounds: single node {:.0} req/s, fleet node {:.0} req/s: the fleet node at {:.1} % of the single node; non-2xx {failed}",
+        median(&rates[0]),
+        median(&rates[1]),
+        100.0 * median(&rates[1]) / median(&rates[0])
+    );
+    anyhow::ensure!(failed == 0, "failed hello requests");
     Ok(())
 }
 
