@@ -135,8 +135,9 @@ fn hello_against_a_single_node(
     let mut failed = 0;
     for _ in 0..5 {
         for (i, node) in [&single, fleet].iter().enumerate() {
-            let result =
-                rt.block_on(verge_benches::load::run(node.data, "h.test", "/", 16, round))?;
+            let result = rt.block_on(verge_benches::load::run(
+                node.data, "h.test", "/", 16, round,
+            ))?;
             failed += result.failed;
             rates[i].push(result.rps);
         }

@@ -88,6 +88,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Instances the pool holds (the admission cap's size).
+    pub fn pool_instances(&self) -> u32 {
+        self.settings.pool_instances.max(1)
+    }
+
     /// Builds the engine. With `settings.pooling`, tries the pooling
     /// allocator first and falls back to on-demand allocation with a warning
     /// when the address space cannot be reserved (e.g. under `ulimit -v`).

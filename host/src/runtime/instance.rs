@@ -186,7 +186,7 @@ impl Function {
             && !after.is_empty()
         {
             let run = pre.deferred;
-            tokio::spawn(async move {
+            super::lane::spawn(async move {
                 super::after_response::run(&mut store, instance, run, after, deadline).await;
                 drop(admission);
             });

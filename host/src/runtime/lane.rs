@@ -149,6 +149,21 @@ pub(super) fn lower_priority() {
     }
 }
 
+/// Runs work nobody waits on (a request's work after its response) on the
+/// background lane, so it gets what the serving threads leave: a tenant
+/// answering at once and spinning afterwards must not take the CPU its
+/// neighbours' requests need. On the serving runtime where the lane could
+/// not start.
+pub fn spawn<F>(work: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    match lane() {
+        Some(lane) => drop(lane.spawn(work)),
+        None => drop(tokio::spawn(work)),
+    }
+}
+
 /// Aborts the lane task when the caller goes away (the client hung up).
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 

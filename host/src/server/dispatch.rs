@@ -22,7 +22,6 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::Semaphore;
 
 /// The response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "verge-request-id";
@@ -35,7 +34,7 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     routes: Arc<dyn RouteTable>,
     limits: HttpLimits,
-    admission: Arc<Semaphore>,
+    admission: Arc<super::admission::PoolAdmission>,
     ids: RequestIds,
     trusted_proxies: TrustedProxies,
     connections: Arc<ConnectionGate>,
@@ -63,7 +62,7 @@ impl Dispatcher {
             metrics,
             routes,
             limits,
-            admission: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            admission: Arc::new(super::admission::PoolAdmission::new(max_in_flight)),
             ids: RequestIds::default(),
             trusted_proxies: TrustedProxies::default(),
             connections: ConnectionGate::new(ConnectionLimits::default()),
@@ -305,15 +304,18 @@ impl Dispatcher {
         &self.metrics
     }
 
-    /// Global, then tenant, then app slots, all within one queue deadline.
+    /// App, then tenant, then pool slots (narrowest first, so waiting on
+    /// one's own cap holds nothing shared), all within one queue deadline.
+    /// A tenant holding little of the pool may take its reserve.
     pub(super) async fn admit(
         &self,
         deployment: &Deployment,
     ) -> Result<Vec<tokio::sync::OwnedSemaphorePermit>, RequestError> {
         let deadline = tokio::time::Instant::now() + ADMISSION_QUEUE_TIMEOUT;
         let slots = deployment.slots.clone();
-        let gates = [Some(self.admission.clone()), slots.tenant, slots.app];
-        let mut permits = Vec::with_capacity(gates.len());
+        let tenant = slots.tenant.clone();
+        let gates = [slots.app, slots.tenant];
+        let mut permits = Vec::with_capacity(gates.len() + 1);
         for gate in gates.into_iter().flatten() {
             let acquired = match gate.clone().try_acquire_owned() {
                 Ok(permit) => Ok(Ok(permit)),
@@ -329,6 +331,24 @@ impl Dispatcher {
                 Ok(Err(_)) | Err(_) => return Err(RequestError::Overloaded),
             }
         }
+        // What the tenant holds now, this request's slot included.
+        let held = tenant.map_or(0, |tenant| {
+            deployment
+                .slots
+                .tenant_cap
+                .saturating_sub(tenant.available_permits())
+        });
+        let light = self.admission.is_light(held);
+        let permit = match self.admission.try_admit(light) {
+            Some(permit) => Some(permit),
+            None => {
+                self.metrics.admission_wait(true);
+                let waited = self.admission.admit(light, deadline).await;
+                self.metrics.admission_wait(false);
+                waited
+            }
+        };
+        permits.push(permit.ok_or(RequestError::Overloaded)?);
         Ok(permits)
     }
 }

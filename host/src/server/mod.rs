@@ -1,6 +1,7 @@
 //! The data-plane HTTP server: accept loop, connection limits, graceful
 //! shutdown. One request's path lives in [`dispatch`].
 
+pub mod admission;
 pub mod body;
 mod client_ip;
 pub mod connection;

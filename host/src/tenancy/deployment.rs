@@ -140,6 +140,9 @@ impl Deployment {
 pub struct Slots {
     /// Shared by every app of the tenant.
     pub tenant: Option<Arc<tokio::sync::Semaphore>>,
+    /// How many permits `tenant` was made with (what it holds is this
+    /// less those available).
+    pub tenant_cap: usize,
     /// Shared by every version of the app.
     pub app: Option<Arc<tokio::sync::Semaphore>>,
     /// Whether the tenant's calls start on the background lane; shared by

@@ -42,10 +42,17 @@ pub(super) struct Loader {
     pub(super) remote: Option<Arc<crate::storage::control_redis::RedisControl>>,
 }
 
-/// Requests one tenant may run at once unless its limits say otherwise: a
-/// quarter of the default instance pool, so no single tenant can take the
-/// slots every other tenant needs.
-pub const DEFAULT_TENANT_MAX_CONCURRENCY: u32 = 250;
+/// Requests one tenant may run at once unless its limits say otherwise, as
+/// a share of the instance pool: a quarter, so no single tenant can take
+/// the slots every other tenant needs (250 of the default 1,000; with
+/// `--pool-instances 128`, 32: a fixed 250 let one tenant hold a smaller
+/// pool whole).
+pub const DEFAULT_TENANT_POOL_DIVISOR: u32 = 4;
+
+/// The default per-tenant cap for a pool of `pool` instances.
+pub fn default_tenant_max_concurrency(pool: u32) -> u32 {
+    (pool / DEFAULT_TENANT_POOL_DIVISOR).max(1)
+}
 
 impl Loader {
     pub(super) fn new(
@@ -240,15 +247,12 @@ impl Loader {
             let place = secret_place(&app.tenant, &app.name, name);
             vars.insert(name.clone(), self.secrets.open(&place, sealed)?);
         }
+        let tenant_cap = tenant_limits
+            .max_concurrency
+            .unwrap_or_else(|| default_tenant_max_concurrency(self.runtime.pool_instances()));
         let slots = Slots {
-            tenant: Some(
-                self.semaphore(
-                    &app.tenant,
-                    tenant_limits
-                        .max_concurrency
-                        .unwrap_or(DEFAULT_TENANT_MAX_CONCURRENCY),
-                ),
-            ),
+            tenant: Some(self.semaphore(&app.tenant, tenant_cap)),
+            tenant_cap: usize::try_from(tenant_cap.max(1)).unwrap_or(usize::MAX),
             app: app
                 .manifest
                 .limits

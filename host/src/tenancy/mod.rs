@@ -24,7 +24,7 @@ pub use http_caps::{
     DEFAULT_MAX_URI_BYTES, HttpLimits,
 };
 pub use limits::{effective_http_limits, effective_limits, effective_overrides};
-pub use loader::DEFAULT_TENANT_MAX_CONCURRENCY;
+pub use loader::{DEFAULT_TENANT_POOL_DIVISOR, default_tenant_max_concurrency};
 pub use registry::Registry;
 
 use std::sync::Arc;
