@@ -360,3 +360,46 @@ async fn a_timed_out_import_says_its_outcome_is_unknown_and_a_rerun_is_the_same(
     assert_eq!(kv.get(&a, "k1234").await, Ok(Some(b"v1234".to_vec())));
     assert_eq!(keys(&mut conn, "{t:importer}:v:*").await.len(), 5_001);
 }
+
+/// A tenant's `list` work on the shared Redis is paced: calls examining
+/// many entries (here expired ones) pass up to the tenant's allowance and
+/// are then refused with the wait, while another tenant lists at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenants_list_work_is_paced_and_a_neighbour_still_lists() {
+    use redis_backend::{REDIS_LIST_MAX_EXAMINED, REDIS_TENANT_LIST_ENTRIES_PER_SECOND};
+    let server = RedisServer::start();
+    let clock = Arc::new(ManualClock::at(1_000_000));
+    let kv = RedisKv::connect(&server.url(), clock.clone())
+        .await
+        .unwrap();
+    let a = ns("lister", u64::MAX);
+    for chunk in (0..REDIS_LIST_MAX_EXAMINED * 2)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+    {
+        let ops = chunk
+            .iter()
+            .map(|i| set(&format!("e{i:06}"), b"v", Some(60)))
+            .collect();
+        kv.write_all(&a, ops).await.unwrap();
+    }
+    clock.set(1_000_000 + 120_000);
+    // Each call examines the most it may (every entry is expired).
+    let allowed =
+        usize::try_from(REDIS_TENANT_LIST_ENTRIES_PER_SECOND).unwrap() / REDIS_LIST_MAX_EXAMINED;
+    for _ in 0..allowed {
+        kv.list(&a, "", None, 10).await.unwrap();
+    }
+    let refused = kv.list(&a, "", None, 10).await;
+    let Err(KvError::RateLimited(why)) = refused else {
+        panic!("past the pace: {refused:?}");
+    };
+    assert!(why.contains("retry in"), "{why}");
+    let b = ns("neighbour", u64::MAX);
+    kv.write(&b, set("k", b"v", None)).await.unwrap();
+    assert_eq!(kv.list(&b, "", None, 10).await.unwrap().keys, ["k"]);
+    // A cheap list gives back what it did not use.
+    for _ in 0..20 {
+        assert!(kv.list(&b, "", None, 10).await.is_ok());
+    }
+}

@@ -19,7 +19,10 @@
 mod pace;
 mod sweeper;
 
-pub use pace::{REDIS_TENANT_WRITE_BURST_BYTES, REDIS_TENANT_WRITE_BYTES_PER_SECOND};
+pub use pace::{
+    REDIS_TENANT_LIST_ENTRIES_PER_SECOND, REDIS_TENANT_WRITE_BURST_BYTES,
+    REDIS_TENANT_WRITE_BYTES_PER_SECOND,
+};
 pub use sweeper::{
     DUE_KEY, FORGET_GRACE, FORGOTTEN_KEY, MAX_PURGE_ENTRIES, MAX_SWEEP_ENTRIES, MAX_SWEEP_TENANTS,
     PURGE_STEPS_PER_TICK, SWEEP_INTERVAL, SWEEP_REVISIT,
@@ -110,6 +113,8 @@ pub struct RedisKv {
     /// For writes over [`REDIS_BULK_WRITE_BYTES`].
     bulk: RedisLink,
     pace: pace::WritePace,
+    /// The pace of `list` work per tenant.
+    list_pace: pace::WritePace,
     /// Whether the last call reached Redis (for readiness).
     answered: std::sync::atomic::AtomicBool,
     clock: Arc<dyn Clock>,
@@ -197,6 +202,7 @@ impl RedisKv {
             conn,
             bulk,
             pace: pace::WritePace::default(),
+            list_pace: pace::WritePace::lists(),
             answered: std::sync::atomic::AtomicBool::new(true),
             clock,
             apply: redis::Script::new(APPLY),
@@ -489,8 +495,24 @@ impl KvBackend for RedisKv {
             .arg(limit)
             .arg(REDIS_LIST_MAX_EXAMINED);
         let mut conn = self.conn()?;
-        let (found, stopped_at): (Vec<Vec<u8>>, Option<Vec<u8>>) =
-            self.bounded(invocation.invoke_async(&mut conn)).await?;
+        // The most this call may examine is taken first; what it did not
+        // use is given back.
+        self.list_pace.take(
+            &ns.tenant,
+            REDIS_LIST_MAX_EXAMINED,
+            std::time::Instant::now(),
+        )?;
+        let (found, stopped_at, examined): (Vec<Vec<u8>>, Option<Vec<u8>>, usize) =
+            match self.bounded(invocation.invoke_async(&mut conn)).await {
+                Ok(reply) => reply,
+                Err(err) => {
+                    self.list_pace
+                        .give_back(&ns.tenant, REDIS_LIST_MAX_EXAMINED);
+                    return Err(err);
+                }
+            };
+        self.list_pace
+            .give_back(&ns.tenant, REDIS_LIST_MAX_EXAMINED.saturating_sub(examined));
         let mut page = KeyPage {
             keys: found
                 .iter()
