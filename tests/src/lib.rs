@@ -30,6 +30,7 @@ use verge::tenancy::{Deployment, DeploymentSpec, RouteTable, local_capabilities}
 
 pub mod fleet;
 pub mod geo_fixtures;
+pub mod kv;
 pub mod origin;
 pub mod pki;
 pub mod platform;

@@ -13,6 +13,7 @@ use verge::storage::kv::{
     KvBackend, KvError, MAX_KEY_BYTES, MAX_TTL_SECONDS, MAX_VALUE_BYTES, ManualClock, Namespace,
     Outcome, WriteOp,
 };
+use verge_tests::kv::{ns, set};
 use verge_tests::redis_server::RedisServer;
 
 /// A backend under test, its clock, and what keeps it alive.
@@ -69,22 +70,6 @@ async fn backends(now_ms: u64) -> Vec<Backend> {
 /// bytes of expiry, the payload.
 fn file_charge(ns: &Namespace, key: &str, payload: usize) -> u64 {
     (ns.prefix().len() + key.len() + 8 + payload) as u64
-}
-
-fn ns(tenant: &str, quota_bytes: u64) -> Namespace {
-    Namespace {
-        tenant: tenant.into(),
-        store: "s".into(),
-        quota_bytes,
-    }
-}
-
-fn set(key: &str, value: &[u8], ttl: Option<u32>) -> WriteOp {
-    WriteOp::Set {
-        key: key.into(),
-        value: value.to_vec(),
-        ttl,
-    }
 }
 
 fn inc(key: &str, delta: i64, ttl: Option<u32>) -> WriteOp {

@@ -11,23 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use verge::storage::kv::redis_backend::{self, RedisKv};
 use verge::storage::kv::{KvBackend, KvError, MAX_VALUE_BYTES, ManualClock, Namespace, WriteOp};
+use verge_tests::kv::{ns, set};
 use verge_tests::redis_server::RedisServer;
-
-fn ns(tenant: &str, quota_bytes: u64) -> Namespace {
-    Namespace {
-        tenant: tenant.into(),
-        store: "s".into(),
-        quota_bytes,
-    }
-}
-
-fn set(key: &str, value: &[u8], ttl: Option<u32>) -> WriteOp {
-    WriteOp::Set {
-        key: key.into(),
-        value: value.to_vec(),
-        ttl,
-    }
-}
 
 /// A plain connection, to look at Redis from outside.
 async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {

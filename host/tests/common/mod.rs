@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The first line the child prints on stdout (its ready line).
 pub fn first_line(child: &mut Child) -> String {
@@ -363,4 +363,35 @@ pub fn hello_p99(
     times.sort_by(f64::total_cmp);
     let n = times.len();
     (times[(n * 99 / 100).min(n - 1)], failed)
+}
+
+/// Reads until EOF or `limit`; returns what came and whether the peer
+/// closed within `limit`.
+pub fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (out, false);
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (out, false),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (out, false),
+            // A reset is a close too.
+            Err(_) => return (out, true),
+        }
+    }
+}
+
+/// The status code of a raw HTTP/1.1 response (0 if none).
+pub fn status_of(response: &[u8]) -> u16 {
+    String::from_utf8_lossy(response)
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }

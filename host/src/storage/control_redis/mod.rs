@@ -150,13 +150,7 @@ impl RedisControl {
         scope: Option<Scope>,
     ) -> Result<u64, StorageError> {
         let mut conn = self.conn()?;
-        let mut invocation = self.apply.prepare_invoke();
-        invocation.key(REVISION_KEY);
-        for key in TABLE_KEYS {
-            invocation.key(key);
-        }
-        invocation.key(TOUCHED_KEY);
-        invocation.arg(expected).arg(CONTROL_CHANNEL);
+        let mut invocation = control_script(&self.apply, expected);
         match &scope {
             Some(scope) => {
                 invocation.arg(scope.reads.len());
@@ -207,13 +201,8 @@ impl RedisControl {
         revision: u64,
     ) -> Result<u64, StorageError> {
         let mut conn = self.conn()?;
-        let mut invocation = self.reseed.prepare_invoke();
-        invocation.key(REVISION_KEY);
-        for key in TABLE_KEYS {
-            invocation.key(key);
-        }
-        invocation.key(TOUCHED_KEY);
-        invocation.arg(expected).arg(CONTROL_CHANNEL).arg(revision);
+        let mut invocation = control_script(&self.reseed, expected);
+        invocation.arg(revision);
         for rows in &snapshot.tables {
             invocation.arg(rows.len());
             for (key, value) in rows {
@@ -283,6 +272,20 @@ impl RedisControl {
         )
         .await
     }
+}
+
+/// A call of `script` with the control plane's keys (revision, the three
+/// tables, the touched stamps) and its first two arguments: the revision
+/// the writer read, the channel to announce on.
+fn control_script(script: &redis::Script, expected: u64) -> redis::ScriptInvocation<'_> {
+    let mut invocation = script.prepare_invoke();
+    invocation.key(REVISION_KEY);
+    for key in TABLE_KEYS {
+        invocation.key(key);
+    }
+    invocation.key(TOUCHED_KEY);
+    invocation.arg(expected).arg(CONTROL_CHANNEL);
+    invocation
 }
 
 fn component_key(sha256: &str) -> String {

@@ -17,7 +17,10 @@
 //! - and, fleet-wide, the indexes of `sweeper.rs`.
 
 mod pace;
+mod script;
 mod sweeper;
+
+use script::{decode_reply, encode};
 
 pub use pace::{
     REDIS_TENANT_LIST_ENTRIES_PER_SECOND, REDIS_TENANT_WRITE_BURST_BYTES,
@@ -28,7 +31,7 @@ pub use sweeper::{
     PURGE_STEPS_PER_TICK, SWEEP_INTERVAL, SWEEP_REVISIT,
 };
 
-use super::logic::{Namespace, Outcome, WriteOp, check_value, expiry_for, live};
+use super::logic::{Namespace, Outcome, WriteOp, live};
 use super::{Clock, KeyPage, KvBackend, KvError};
 use super::{check_key, clamp_limit};
 use crate::storage::redis_link::RedisLink;
@@ -324,77 +327,6 @@ impl RedisKv {
             )
             .await?;
         decode_reply(ops, &reply)
-    }
-}
-
-/// A write as the script's arguments: kind, key, value or delta, expiry
-/// for a new value, expected value.
-type Encoded<'a> = (&'static str, &'a str, Vec<u8>, u64, Option<Vec<u8>>);
-
-fn encode(op: &WriteOp, now_ms: u64) -> Result<Encoded<'_>, KvError> {
-    let expiry = |ttl: Option<u32>| expiry_for(ttl, now_ms);
-    let value = |v: &[u8]| check_value(v).map(|()| v.to_vec());
-    let encoded = match op {
-        WriteOp::Set { key, value: v, ttl } => {
-            ("set", key.as_str(), value(v)?, expiry(*ttl)?, None)
-        }
-        WriteOp::Delete { key } => ("del", key.as_str(), Vec::new(), 0, None),
-        WriteOp::Increment { key, delta, ttl } => (
-            "inc",
-            key.as_str(),
-            delta.to_string().into_bytes(),
-            expiry(*ttl)?,
-            None,
-        ),
-        WriteOp::CompareAndSwap {
-            key,
-            expected,
-            new,
-            ttl,
-        } => (
-            "cas",
-            key.as_str(),
-            value(new)?,
-            expiry(*ttl)?,
-            expected.clone(),
-        ),
-    };
-    check_key(encoded.1)?;
-    Ok(encoded)
-}
-
-/// The outcomes of an `apply.lua` reply, or its refusal.
-fn decode_reply(ops: &[WriteOp], reply: &[redis::Value]) -> Result<Vec<Outcome>, KvError> {
-    let text = |v: &redis::Value| -> String {
-        match v {
-            redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-            redis::Value::SimpleString(s) => s.clone(),
-            redis::Value::Int(n) => n.to_string(),
-            other => format!("{other:?}"),
-        }
-    };
-    let words: Vec<String> = reply.iter().map(text).collect();
-    match words.first().map(String::as_str) {
-        Some("ok") => ops
-            .iter()
-            .zip(&words[1..])
-            .map(|(op, word)| match op {
-                WriteOp::Set { .. } | WriteOp::Delete { .. } => Ok(Outcome::Done),
-                WriteOp::CompareAndSwap { .. } => Ok(Outcome::Swapped(word == "swapped")),
-                WriteOp::Increment { .. } => word
-                    .parse()
-                    .map(Outcome::Counter)
-                    .map_err(|_| storage(format!("a counter of {word:?}"))),
-            })
-            .collect(),
-        Some("err") => match words.get(2).map(String::as_str) {
-            Some("quota") => Err(KvError::QuotaExceeded),
-            Some("not-integer") => Err(KvError::NotAnInteger(
-                words.get(3).cloned().unwrap_or_default(),
-            )),
-            other => Err(storage(format!("refused: {other:?}"))),
-        },
-        _ => Err(storage(format!("an unexpected reply {words:?}"))),
     }
 }
 
