@@ -1,5 +1,5 @@
 //! The data-plane HTTP server: accept loop, connection limits, graceful
-//! shutdown. One request's path lives in [`dispatch`].
+//! shutdown. One request's path lives in `dispatch.rs`.
 
 pub mod admission;
 pub mod body;

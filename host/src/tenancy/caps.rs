@@ -132,12 +132,12 @@ impl TenantSlots {
         }
     }
 
-    /// The compile slots: [`MAX_COMPILES_IN_FLIGHT`], [`MAX_COMPILES_PER_TENANT`].
+    /// The compile slots: `MAX_COMPILES_IN_FLIGHT`, `MAX_COMPILES_PER_TENANT`.
     pub fn compiles() -> Self {
         Self::new("compile", MAX_COMPILES_IN_FLIGHT, MAX_COMPILES_PER_TENANT)
     }
 
-    /// The upload slots: [`MAX_UPLOADS_IN_FLIGHT`], [`MAX_UPLOADS_PER_TENANT`].
+    /// The upload slots: `MAX_UPLOADS_IN_FLIGHT`, `MAX_UPLOADS_PER_TENANT`.
     pub fn uploads() -> Self {
         Self::new("upload", MAX_UPLOADS_IN_FLIGHT, MAX_UPLOADS_PER_TENANT)
     }

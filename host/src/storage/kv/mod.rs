@@ -1,5 +1,5 @@
 //! Key-value storage behind a trait, free of WIT types. One set of rules
-//! ([`apply`]) over two storages: redb (durable, group commit) and memory
+//! (`logic.rs`'s `apply`) over two storages: redb (durable, group commit) and memory
 //! (unit tests). Keys are namespaced by (tenant, store) so tenants never
 //! meet; values carry their expiry; usage is tracked per tenant for quotas.
 
