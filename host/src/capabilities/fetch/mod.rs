@@ -32,7 +32,6 @@ use super::view::WithTable;
 use super::{PerRequest, RequestScope};
 use crate::telemetry::metrics::Metrics;
 use http::{Method, Uri};
-use pending::Held;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -242,25 +241,16 @@ impl FetchCtx {
         };
         let metrics = self.metrics.clone();
         Ok(PendingFetch::spawn(async move {
-            // A place among the open exchanges until its body is read or
-            // dropped, then an in-flight slot until its head is in: taken
-            // by the task, in that order, so a guest that starts more than
-            // the caps before reading anything never waits on itself.
-            let open = exchange.budget.open(deadline).await;
-            let slot = match &open {
-                Ok(_) => exchange.budget.slot(deadline).await,
-                Err(err) => Err(err.clone()),
-            };
-            let (open, slot) = match (open, slot) {
-                (Ok(open), Ok(slot)) => (open, slot),
-                (Err(err), _) | (_, Err(err)) => {
+            let gauge = metrics.as_ref().map(|(m, _)| m.clone());
+            let (open, held) = match exchange.budget.places(deadline, gauge).await {
+                Ok(places) => places,
+                Err(err) => {
                     if let Some((metrics, tenant)) = &metrics {
                         metrics.fetch(tenant, err.kind());
                     }
                     return Err(err);
                 }
             };
-            let held = Held::new(slot, metrics.as_ref().map(|(m, _)| m.clone()));
             let budget = exchange.budget.clone();
             let result = match cached {
                 Some(cached) => cached

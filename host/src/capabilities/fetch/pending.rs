@@ -47,16 +47,23 @@ impl Budget {
         })
     }
 
-    /// A place among the open exchanges of the request, its tenant and
-    /// the daemon, held until the response body is done.
-    pub(super) async fn open(
+    /// What one origin exchange holds, waited for by `deadline` in this
+    /// order: a place among the open exchanges of the request, its tenant
+    /// and the daemon (kept until the response body is done), then one of
+    /// the request's in-flight slots (until the head is in). Taken by the
+    /// fetch's own task, so a guest that starts more than the caps before
+    /// reading anything never waits on itself.
+    pub(super) async fn places(
         &self,
         deadline: Instant,
-    ) -> Result<Option<super::sockets::OpenExchange>, FetchError> {
-        match &self.exchanges {
-            Some(counts) => counts.open(deadline).await.map(Some),
-            None => Ok(None),
-        }
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<(Option<super::sockets::OpenExchange>, Held), FetchError> {
+        let open = match &self.exchanges {
+            Some(counts) => Some(counts.open(deadline).await?),
+            None => None,
+        };
+        let slot = permit_by(self.slots.clone(), deadline, "no fetch slots").await?;
+        Ok((open, Held::new(slot, metrics)))
     }
 
     /// Counts one subrequest, or refuses it when the budget is spent.
@@ -73,15 +80,20 @@ impl Budget {
     pub fn used(&self) -> u32 {
         self.used.load(Ordering::Acquire)
     }
+}
 
-    /// Waits for an in-flight slot until `deadline`.
-    pub(super) async fn slot(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, FetchError> {
-        match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            // The semaphore is never closed; a closed one means no slots.
-            Ok(Err(_closed)) => Err(FetchError::Connection("no fetch slots".into())),
-            Err(_elapsed) => Err(FetchError::Timeout),
-        }
+/// A permit of `semaphore` by `deadline` ([`FetchError::Timeout`] past
+/// it). The semaphores are never closed; a closed one means none left,
+/// said as `none`.
+pub(super) async fn permit_by(
+    semaphore: Arc<Semaphore>,
+    deadline: Instant,
+    none: &str,
+) -> Result<OwnedSemaphorePermit, FetchError> {
+    match tokio::time::timeout_at(deadline, semaphore.acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_closed)) => Err(FetchError::Connection(none.into())),
+        Err(_elapsed) => Err(FetchError::Timeout),
     }
 }
 

@@ -8,6 +8,7 @@
 //! tenant's deploy with "Too many open files".
 
 use super::FetchError;
+use super::pending::permit_by;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -83,6 +84,15 @@ impl OriginSockets {
     pub fn open(&self) -> usize {
         self.cap().saturating_sub(self.global.available_permits())
     }
+
+    /// The counts for a new request of the tenant with `tenant`'s count.
+    pub fn counts(&self, tenant: Option<Arc<Semaphore>>) -> ExchangeCounts {
+        ExchangeCounts {
+            request: Arc::new(Semaphore::new(MAX_OPEN_ORIGIN_BODIES_PER_REQUEST)),
+            tenant,
+            global: self.global.clone(),
+        }
+    }
 }
 
 /// One open exchange's place in each count, given back on drop.
@@ -110,16 +120,10 @@ impl ExchangeCounts {
     /// daemon is out of descriptors to spare, and waiting would hold the
     /// guest's slot for nothing).
     pub async fn open(&self, deadline: Instant) -> Result<OpenExchange, FetchError> {
-        let wait = |semaphore: Arc<Semaphore>| async move {
-            match tokio::time::timeout_at(deadline, semaphore.acquire_owned()).await {
-                Ok(Ok(permit)) => Ok(permit),
-                Ok(Err(_closed)) => Err(FetchError::Connection("no origin sockets".into())),
-                Err(_elapsed) => Err(FetchError::Timeout),
-            }
-        };
-        let request = wait(self.request.clone()).await?;
+        const NONE: &str = "no origin sockets";
+        let request = permit_by(self.request.clone(), deadline, NONE).await?;
         let tenant = match &self.tenant {
-            Some(tenant) => Some(wait(tenant.clone()).await?),
+            Some(tenant) => Some(permit_by(tenant.clone(), deadline, NONE).await?),
             None => None,
         };
         let global = self.global.clone().try_acquire_owned().map_err(|_| {
@@ -130,17 +134,6 @@ impl ExchangeCounts {
             _tenant: tenant,
             _global: global,
         })
-    }
-}
-
-impl OriginSockets {
-    /// The counts for a new request of the tenant with `tenant`'s count.
-    pub fn counts(&self, tenant: Option<Arc<Semaphore>>) -> ExchangeCounts {
-        ExchangeCounts {
-            request: Arc::new(Semaphore::new(MAX_OPEN_ORIGIN_BODIES_PER_REQUEST)),
-            tenant,
-            global: self.global.clone(),
-        }
     }
 }
 

@@ -10,7 +10,6 @@
 //! `MAX_IN_FLIGHT_SUBREQUESTS`, 6: they used to skip the slot, 50 at once).
 
 use super::body::OriginBody;
-use super::pending::Held;
 use super::{FetchCtx, FetchError, strip_hop_by_hop};
 use http_body_util::BodyExt;
 use std::future::Future;
@@ -56,11 +55,7 @@ impl WasiHttpHooks for FetchCtx {
         let metrics = self.metered().map(|(m, _)| m.clone());
         Box::new(async move {
             let client = checked.map_err(to_error)?;
-            // A place among the open exchanges until the body is done, an
-            // in-flight slot until the head is in.
-            let open = budget.open(deadline).await.map_err(to_error)?;
-            let slot = budget.slot(deadline).await.map_err(to_error)?;
-            let held = Held::new(slot, metrics);
+            let (open, held) = budget.places(deadline, metrics).await.map_err(to_error)?;
             let (mut parts, body) = request.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             parts.headers.remove(http::header::HOST);
