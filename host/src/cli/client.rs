@@ -169,6 +169,8 @@ impl Api {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Bytes> {
+        // Bytes, so a retry shares the body instead of copying an upload.
+        let body = Bytes::from(body.unwrap_or_default());
         let mut attempt = 0;
         loop {
             match self.call_once(method.clone(), path, body.clone()).await {
@@ -183,19 +185,14 @@ impl Api {
         }
     }
 
-    async fn call_once(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<Bytes, Refused> {
+    async fn call_once(&self, method: Method, path: &str, body: Bytes) -> Result<Bytes, Refused> {
         let url = format!("{}{path}", self.base);
         let mut req = Request::builder().method(method.clone()).uri(&url);
         if let Some(token) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(body))
             .with_context(|| format!("{url} is not a usable URL"))
             .map_err(Refused::Final)?;
         let res = self.client.request(req).await.map_err(|err| {
