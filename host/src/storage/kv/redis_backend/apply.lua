@@ -2,7 +2,7 @@
 -- storage/kv/logic.rs: a value's expiry travels with it, increment keeps
 -- a live key's expiry, compare-and-swap compares the live value, and the
 -- tenant's usage is refused past the quota. An entry is charged what Redis
--- holds for it (storage/kv/redis_backend/charge.rs): its key as on redb
+-- holds for it (`redis_backend::charge` in mod.rs): its key as on redb
 -- (base + key + 8 + payload), the key twice more (index and expiry
 -- members), the overhead of its hash and index entries, and a quarter of
 -- the payload for the allocator's rounding. Every write applies or none: a refusal undoes

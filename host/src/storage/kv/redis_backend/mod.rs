@@ -115,9 +115,9 @@ pub struct RedisKv {
     conn: RedisLink,
     /// For writes over [`REDIS_BULK_WRITE_BYTES`].
     bulk: RedisLink,
-    pace: pace::WritePace,
+    pace: pace::Pace,
     /// The pace of `list` work per tenant.
-    list_pace: pace::WritePace,
+    list_pace: pace::Pace,
     /// Whether the last call reached Redis (for readiness).
     answered: std::sync::atomic::AtomicBool,
     clock: Arc<dyn Clock>,
@@ -170,6 +170,28 @@ impl Keys {
     }
 }
 
+/// Runs `call` by `timeout`. A call cut short after it may have been sent
+/// (a timeout, a dropped connection) fails as `cut_short` says (for a
+/// write, [`KvError::OutcomeUnknown`]); any other failure as a storage
+/// error.
+async fn within<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    cut_short: impl FnOnce(String) -> KvError,
+) -> Result<T, KvError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) if err.is_timeout() || err.is_connection_dropped() => {
+            Err(cut_short(format!("redis: {err}")))
+        }
+        Ok(Err(err)) => Err(storage(err)),
+        Err(_) => Err(cut_short(format!(
+            "no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
 fn storage(err: impl std::fmt::Display) -> KvError {
     KvError::Storage(format!("redis: {err}"))
 }
@@ -204,8 +226,8 @@ impl RedisKv {
         Self {
             conn,
             bulk,
-            pace: pace::WritePace::default(),
-            list_pace: pace::WritePace::lists(),
+            pace: pace::Pace::default(),
+            list_pace: pace::Pace::lists(),
             answered: std::sync::atomic::AtomicBool::new(true),
             clock,
             apply: redis::Script::new(APPLY),
@@ -220,43 +242,22 @@ impl RedisKv {
         self.conn.get().ok_or_else(|| storage("not connected yet"))
     }
 
-    /// Runs `call` by [`REDIS_KV_TIMEOUT`].
+    /// Runs `call` by [`REDIS_KV_TIMEOUT`]; a storage error if not.
     async fn bounded<T>(
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, KvError> {
-        self.bounded_by(REDIS_KV_TIMEOUT, call).await
+        self.answered_by(REDIS_KV_TIMEOUT, call, storage).await
     }
 
-    /// Runs `call` by `timeout`.
-    async fn bounded_by<T>(
-        &self,
-        timeout: Duration,
-        call: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, KvError> {
-        self.answered_by(timeout, call, storage).await
-    }
-
-    /// Runs `call` by `timeout`; a call cut short after it was sent (a
-    /// timeout, a dropped connection) fails with `unsent`'s opposite: for a
-    /// write, [`KvError::OutcomeUnknown`].
+    /// [`within`], remembering whether Redis answered (for readiness).
     async fn answered_by<T>(
         &self,
         timeout: Duration,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
-        cut_short: fn(String) -> KvError,
+        cut_short: impl FnOnce(String) -> KvError,
     ) -> Result<T, KvError> {
-        let result = match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) if err.is_timeout() || err.is_connection_dropped() => {
-                Err(cut_short(format!("redis: {err}")))
-            }
-            Ok(Err(err)) => Err(storage(err)),
-            Err(_) => Err(cut_short(format!(
-                "no answer within {} ms",
-                timeout.as_millis()
-            ))),
-        };
+        let result = within(timeout, call, cut_short).await;
         self.answered
             .store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
         result

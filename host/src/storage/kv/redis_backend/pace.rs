@@ -1,5 +1,6 @@
-//! The pace a tenant may write bytes to the shared Redis at, per node: a
-//! token bucket per tenant. Redis runs one command at a time, so a tenant
+//! The pace at which a tenant may use the shared Redis, per node: a token
+//! bucket per tenant, for the bytes it writes and for the index entries
+//! its `list` calls examine. Redis runs one command at a time, so a tenant
 //! writing 25 MiB values back to back (each copied into the script, the
 //! hash and, with `appendfsync always`, fsynced before Redis answers)
 //! holds every other tenant's calls and the control plane's behind it:
@@ -37,15 +38,15 @@ const MAX_PACED_TENANTS: u64 = 100_000;
 const BUCKET_IDLE: Duration =
     Duration::from_secs(REDIS_TENANT_WRITE_BURST_BYTES / REDIS_TENANT_WRITE_BYTES_PER_SECOND + 1);
 
-/// One tenant's allowance.
+/// One tenant's allowance (bytes or entries).
 #[derive(Debug)]
 struct Bucket {
-    bytes: f64,
+    allowance: f64,
     at: Instant,
 }
 
-/// Every tenant's allowance on this node.
-pub struct WritePace {
+/// Every tenant's allowance of one kind of work on this node.
+pub struct Pace {
     buckets: moka::sync::Cache<String, Arc<Mutex<Bucket>>>,
     rate: f64,
     burst: f64,
@@ -53,7 +54,7 @@ pub struct WritePace {
     what: &'static str,
 }
 
-impl Default for WritePace {
+impl Default for Pace {
     fn default() -> Self {
         Self::new(
             REDIS_TENANT_WRITE_BYTES_PER_SECOND,
@@ -62,7 +63,7 @@ impl Default for WritePace {
     }
 }
 
-impl WritePace {
+impl Pace {
     /// `rate` bytes per second, `burst` at once.
     pub fn new(rate: u64, burst: u64) -> Self {
         Self {
@@ -92,7 +93,7 @@ impl WritePace {
     pub fn give_back(&self, tenant: &str, amount: usize) {
         if let Some(bucket) = self.buckets.get(tenant) {
             let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
-            bucket.bytes = (bucket.bytes + amount as f64).min(self.burst);
+            bucket.allowance = (bucket.allowance + amount as f64).min(self.burst);
         }
     }
 
@@ -105,23 +106,23 @@ impl WritePace {
         let burst = self.burst;
         let bucket = self.buckets.get_with_by_ref(tenant, || {
             Arc::new(Mutex::new(Bucket {
-                bytes: burst,
+                allowance: burst,
                 at: now,
             }))
         });
         let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.bytes = (bucket.bytes + elapsed * self.rate).min(self.burst);
+        bucket.allowance = (bucket.allowance + elapsed * self.rate).min(self.burst);
         bucket.at = now;
         // A write larger than the burst (a big import) passes on a full
         // bucket and leaves it in debt, so it is paced, never refused for
         // good.
         let needed = (bytes as f64).min(self.burst);
-        if needed <= bucket.bytes {
-            bucket.bytes -= bytes as f64;
+        if needed <= bucket.allowance {
+            bucket.allowance -= bytes as f64;
             return Ok(());
         }
-        let wait_ms = ((needed - bucket.bytes) / self.rate * 1000.0).ceil();
+        let wait_ms = ((needed - bucket.allowance) / self.rate * 1000.0).ceil();
         Err(KvError::RateLimited(format!(
             "{bytes} {} now would pass {} per second per node (bursts of {}); retry in {wait_ms} ms",
             self.what, self.rate as u64, self.burst as u64,
@@ -135,7 +136,7 @@ mod tests {
 
     #[test]
     fn a_tenant_writes_its_burst_then_at_the_rate_and_others_are_untouched() {
-        let pace = WritePace::new(1000, 4000);
+        let pace = Pace::new(1000, 4000);
         let start = Instant::now();
         // At the burst: taken whole.
         assert!(pace.take("a", 4000, start).is_ok());
@@ -157,7 +158,7 @@ mod tests {
 
     #[test]
     fn a_write_larger_than_the_burst_passes_on_a_full_bucket_and_leaves_a_debt() {
-        let pace = WritePace::new(1000, 4000);
+        let pace = Pace::new(1000, 4000);
         let start = Instant::now();
         assert!(pace.take("a", 10_000, start).is_ok());
         // 6,000 bytes of debt, then a 1,000-byte write: 7 s away.
@@ -166,7 +167,7 @@ mod tests {
         };
         assert!(why.contains("retry in 7000 ms"), "{why}");
         assert!(pace.take("a", 1000, start + Duration::from_secs(7)).is_ok());
-        let defaults = WritePace::default();
+        let defaults = Pace::default();
         // The largest value passes at once, twice.
         let max = super::super::super::MAX_VALUE_BYTES;
         assert!(defaults.take("t", max, start).is_ok());

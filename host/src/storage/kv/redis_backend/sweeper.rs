@@ -73,21 +73,24 @@ pub(super) struct Sweeper {
     sweep: redis::Script,
     due: redis::Script,
     purge: redis::Script,
+    /// Whether this node saw the seeding scan done, so it stops asking.
+    seeded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 static SWEEP: &str = include_str!("sweep.lua");
 static DUE: &str = include_str!("due.lua");
 static PURGE: &str = include_str!("purge.lua");
 
-/// `call` by [`REDIS_KV_TIMEOUT`], a storage error naming `what` if not.
+/// `call` by [`REDIS_KV_TIMEOUT`], a storage error naming `what` if cut
+/// short.
 async fn bounded<T>(
     what: &str,
     call: impl std::future::Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, KvError> {
-    tokio::time::timeout(REDIS_KV_TIMEOUT, call)
-        .await
-        .map_err(|_| storage(format!("no answer to {what}")))?
-        .map_err(storage)
+    super::within(REDIS_KV_TIMEOUT, call, |why| {
+        storage(format!("{what}: {why}"))
+    })
+    .await
 }
 
 /// `{t:TENANT}:`, the prefix of every key of a data key.
@@ -103,6 +106,7 @@ impl Sweeper {
             sweep: redis::Script::new(SWEEP),
             due: redis::Script::new(DUE),
             purge: redis::Script::new(PURGE),
+            seeded: Arc::default(),
         }
     }
 
@@ -220,6 +224,10 @@ impl Sweeper {
     /// Fills the sweep index from a keyspace scan once per fleet, for
     /// tenants whose expiring entries were written before it existed.
     async fn seed_once(&self, conn: &mut ConnectionManager) -> Result<(), KvError> {
+        use std::sync::atomic::Ordering;
+        if self.seeded.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let first: Option<String> = bounded(
             "the sweep index",
             redis::cmd("SET")
@@ -232,6 +240,16 @@ impl Sweeper {
         )
         .await?;
         if first.is_none() {
+            // Another node scans, or the scan is done: once it is, this
+            // node stops asking every tick.
+            let state: Option<String> = bounded(
+                "the sweep index",
+                redis::cmd("GET").arg(SEEDED_KEY).query_async(conn),
+            )
+            .await?;
+            if state.as_deref() == Some("done") {
+                self.seeded.store(true, Ordering::Release);
+            }
             return Ok(());
         }
         let now = self.clock.now_ms();
@@ -272,7 +290,9 @@ impl Sweeper {
             if next == 0 {
                 let mut done = redis::cmd("SET");
                 done.arg(SEEDED_KEY).arg("done");
-                return bounded("the sweep index", done.query_async::<()>(conn)).await;
+                bounded("the sweep index", done.query_async::<()>(conn)).await?;
+                self.seeded.store(true, Ordering::Release);
+                return Ok(());
             }
             cursor = next;
         }
