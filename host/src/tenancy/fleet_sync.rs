@@ -140,7 +140,7 @@ impl Registry {
         Ok(synced)
     }
 
-    /// Writes this node's control plane (and the components its versions
+    /// Writes this node's control plane (after the components its versions
     /// name) over the fleet's Redis after Redis went back in time: the
     /// operator's other answer to [`RegistryError::Diverged`]. Refused
     /// unless Redis is behind this node, and unless no other node
@@ -151,6 +151,20 @@ impl Registry {
         self: &Arc<Self>,
         highest_elsewhere: u64,
     ) -> Result<Synced, RegistryError> {
+        // The components first, outside the write lock (up to 32 MiB each
+        // to Redis; storing one Redis has is a no-op): the node refuses
+        // writes while it diverged, so its versions do not change meanwhile.
+        self.read(|r| {
+            for (_, value) in &r.store.snapshot()?.tables[2] {
+                if let Ok(version) =
+                    serde_json::from_slice::<crate::storage::records::VersionRecord>(value)
+                {
+                    r.loader.share_component(&version.sha256)?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
         self.locked(move |r| {
             let Some(remote) = r.store.remote() else {
                 return Err(RegistryError::Invalid("this daemon is not a fleet node".into()));
@@ -168,13 +182,6 @@ impl Registry {
                 )));
             }
             let snapshot = r.store.snapshot()?;
-            for (_, value) in &snapshot.tables[2] {
-                if let Ok(version) =
-                    serde_json::from_slice::<crate::storage::records::VersionRecord>(value)
-                {
-                    r.loader.share_component(&version.sha256)?;
-                }
-            }
             let revision = here.max(highest_elsewhere) + 1;
             let revision = block_on(remote.reseed(there, &snapshot, revision))?;
             r.store.replace_all(&ControlSnapshot {
