@@ -1,6 +1,7 @@
 //! Who serves a request: deployments, the router and the registry that
 //! deploys, activates and rolls back versions.
 
+mod apps;
 mod caps;
 mod deployment;
 mod deploys;
