@@ -62,7 +62,8 @@ impl Budget {
             Some(counts) => Some(counts.open(deadline).await?),
             None => None,
         };
-        let slot = permit_by(self.slots.clone(), deadline, "no fetch slots").await?;
+        let slot =
+            super::sockets::permit_by(self.slots.clone(), deadline, "no fetch slots").await?;
         Ok((open, Held::new(slot, metrics)))
     }
 
@@ -79,21 +80,6 @@ impl Budget {
     /// Subrequests taken so far.
     pub fn used(&self) -> u32 {
         self.used.load(Ordering::Acquire)
-    }
-}
-
-/// A permit of `semaphore` by `deadline` ([`FetchError::Timeout`] past
-/// it). The semaphores are never closed; a closed one means none left,
-/// said as `none`.
-pub(super) async fn permit_by(
-    semaphore: Arc<Semaphore>,
-    deadline: Instant,
-    none: &str,
-) -> Result<OwnedSemaphorePermit, FetchError> {
-    match tokio::time::timeout_at(deadline, semaphore.acquire_owned()).await {
-        Ok(Ok(permit)) => Ok(permit),
-        Ok(Err(_closed)) => Err(FetchError::Connection(none.into())),
-        Err(_elapsed) => Err(FetchError::Timeout),
     }
 }
 

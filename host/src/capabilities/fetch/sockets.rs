@@ -8,7 +8,6 @@
 //! tenant's deploy with "Too many open files".
 
 use super::FetchError;
-use super::pending::permit_by;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -35,6 +34,21 @@ pub const DEFAULT_MAX_ORIGIN_SOCKETS: usize = 8192;
 /// rest (with `ulimit -n 4096`: 960).
 pub fn origin_socket_cap(open_files: usize, reserved: usize) -> usize {
     (open_files.saturating_sub(reserved) / 4).clamp(1, DEFAULT_MAX_ORIGIN_SOCKETS)
+}
+
+/// A permit of `semaphore` by `deadline` ([`FetchError::Timeout`] past
+/// it). The semaphores are never closed; a closed one means none left,
+/// said as `none`.
+pub(super) async fn permit_by(
+    semaphore: Arc<Semaphore>,
+    deadline: Instant,
+    none: &str,
+) -> Result<OwnedSemaphorePermit, FetchError> {
+    match tokio::time::timeout_at(deadline, semaphore.acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_closed)) => Err(FetchError::Connection(none.into())),
+        Err(_elapsed) => Err(FetchError::Timeout),
+    }
 }
 
 /// The daemon's count of open origin exchanges, and each tenant's.
